@@ -1,0 +1,45 @@
+"""dg-sqlmesh: orchestrate a SQLMesh project with Dagster.
+
+Every SQLMesh model is its own Dagster asset, every audit an asset check, and a
+Dagster run executes SQLMesh once for everything it selected.
+"""
+
+from dg_sqlmesh.assets import (
+    sqlmesh_assets_factory,
+    sqlmesh_definitions_factory,
+    sqlmesh_job,
+)
+from dg_sqlmesh.errors import (
+    ErrorClass,
+    SQLMeshDefinitionError,
+    SQLMeshEnvironmentError,
+    SQLMeshRunFailure,
+    classify_error,
+)
+from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
+from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
+from dg_sqlmesh.tags import parse_tags
+from dg_sqlmesh.translator import SQLMeshTranslator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ErrorClass",
+    "ModelInfo",
+    "ModelOutcome",
+    "ModelState",
+    "ProjectDescription",
+    "SQLMeshDefinitionError",
+    "SQLMeshEnvironmentError",
+    "SQLMeshResource",
+    "SQLMeshResultsResource",
+    "SQLMeshRunFailure",
+    "SQLMeshTranslator",
+    "classify_error",
+    "load_project",
+    "parse_tags",
+    "sqlmesh_assets_factory",
+    "sqlmesh_definitions_factory",
+    "sqlmesh_job",
+]

@@ -1,0 +1,142 @@
+"""One Dagster asset per SQLMesh model, and the factories users call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+from dg_sqlmesh.execution.step import sqlmesh_step
+from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
+from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
+from dg_sqlmesh.translator import SQLMeshTranslator
+
+JOB_NAME = "sqlmesh_job"
+
+# Persistent failures must never be retried blindly: a failed step does not make
+# Dagster's run-retry daemon re-launch the run (transient errors are retried inside
+# the run's SQLMesh execution instead, with backoff).
+NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
+
+
+def build_assets(
+    graph: SQLMeshAssetGraph, *, op_tags: Mapping[str, Any] | None = None
+) -> list[dg.AssetsDefinition]:
+    """An ``AssetsDefinition`` (its own op and step) per model of ``graph``."""
+    return [_model_asset(graph, fqn, op_tags) for fqn in graph.specs]
+
+
+def _model_asset(
+    graph: SQLMeshAssetGraph, fqn: str, op_tags: Mapping[str, Any] | None
+) -> dg.AssetsDefinition:
+    model = graph.model(fqn)
+
+    @dg.multi_asset(
+        name=graph.op_names[fqn],
+        specs=[graph.specs[fqn]],
+        check_specs=graph.check_specs[fqn],
+        op_tags={"sqlmesh/model": model.name, **(op_tags or {})},
+        required_resource_keys={"sqlmesh", "sqlmesh_results"},
+        can_subset=True,  # makes check outputs optional: audits that did not run report nothing
+    )
+    def _asset(context):  # noqa: ANN001, ANN202 - Dagster reads the hint; keep it bare
+        yield from sqlmesh_step(context, graph, fqn)
+
+    return _asset
+
+
+def sqlmesh_assets_factory(
+    *,
+    sqlmesh_resource: SQLMeshResource,
+    translator: SQLMeshTranslator | None = None,
+    external_asset_mapping: str | None = None,
+    group_name: str | None = None,
+    op_tags: Mapping[str, Any] | None = None,
+    owners: Sequence[str] | None = None,
+) -> list[dg.AssetsDefinition]:
+    """Asset definitions for every model of a SQLMesh project, one asset per model.
+
+    Loading reads the cached project description when the project's files have not
+    changed, and never connects to the warehouse. The assets need the resources
+    ``sqlmesh`` (a :class:`SQLMeshResource`) and ``sqlmesh_results``.
+
+    Example:
+        >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
+        >>> assets = sqlmesh_assets_factory(sqlmesh_resource=resource)  # doctest: +SKIP
+    """
+    graph = build_asset_graph(
+        sqlmesh_resource.describe(),
+        resolve_translator(translator, external_asset_mapping),
+        group_name=group_name,
+        owners=list(owners) if owners else None,
+    )
+    return build_assets(graph, op_tags=op_tags)
+
+
+def sqlmesh_job(assets: Sequence[dg.AssetsDefinition], name: str = JOB_NAME) -> dg.UnresolvedAssetJobDefinition:
+    """A job selecting all the given SQLMesh assets, with run retries off for failures."""
+    keys = [key for a in assets for key in a.keys]
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*keys),
+        tags=NO_RUN_RETRY_TAGS,
+        description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
+    )
+
+
+def sqlmesh_definitions_factory(
+    *,
+    project_dir: str,
+    gateway: str | None = None,
+    environment: str = "prod",
+    translator: SQLMeshTranslator | None = None,
+    external_asset_mapping: str | None = None,
+    group_name: str | None = None,
+    op_tags: Mapping[str, Any] | None = None,
+    owners: Sequence[str] | None = None,
+    schedule_name: str = "sqlmesh_adaptive_schedule",
+    enable_schedule: bool = False,
+    apply_plan: bool = False,
+    allow_prod_plan: bool = False,
+    cache_dir: str | None = None,
+) -> dg.Definitions:
+    """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
+
+    Example:
+        >>> defs = sqlmesh_definitions_factory(  # doctest: +SKIP
+        ...     project_dir="examples/shop",
+        ...     environment="prod",
+        ...     external_asset_mapping="raw/{node.schema}/{node.name}",
+        ... )
+    """
+    resource = SQLMeshResource(
+        project_dir=project_dir,
+        gateway=gateway,
+        environment=environment,
+        apply_plan=apply_plan,
+        allow_prod_plan=allow_prod_plan,
+        cache_dir=cache_dir,
+    )
+    assets = sqlmesh_assets_factory(
+        sqlmesh_resource=resource,
+        translator=translator,
+        external_asset_mapping=external_asset_mapping,
+        group_name=group_name,
+        op_tags=op_tags,
+        owners=owners,
+    )
+    job = sqlmesh_job(assets)
+    schedules = []
+    if enable_schedule:
+        from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
+
+        schedules.append(
+            sqlmesh_adaptive_schedule_factory(sqlmesh_resource=resource, name=schedule_name)
+        )
+    return dg.Definitions(
+        assets=assets,
+        jobs=[job],
+        schedules=schedules,
+        resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
+    )

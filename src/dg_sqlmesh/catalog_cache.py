@@ -1,0 +1,132 @@
+"""A cached :class:`ProjectDescription`, so definitions load without parsing models.
+
+Dagster loads a code location often: the webserver, the daemon, and every step
+process of the multiprocess executor. The description is stored as JSON under a
+key that hashes every project file (models, macros, audits, seeds, config), the
+SQLMesh and library versions and the gateway; any change makes a miss and a full
+load. An unreadable, corrupt or read-only cache never fails a load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from dg_sqlmesh.project import ProjectDescription, load_project, resolve_project_dir
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+_SKIP_DIRS = {".cache", "logs", "__pycache__", ".git", ".venv", "target", ".dagster_home"}
+_SKIP_SUFFIXES = (".duckdb", ".db", ".wal", ".pyc", ".lock", ".sqlite", ".tmp")
+
+
+def default_cache_dir(project_dir: Path) -> Path:
+    return project_dir / ".cache" / "dg_sqlmesh"
+
+
+def project_fingerprint(project_dir: Path, gateway: str | None) -> str:
+    """A hash of everything the description depends on."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    for part in (
+        f"format={CACHE_FORMAT}",
+        f"sqlmesh={version('sqlmesh')}",
+        f"dg_sqlmesh={_library_version()}",
+        f"python={sys.version_info[:2]}",
+        f"gateway={gateway or ''}",
+        f"project={project_dir}",
+    ):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    for path in _project_files(project_dir):
+        digest.update(str(path.relative_to(project_dir)).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dg-sqlmesh")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _project_files(project_dir: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(project_dir):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(names):
+            if name.endswith(_SKIP_SUFFIXES) or name.startswith("."):
+                if name != ".env":
+                    continue
+            files.append(Path(root) / name)
+    return files
+
+
+def _cache_file(cache_dir: Path, gateway: str | None) -> Path:
+    return cache_dir / f"description-{gateway or 'default'}.json"
+
+
+def read_cached(cache_dir: Path, gateway: str | None, key: str) -> ProjectDescription | None:
+    path = _cache_file(cache_dir, gateway)
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("Ignoring unreadable SQLMesh description cache %s: %s", path, exc)
+        return None
+    if not isinstance(payload, dict) or payload.get("key") != key:
+        return None
+    try:
+        return ProjectDescription.from_dict(payload["description"])
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.warning("Ignoring corrupt SQLMesh description cache %s: %s", path, exc)
+        return None
+
+
+def write_cached(
+    cache_dir: Path, gateway: str | None, key: str, description: ProjectDescription
+) -> None:
+    path = _cache_file(cache_dir, gateway)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"key": key, "description": description.to_dict()})
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(payload)
+        os.replace(tmp, path)  # atomic: concurrent loaders never read half a file
+    except OSError as exc:
+        logger.debug("Not caching the SQLMesh description in %s: %s", cache_dir, exc)
+
+
+def load_description(
+    project_dir: str | Path,
+    gateway: str | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+) -> ProjectDescription:
+    """Describe the project, from the cache when its files have not changed."""
+    path = resolve_project_dir(project_dir)
+    if not use_cache:
+        return load_project(path, gateway)
+    directory = Path(cache_dir) if cache_dir else default_cache_dir(path)
+    key = project_fingerprint(path, gateway)
+    cached = read_cached(directory, gateway, key)
+    if cached is not None:
+        return cached
+    description = load_project(path, gateway)
+    write_cached(directory, gateway, key, description)
+    return description

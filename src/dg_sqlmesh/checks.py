@@ -1,0 +1,82 @@
+"""SQLMesh audits as Dagster asset checks: specs at load time, results after a run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from dg_sqlmesh.execution.outcomes import AuditOutcome
+from dg_sqlmesh.project import AuditInfo, ModelInfo
+
+
+def check_name(audit: AuditInfo) -> str:
+    """The Dagster check name of an audit: its name, made a valid Dagster name."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in audit.name)
+
+
+def default_check_specs(model: ModelInfo, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """One ``AssetCheckSpec`` per audit; blocking audits make blocking checks."""
+    specs: dict[str, dg.AssetCheckSpec] = {}
+    for audit in model.audits:
+        name = check_name(audit)
+        if name in specs:  # the same audit twice with other arguments
+            name = f"{name}_{len(specs)}"
+        specs[name] = dg.AssetCheckSpec(
+            name=name,
+            asset=asset_key,
+            description=_describe(audit),
+            blocking=audit.blocking,
+            metadata={
+                "sqlmesh/audit": audit.name,
+                "sqlmesh/blocking": audit.blocking,
+                "sqlmesh/audit_args": dict(audit.args),
+            },
+        )
+    return list(specs.values())
+
+
+def _describe(audit: AuditInfo) -> str:
+    args = ", ".join(f"{k} := {v}" for k, v in audit.args.items())
+    kind = "blocking" if audit.blocking else "non-blocking"
+    return f"SQLMesh audit {audit.name}({args}), {kind}"
+
+
+def check_results(
+    specs: Sequence[dg.AssetCheckSpec], outcomes: Sequence[AuditOutcome]
+) -> list[dg.AssetCheckResult]:
+    """Match recorded audit outcomes to check specs, by audit name and arguments."""
+    remaining = list(outcomes)
+    results = []
+    for spec in specs:
+        audit_name = spec.metadata.get("sqlmesh/audit", spec.name)
+        args = spec.metadata.get("sqlmesh/audit_args", {})
+        match = next(
+            (o for o in remaining if o.name == audit_name and (not o.args or o.args == args)),
+            None,
+        )
+        if match is None:
+            continue
+        remaining.remove(match)
+        results.append(_result(spec, match))
+    return results
+
+
+def _result(spec: dg.AssetCheckSpec, outcome: AuditOutcome) -> dg.AssetCheckResult:
+    metadata: dict[str, object] = {
+        "audit": outcome.name,
+        "audit_args": dict(outcome.args),
+        "blocking": outcome.blocking,
+        "failing_rows": outcome.failing_rows,
+    }
+    if outcome.query:
+        metadata["query"] = dg.MetadataValue.md(f"```sql\n{outcome.query}\n```")
+    return dg.AssetCheckResult(
+        asset_key=spec.asset_key,
+        check_name=spec.name,
+        passed=outcome.passed,
+        severity=(
+            dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN
+        ),
+        metadata=metadata,
+    )

@@ -1,0 +1,42 @@
+"""The few places where we need more of Dagster than its public API offers.
+
+Checked against Dagster 1.11 to 1.13. Everything here degrades to a safe answer
+when Dagster's internals move.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+def run_step_keys(context: dg.AssetExecutionContext) -> set[str] | None:
+    """The step keys the current run executes, across all its processes.
+
+    Read from the run's execution plan snapshot stored in the instance, so every
+    step process (multiprocess executor) computes the same set. Covers asset
+    selections, op selections and re-execution from failure alike. None when the
+    plan cannot be read.
+    """
+    run = context.run
+    snapshot_id = getattr(run, "execution_plan_snapshot_id", None)
+    if not snapshot_id:
+        return None
+    try:
+        snapshot = context.instance.get_execution_plan_snapshot(snapshot_id)
+    except Exception:  # noqa: BLE001 - internal API: fall back to the caller's default
+        return None
+    keys = getattr(snapshot, "step_keys_to_execute", None)
+    if keys:
+        return set(keys)
+    return {step.key for step in getattr(snapshot, "steps", [])} or None
+
+
+def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The data version of the asset's latest materialization, if any."""
+    try:
+        event = instance.get_latest_materialization_event(key)
+    except Exception:  # noqa: BLE001
+        return None
+    materialization = getattr(event, "asset_materialization", None)
+    tags = getattr(materialization, "tags", None) or {}
+    return tags.get("dagster/data_version")

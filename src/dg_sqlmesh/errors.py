@@ -1,0 +1,121 @@
+"""Error types, and the transient/persistent classification of run-time failures.
+
+Definition-time mistakes (a missing project, a malformed tag, two models on one
+asset key) raise :class:`SQLMeshDefinitionError`, a ``DagsterInvalidDefinitionError``
+whose message names the problem and the fix. Run-time failures raise
+:class:`SQLMeshRunFailure`, a ``dagster.Failure`` carrying the classification in its
+metadata.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import socket
+from collections.abc import Iterator
+
+import dagster as dg
+
+
+class SQLMeshDefinitionError(dg.DagsterInvalidDefinitionError):
+    """The SQLMesh project cannot be turned into Dagster definitions."""
+
+
+class SQLMeshEnvironmentError(dg.Failure):
+    """The SQLMesh environment to run is missing or cannot be used."""
+
+
+class SQLMeshRunFailure(dg.Failure):
+    """A model (or SQLMesh itself) failed during a run."""
+
+
+class ErrorClass(str, enum.Enum):
+    """Whether retrying the same work may succeed."""
+
+    TRANSIENT = "transient"
+    PERSISTENT = "persistent"
+
+
+# Exception class names (anywhere in the cause chain) raised by SQLMesh's engine
+# adapters and the DB drivers they wrap when the failure is about reaching the
+# database rather than about the SQL. Names, not imports: the drivers are optional.
+_TRANSIENT_TYPE_NAMES = frozenset(
+    {
+        "OperationalError",  # psycopg2 / sqlite3: connection dropped, server closed, lock timeout
+        "InterfaceError",  # psycopg2: connection already closed
+        "AdminShutdown",
+        "SerializationFailure",
+        "DeadlockDetected",
+        "LockNotAvailable",
+        "QueryCanceled",
+        "ConnectionException",  # duckdb
+        "IOException",  # duckdb: "Could not set lock on file"
+        "TimeoutError",
+        "ConnectionError",
+        "ConnectionResetError",
+        "ConnectionRefusedError",
+        "BrokenPipeError",
+    }
+)
+
+_TRANSIENT_MESSAGE = re.compile(
+    r"could not set lock on file|conflicting lock|database is locked|lock timeout|"
+    r"deadlock detected|could not serialize access|connection (?:refused|reset|timed out|"
+    r"to server .* failed)|server closed the connection|terminating connection|"
+    r"connection already closed|the database system is (?:starting up|shutting down)|"
+    r"network is unreachable|timed? ?out",
+    re.IGNORECASE,
+)
+
+# Some driver errors share a transient type with persistent causes (psycopg2 raises
+# OperationalError for a wrong password and for a dropped connection alike).
+_PERSISTENT_MESSAGE = re.compile(
+    r"password authentication failed|role .* does not exist|database .* does not exist|"
+    r"permission denied|syntax error|catalog error|binder error|parser error|"
+    r"does not exist|conversion error|constraint",
+    re.IGNORECASE,
+)
+
+
+def _cause_chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def classify_error(error: BaseException) -> tuple[ErrorClass, str]:
+    """Classify a failure as transient (worth retrying) or persistent, and say why.
+
+    Walks the exception's cause chain. Audit failures, SQL and binder errors and
+    missing objects are persistent; dropped connections, refused connections, lock
+    and network timeouts are transient.
+
+    Example:
+        >>> classify_error(ConnectionRefusedError("connection refused"))[0]
+        <ErrorClass.TRANSIENT: 'transient'>
+    """
+    chain = list(_cause_chain(error))
+    for exc in chain:
+        if type(exc).__name__ in {"NodeAuditsErrors", "AuditError"}:
+            return ErrorClass.PERSISTENT, f"audit failure ({type(exc).__name__})"
+    for exc in chain:
+        text = str(exc)
+        name = type(exc).__name__
+        if _PERSISTENT_MESSAGE.search(text) and not _TRANSIENT_MESSAGE.search(text):
+            continue
+        if name in _TRANSIENT_TYPE_NAMES or isinstance(exc, (socket.timeout, ConnectionError)):
+            if _PERSISTENT_MESSAGE.search(text) and not _TRANSIENT_MESSAGE.search(text):
+                continue
+            return ErrorClass.TRANSIENT, f"{name}: {_first_line(text)}"
+        if _TRANSIENT_MESSAGE.search(text):
+            return ErrorClass.TRANSIENT, f"{name}: {_first_line(text)}"
+    root = chain[-1] if chain else error
+    return ErrorClass.PERSISTENT, f"{type(root).__name__}: {_first_line(str(root))}"
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line[:300]

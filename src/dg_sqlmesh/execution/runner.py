@@ -1,0 +1,206 @@
+"""The leader's work: run SQLMesh once for a Dagster run's whole selection.
+
+Reads top to bottom: lock the environment, build the context with our event
+capture, check the environment (missing? unapplied changes?), run SQLMesh's own
+``run`` on exactly the selected models, retry what failed transiently, and return
+one :class:`ModelOutcome` per selected model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dg_sqlmesh.errors import ErrorClass, SQLMeshEnvironmentError, classify_error
+from dg_sqlmesh.execution.console import EventRecorder, LogFn
+from dg_sqlmesh.execution.coordinator import environment_lock
+from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState, merge_attempts
+from dg_sqlmesh.project import ProjectDescription
+
+if TYPE_CHECKING:
+    from sqlmesh import Context
+
+    from dg_sqlmesh.resource import SQLMeshResource
+
+PROD = "prod"
+
+
+@dataclass
+class ExecutionReport:
+    outcomes: dict[str, ModelOutcome]
+    unapplied_changes: list[str] = field(default_factory=list)
+    attempts: int = 0
+    planned: bool = False
+
+
+def execute(
+    resource: SQLMeshResource,
+    description: ProjectDescription,
+    selection: Sequence[str],
+    *,
+    log: LogFn,
+    lock_dir: Path,
+    holder: str,
+    on_execution: callable = lambda: None,  # type: ignore[valid-type]
+) -> ExecutionReport:
+    """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome."""
+    environment = resource.environment
+    key = (
+        f"SQLMesh environment '{environment}' of {description.project_dir} "
+        f"(gateway {description.gateway})"
+    )
+    with environment_lock(
+        lock_dir,
+        key,
+        holder=holder,
+        timeout_seconds=resource.environment_lock_timeout,
+        on_wait=lambda current: log(
+            "warning", f"Waiting for {current} to finish with {key} before running SQLMesh"
+        ),
+    ):
+        recorder = EventRecorder(description.models_by_fqn, selection, log)
+        context = resource.create_context(
+            console=recorder.console, notification_targets=[recorder.notification_target]
+        )
+        report = ExecutionReport(outcomes={})
+        report.unapplied_changes, report.planned = prepare_environment(
+            context, resource, description, log
+        )
+        merged: dict[str, ModelOutcome] = {}
+        for attempt in range(resource.max_transient_retries + 1):
+            report.attempts = attempt + 1
+            on_execution()
+            outcomes = _run_once(context, resource, recorder, selection)
+            merged = (
+                outcomes
+                if not merged
+                else {fqn: merge_attempts(merged[fqn], o) for fqn, o in outcomes.items()}
+            )
+            retry = _transient_failures(merged)
+            if not retry or attempt == resource.max_transient_retries:
+                break
+            delay = resource.retry_backoff_seconds * (2**attempt)
+            log(
+                "warning",
+                f"Transient failure of {', '.join(sorted(retry))}; retrying the run in "
+                f"{delay:.1f} s (attempt {attempt + 2} of {resource.max_transient_retries + 1})",
+            )
+            time.sleep(delay)
+            recorder.reset()
+        report.outcomes = merged
+        return report
+
+
+def _run_once(
+    context: Context,
+    resource: SQLMeshResource,
+    recorder: EventRecorder,
+    selection: Sequence[str],
+) -> dict[str, ModelOutcome]:
+    try:
+        context.run(
+            resource.environment,
+            select_models=list(selection),
+            no_auto_upstream=True,
+            ignore_cron=resource.ignore_cron,
+        )
+    except Exception as exc:  # noqa: BLE001 - every model gets the error, classified
+        error_class, reason = classify_error(exc)
+        outcomes = recorder.finish(aborted=exc)
+        for outcome in outcomes.values():
+            if outcome.state in (ModelState.NOT_RUN, ModelState.UP_TO_DATE) and not outcome.intervals:
+                outcome.state = ModelState.FAILED
+                outcome.error = f"SQLMesh run failed before this model completed: {exc}"
+                outcome.error_class = error_class.value
+                outcome.error_reason = reason
+        return outcomes
+    return recorder.finish()
+
+
+def _transient_failures(outcomes: dict[str, ModelOutcome]) -> list[str]:
+    failed = [o for o in outcomes.values() if o.state is ModelState.FAILED]
+    if failed and all(o.error_class == ErrorClass.TRANSIENT.value for o in failed):
+        return [o.fqn for o in failed]
+    return []
+
+
+def prepare_environment(
+    context: Context,
+    resource: SQLMeshResource,
+    description: ProjectDescription,
+    log: LogFn,
+) -> tuple[list[str], bool]:
+    """Check the environment exists and matches the project; plan it if allowed.
+
+    Returns the models whose definition on disk differs from the environment, and
+    whether a plan was applied.
+    """
+    name = resource.environment
+    may_plan = resource.apply_plan and (name.lower() != PROD or resource.allow_prod_plan)
+    environment = context.state_reader.get_environment(name)
+    if environment is None:
+        if not may_plan:
+            raise SQLMeshEnvironmentError(
+                description=(
+                    f"SQLMesh environment '{name}' does not exist in the state of "
+                    f"{description.project_dir} (gateway {description.gateway}). Create it with "
+                    f"`sqlmesh -p {description.project_dir} plan {name}`"
+                    + (" " if name.lower() == PROD else f" --include-unmodified ")
+                    + "or set SQLMeshResource(apply_plan=True"
+                    + (", allow_prod_plan=True" if name.lower() == PROD else "")
+                    + ") to let Dagster apply it."
+                ),
+                allow_retries=False,
+            )
+        log("info", f"Environment '{name}' does not exist: applying a plan to create it")
+        _apply_plan(context, name)
+        return [], True
+
+    changed = unapplied_changes(context, environment)
+    if changed:
+        names = ", ".join(changed[:20]) + (f" and {len(changed) - 20} more" if len(changed) > 20 else "")
+        if may_plan:
+            log("warning", f"Project differs from environment '{name}' ({names}): applying a plan")
+            _apply_plan(context, name)
+            return changed, True
+        log(
+            "warning",
+            f"The project on disk differs from environment '{name}' for {names}. This run "
+            f"executes what the environment holds; apply a plan (`sqlmesh plan {name}`) "
+            "to run the new definitions.",
+        )
+    return changed, False
+
+
+def _apply_plan(context: Context, environment: str) -> None:
+    context.plan(
+        environment,
+        auto_apply=True,
+        no_prompts=True,
+        include_unmodified=environment.lower() != PROD,
+    )
+
+
+def unapplied_changes(context: Context, environment: object) -> list[str]:
+    """Model names whose definition on disk differs from the environment's snapshot."""
+    promoted = {s.name: s for s in getattr(environment, "snapshots", [])}
+    changed = []
+    for fqn, model in context.models.items():
+        if model.kind.is_external:
+            continue
+        snapshot = promoted.get(fqn)
+        if snapshot is None:
+            changed.append(f"{model.name} (new)")
+            continue
+        fingerprint = snapshot.fingerprint
+        if (
+            fingerprint.data_hash != model.data_hash
+            or fingerprint.metadata_hash != model.metadata_hash
+        ):
+            changed.append(model.name)
+    local = set(context.models)
+    changed.extend(f"{s.name} (removed)" for s in promoted.values() if s.name not in local)
+    return sorted(changed)

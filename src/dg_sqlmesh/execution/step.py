@@ -1,0 +1,199 @@
+"""What one model's Dagster step does.
+
+The first SQLMesh step of a run to start becomes the run's leader: it executes
+SQLMesh once for every SQLMesh model the run selected and publishes the outcomes.
+Every step, the leader included, then reports its own model from that record:
+a materialization only for data SQLMesh really wrote (or confirmed up to date),
+check results for the audits that ran, and a failure otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+
+from dg_sqlmesh.checks import check_results
+from dg_sqlmesh.dagster_compat import latest_data_version, run_step_keys
+from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.execution.coordinator import LeaderLost, RunCoordinator
+from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.execution.runner import execute
+from dg_sqlmesh.specs import SQLMeshAssetGraph
+
+NO_OP = "dagster_sqlmesh/no_op"
+
+
+def sqlmesh_step(
+    context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
+) -> Iterator[Any]:
+    """Run (if first) or wait for the run's SQLMesh execution, then report ``fqn``."""
+    coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(context.instance)
+    step_key = graph.op_names[fqn]
+    if coordinator.claim(context.run_id, step_key):
+        outcome = _lead(context, graph, coordinator, fqn)
+    else:
+        outcome = _follow(context, coordinator, fqn)
+    yield from report(context, graph, fqn, outcome)
+
+
+def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
+    """The SQLMesh models (FQNs, DAG order) among the steps this run executes."""
+    step_keys = run_step_keys(context)
+    if step_keys is None:
+        return list(graph.specs)
+    return [fqn for fqn, op_name in graph.op_names.items() if op_name in step_keys]
+
+
+def _lead(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    coordinator: RunCoordinator,
+    fqn: str,
+) -> ModelOutcome:
+    selection = selected_models(context, graph)
+    if fqn not in selection:
+        selection.append(fqn)
+    context.log.info(
+        f"Executing SQLMesh once for this run's {len(selection)} selected model(s) "
+        f"in environment '{context.resources.sqlmesh.environment}'"
+    )
+    try:
+        with coordinator.heartbeat(context.run_id):
+            report = execute(
+                context.resources.sqlmesh,
+                graph.description,
+                selection,
+                log=_logger(context),
+                lock_dir=coordinator.directory,
+                holder=f"Dagster run {context.run_id} (pid {os.getpid()} on {socket.gethostname()})",
+                on_execution=lambda: coordinator.record_execution(
+                    context.run_id, context.resources.sqlmesh.environment
+                ),
+            )
+    except BaseException as exc:
+        coordinator.publish(context.run_id, {}, error=_failure_text(exc))
+        raise
+    changed = {c.split(" (")[0] for c in report.unapplied_changes}
+    for outcome in report.outcomes.values():
+        model = graph.description.models_by_fqn.get(outcome.fqn)
+        if model is not None and model.name in changed:
+            outcome.detail = (outcome.detail or "") + " (the project on disk differs)"
+    coordinator.publish(context.run_id, report.outcomes)
+    return report.outcomes.get(fqn) or ModelOutcome(fqn=fqn, detail="not reported by SQLMesh")
+
+
+def _failure_text(exc: BaseException) -> str:
+    if isinstance(exc, dg.Failure) and exc.description:
+        return exc.description
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _follow(
+    context: dg.AssetExecutionContext, coordinator: RunCoordinator, fqn: str
+) -> ModelOutcome:
+    try:
+        record = coordinator.wait_for_leader(
+            context.run_id,
+            on_wait=lambda r: context.log.info(
+                f"Waiting for step '{r.leader_step}', which executes SQLMesh for this run"
+            ),
+        )
+    except LeaderLost as exc:
+        raise SQLMeshRunFailure(description=str(exc), allow_retries=False) from None
+    if record.error:
+        raise SQLMeshRunFailure(
+            description=f"The run's SQLMesh execution failed: {record.error}",
+            allow_retries=False,
+        )
+    return coordinator.outcome(context.run_id, fqn) or ModelOutcome(
+        fqn=fqn, detail="SQLMesh did not report this model"
+    )
+
+
+def _logger(context: dg.AssetExecutionContext):  # noqa: ANN202
+    log = context.log
+
+    def emit(level: str, message: str) -> None:
+        getattr(log, level if level in {"info", "warning", "error", "debug"} else "info")(message)
+
+    return emit
+
+
+def report(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    outcome: ModelOutcome,
+) -> Iterator[Any]:
+    """Turn one model's outcome into Dagster events, never claiming more than happened."""
+    model = graph.model(fqn)
+    key = graph.specs[fqn].key
+    checks = check_results(graph.check_specs.get(fqn, []), outcome.audits)
+    metadata = _metadata(outcome)
+
+    if outcome.state is ModelState.MATERIALIZED:
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=metadata,
+            check_results=checks,
+            data_version=dg.DataVersion(_data_version(model.data_hash, outcome, context.run_id)),
+        )
+        return
+    if outcome.state is ModelState.UP_TO_DATE:
+        previous = latest_data_version(context.instance, key)
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=metadata,
+            data_version=dg.DataVersion(previous) if previous else None,
+        )
+        return
+
+    yield from checks  # a failed blocking audit is shown, without a materialization
+    reason = outcome.error or outcome.detail or "SQLMesh did not evaluate this model"
+    if outcome.state is ModelState.AUDIT_FAILED:
+        failed = [a.name for a in outcome.audits if not a.passed and a.blocking]
+        reason = f"blocking audit(s) {', '.join(failed) or '?'} failed: {outcome.error}"
+    raise SQLMeshRunFailure(
+        description=f"{model.name}: {reason}",
+        metadata=metadata,
+        allow_retries=False,
+    )
+
+
+def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "sqlmesh/state": outcome.state.value,
+        NO_OP: outcome.state is ModelState.UP_TO_DATE,
+    }
+    if outcome.intervals:
+        metadata["sqlmesh/intervals"] = [
+            f"[{_iso(start)}, {_iso(end)})" for start, end in outcome.intervals
+        ]
+        metadata["sqlmesh/interval_start"] = _iso(min(s for s, _ in outcome.intervals))
+        metadata["sqlmesh/interval_end"] = _iso(max(e for _, e in outcome.intervals))
+        metadata["sqlmesh/batches"] = outcome.batches
+        metadata["sqlmesh/duration_ms"] = outcome.duration_ms
+    if outcome.detail:
+        metadata["sqlmesh/detail"] = outcome.detail.strip()
+    if outcome.error_class:
+        metadata["sqlmesh/error_class"] = outcome.error_class
+        metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
+        metadata["sqlmesh/retryable"] = outcome.error_class == ErrorClass.TRANSIENT.value
+    if outcome.failed_upstreams:
+        metadata["sqlmesh/failed_upstreams"] = outcome.failed_upstreams
+    return metadata
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+
+
+def _data_version(data_hash: str | None, outcome: ModelOutcome, run_id: str) -> str:
+    digest = hashlib.sha1(f"{data_hash}|{outcome.intervals}|{run_id}".encode())
+    return digest.hexdigest()[:24]

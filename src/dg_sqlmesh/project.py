@@ -1,0 +1,362 @@
+"""Loading a SQLMesh project into a serialisable description of its models.
+
+Definitions are built from :class:`ProjectDescription`, never from a live SQLMesh
+context: the description can be cached on disk (see ``catalog_cache``) and loading
+it opens no connection to the warehouse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dg_sqlmesh.errors import SQLMeshDefinitionError
+
+if TYPE_CHECKING:
+    from sqlmesh import Context
+    from sqlmesh.core.config import Config
+    from sqlmesh.core.model import Model
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILENAMES = ("config.yaml", "config.yml", "config.py")
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditInfo:
+    """One audit attached to a model."""
+
+    name: str
+    blocking: bool
+    args: dict[str, str] = field(default_factory=dict)
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What Dagster needs to know about one SQLMesh model.
+
+    ``fqn`` is SQLMesh's fully qualified, quoted name (``"db"."schema"."table"``),
+    the identity used to talk to SQLMesh; ``catalog``, ``schema`` and ``table`` are
+    the unquoted parts.
+    """
+
+    fqn: str
+    name: str
+    catalog: str
+    schema: str
+    table: str
+    kind: str
+    is_external: bool = False
+    engine: str | None = None
+    cron: str | None = None
+    dialect: str | None = None
+    interval_unit: str | None = None
+    start: str | None = None
+    time_column: str | None = None
+    grain: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    owner: str | None = None
+    description: str | None = None
+    columns: tuple[ColumnInfo, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    audits: tuple[AuditInfo, ...] = ()
+    rendered_query: str | None = None
+    data_hash: str | None = None
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelInfo:
+        values = dict(data)
+        values["columns"] = tuple(ColumnInfo(**c) for c in values.get("columns", ()))
+        values["audits"] = tuple(AuditInfo(**a) for a in values.get("audits", ()))
+        for name in ("grain", "tags", "depends_on"):
+            values[name] = tuple(values.get(name, ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ProjectDescription:
+    """A loaded SQLMesh project: its models in DAG order, and where it runs."""
+
+    project_dir: str
+    gateway: str
+    engine: str
+    default_catalog: str | None
+    models: tuple[ModelInfo, ...]
+
+    @property
+    def models_by_fqn(self) -> dict[str, ModelInfo]:
+        return {m.fqn: m for m in self.models}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "models": [m.to_dict() for m in self.models]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProjectDescription:
+        return cls(
+            project_dir=data["project_dir"],
+            gateway=data["gateway"],
+            engine=data["engine"],
+            default_catalog=data.get("default_catalog"),
+            models=tuple(ModelInfo.from_dict(m) for m in data["models"]),
+        )
+
+
+def resolve_project_dir(project_dir: str | Path) -> Path:
+    """Return the absolute project folder, or raise a clear error if it is not one."""
+    path = Path(project_dir).expanduser()
+    if not path.exists():
+        raise SQLMeshDefinitionError(
+            f"SQLMesh project folder '{path}' does not exist. "
+            "Pass project_dir= the folder that holds the project's config.yaml."
+        )
+    if not path.is_dir():
+        raise SQLMeshDefinitionError(
+            f"SQLMesh project path '{path}' is a file, not a folder. "
+            "Pass project_dir= the folder that holds the project's config.yaml."
+        )
+    path = path.resolve()
+    if not any((path / name).is_file() for name in CONFIG_FILENAMES):
+        raise SQLMeshDefinitionError(
+            f"'{path}' is not a SQLMesh project: it has no config.yaml or config.py. "
+            "Point project_dir at the project root, or create one with `sqlmesh init duckdb`."
+        )
+    return path
+
+
+def load_config(project_dir: Path, gateway: str | None) -> tuple[Config, str]:
+    """Load the project's config with relative DuckDB paths made absolute.
+
+    SQLMesh resolves a DuckDB ``database: db.duckdb`` against the process's working
+    directory; we resolve it against the project so that Dagster finds the same
+    file wherever it was started.
+
+    Returns the config and the name of the gateway to use.
+    """
+    from sqlmesh.core.config import Config
+    from sqlmesh.core.config.loader import load_configs
+    from sqlmesh.utils.errors import ConfigError
+
+    try:
+        config = load_configs("config", Config, [project_dir])[project_dir]
+    except ConfigError as exc:
+        raise SQLMeshDefinitionError(
+            f"The SQLMesh config of '{project_dir}' could not be loaded: {exc}"
+        ) from exc
+
+    gateways = config.gateways if isinstance(config.gateways, Mapping) else {}
+    names = {name.lower(): name for name in gateways}
+    chosen = gateway or config.default_gateway or next(iter(gateways), "")
+    if gateways and chosen.lower() not in names:
+        raise SQLMeshDefinitionError(
+            f"Gateway '{chosen}' is not defined in {project_dir}/config.yaml. "
+            f"Known gateways: {', '.join(sorted(gateways)) or 'none'}. "
+            "Pass one of them as gateway=, or add it to the config."
+        )
+    updates = {
+        name: _absolute_gateway(gw, project_dir)
+        for name, gw in gateways.items()
+    }
+    if updates:
+        config = config.model_copy(update={"gateways": updates})
+    for attr in ("default_connection", "default_state_connection", "default_test_connection"):
+        conn = getattr(config, attr, None)
+        if conn is not None:
+            config = config.model_copy(update={attr: _absolute_connection(conn, project_dir)})
+    return config, names.get(chosen.lower(), chosen)
+
+
+def _absolute_gateway(gateway: Any, project_dir: Path) -> Any:
+    update = {}
+    for attr in ("connection", "state_connection", "test_connection"):
+        conn = getattr(gateway, attr, None)
+        if conn is not None:
+            update[attr] = _absolute_connection(conn, project_dir)
+    return gateway.model_copy(update=update) if update else gateway
+
+
+def _absolute_connection(conn: Any, project_dir: Path) -> Any:
+    def absolute(value: Any) -> Any:
+        if not isinstance(value, str) or not value or value == ":memory:":
+            return value
+        if "://" in value or value.startswith("md:") or Path(value).is_absolute():
+            return value
+        return str(project_dir / value)
+
+    update: dict[str, Any] = {}
+    if getattr(conn, "type_", None) in {"duckdb", "motherduck"} or hasattr(conn, "catalogs"):
+        if getattr(conn, "database", None):
+            update["database"] = absolute(conn.database)
+        catalogs = getattr(conn, "catalogs", None)
+        if catalogs:
+            update["catalogs"] = {
+                name: absolute(path) if isinstance(path, str) else path
+                for name, path in catalogs.items()
+            }
+    return conn.model_copy(update=update) if update else conn
+
+
+def create_context(
+    project_dir: Path,
+    gateway: str | None,
+    *,
+    console: Any | None = None,
+    notification_targets: list[Any] | None = None,
+) -> Context:
+    """Build a SQLMesh context for the project (loads models; opens no connection)."""
+    from sqlmesh import Context
+    from sqlmesh.core.console import NoopConsole, set_console
+
+    config, gateway_name = load_config(project_dir, gateway)
+    set_console(console or NoopConsole())
+    try:
+        return Context(
+            paths=[project_dir],
+            config=config,
+            gateway=gateway_name,
+            notification_targets=notification_targets,
+            load=True,
+        )
+    except SQLMeshDefinitionError:
+        raise
+    except Exception as exc:  # SQLMesh raises ConfigError, SQLMeshError, ParseError...
+        raise SQLMeshDefinitionError(
+            f"SQLMesh could not load the project '{project_dir}': {exc}"
+        ) from exc
+
+
+def describe_context(context: Context, project_dir: Path, gateway: str) -> ProjectDescription:
+    """Turn a loaded SQLMesh context into a :class:`ProjectDescription`."""
+    models = context.models
+    dag_order = [fqn for fqn in context.dag if fqn in models]
+    engine = _engine_type(context, gateway)
+    described = [describe_model(models[fqn], project_dir, engine) for fqn in dag_order]
+    return ProjectDescription(
+        project_dir=str(project_dir),
+        gateway=gateway,
+        engine=engine,
+        default_catalog=context.default_catalog,
+        models=tuple(described),
+    )
+
+
+def _engine_type(context: Context, gateway: str) -> str:
+    try:
+        return context.config.get_connection(gateway).type_
+    except Exception:  # noqa: BLE001 - purely informative
+        return "unknown"
+
+
+def describe_model(model: Model, project_dir: Path, engine: str | None = None) -> ModelInfo:
+    """Describe one SQLMesh model (external or not) without touching the warehouse."""
+    table = model.fully_qualified_table
+    is_external = model.kind.is_external
+    columns = model.columns_to_types or {}
+    descriptions = model.column_descriptions or {}
+    path = None
+    if getattr(model, "_path", None):
+        try:
+            path = str(Path(model._path).resolve().relative_to(project_dir))
+        except ValueError:
+            path = str(model._path)
+    return ModelInfo(
+        fqn=model.fqn,
+        name=model.name,
+        catalog=table.catalog,
+        schema=table.db,
+        table=table.name,
+        kind=model.kind.name.value if hasattr(model.kind.name, "value") else str(model.kind.name),
+        is_external=is_external,
+        engine=engine,
+        cron=None if is_external else str(model.cron),
+        dialect=model.dialect or None,
+        interval_unit=None if is_external else model.interval_unit.value,
+        start=None if model.start is None else str(model.start),
+        time_column=_time_column(model),
+        grain=_grain(model),
+        tags=tuple(model.tags),
+        owner=model.owner,
+        description=model.description,
+        columns=tuple(
+            ColumnInfo(name, dtype.sql(dialect=model.dialect), descriptions.get(name))
+            for name, dtype in columns.items()
+        ),
+        depends_on=tuple(sorted(model.depends_on)),
+        audits=() if is_external else tuple(_describe_audits(model)),
+        rendered_query=None if is_external else _rendered_query(model),
+        data_hash=None if is_external else model.data_hash,
+        path=path,
+    )
+
+
+def _grain(model: Model) -> tuple[str, ...]:
+    columns: list[str] = []
+    for grain in model.grains:
+        parts = grain.expressions if grain.key == "tuple" else [grain]
+        columns.extend(part.sql(dialect=model.dialect) for part in parts)
+    return tuple(columns)
+
+
+def _time_column(model: Model) -> str | None:
+    time_column = getattr(model.kind, "time_column", None)
+    return None if time_column is None else time_column.column.name
+
+
+def _describe_audits(model: Model) -> list[AuditInfo]:
+    from sqlglot import exp
+
+    audits = []
+    for audit, args in model.audits_with_args:
+        blocking_arg = args.get("blocking")
+        blocking = blocking_arg == exp.true() if blocking_arg is not None else audit.blocking
+        shown_args = {
+            k: v.sql(dialect=model.dialect) if hasattr(v, "sql") else str(v)
+            for k, v in args.items()
+            if k != "blocking"
+        }
+        query = audit.query.sql(dialect=model.dialect) if getattr(audit, "query", None) else None
+        audits.append(AuditInfo(name=audit.name, blocking=bool(blocking), args=shown_args, query=query))
+    return audits
+
+
+def _rendered_query(model: Model) -> str | None:
+    if not model.is_sql:
+        return None
+    try:
+        query = model.render_query()
+    except Exception:  # noqa: BLE001 - metadata only; execution reports real errors
+        return None
+    return None if query is None else query.sql(dialect=model.dialect, pretty=True)
+
+
+def load_project(project_dir: str | Path, gateway: str | None = None) -> ProjectDescription:
+    """Load a SQLMesh project and describe its models (no warehouse connection).
+
+    Example:
+        >>> description = load_project("examples/shop")  # doctest: +SKIP
+        >>> [m.name for m in description.models][:2]  # doctest: +SKIP
+        ['raw.customers', 'raw.orders']
+    """
+    path = resolve_project_dir(project_dir)
+    context = create_context(path, gateway)
+    description = describe_context(context, path, context.selected_gateway)
+    if not any(not m.is_external for m in description.models):
+        raise SQLMeshDefinitionError(
+            f"The SQLMesh project '{path}' has no models. Add a model under models/, "
+            "or point project_dir at the right folder."
+        )
+    return description

@@ -1,0 +1,102 @@
+"""Dagster resources: where the SQLMesh project is, and where a run's outcomes live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from pydantic import Field
+
+from dg_sqlmesh.catalog_cache import load_description
+from dg_sqlmesh.project import ProjectDescription, create_context, resolve_project_dir
+
+if TYPE_CHECKING:
+    from sqlmesh import Context
+
+    from dg_sqlmesh.execution.coordinator import RunCoordinator
+
+_DESCRIPTIONS: dict[tuple[str, str | None, str | None], ProjectDescription] = {}
+
+
+class SQLMeshResource(dg.ConfigurableResource):
+    """A SQLMesh project, the gateway and the environment Dagster runs it in.
+
+    Example:
+        >>> SQLMeshResource(project_dir="examples/shop", environment="dev", apply_plan=True)
+        ... # doctest: +SKIP
+    """
+
+    project_dir: str = Field(description="Folder of the SQLMesh project (holds config.yaml).")
+    gateway: str | None = Field(default=None, description="Gateway; the project's default if unset.")
+    environment: str = Field(default="prod", description="SQLMesh environment to run.")
+    cache_dir: str | None = Field(
+        default=None,
+        description="Where the cached project description lives (default <project>/.cache).",
+    )
+    apply_plan: bool = Field(
+        default=False,
+        description=(
+            "Apply a plan (with backfill) before running when the environment is missing or "
+            "the project on disk differs from it. Refused for prod unless allow_prod_plan."
+        ),
+    )
+    allow_prod_plan: bool = Field(
+        default=False, description="Let apply_plan plan the prod environment too."
+    )
+    ignore_cron: bool = Field(
+        default=False,
+        description="Run missing intervals even if the model's cron has not elapsed yet.",
+    )
+    max_transient_retries: int = Field(
+        default=3, description="Retries of a run whose failures are all transient."
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0, description="First retry delay; doubles on each retry."
+    )
+    environment_lock_timeout: float = Field(
+        default=3600.0,
+        description="How long a run waits for another run of the same environment to finish.",
+    )
+
+    @property
+    def project_path(self) -> Path:
+        return resolve_project_dir(self.project_dir)
+
+    def describe(self, *, use_cache: bool = True) -> ProjectDescription:
+        """The project's models, from the cache when possible (no warehouse connection)."""
+        key = (str(self.project_path), self.gateway, self.cache_dir)
+        if use_cache and key in _DESCRIPTIONS:
+            return _DESCRIPTIONS[key]
+        description = load_description(
+            self.project_path, self.gateway, cache_dir=self.cache_dir, use_cache=use_cache
+        )
+        _DESCRIPTIONS[key] = description
+        return description
+
+    def create_context(self, **kwargs: Any) -> Context:
+        """A SQLMesh context for this project and gateway. Only executing steps need one."""
+        return create_context(self.project_path, self.gateway, **kwargs)
+
+
+class SQLMeshResultsResource(dg.ConfigurableResource):
+    """Where the steps of a run find the outcome of the run's one SQLMesh execution.
+
+    The store is a SQLite file that every step process of the Dagster instance can
+    open, by default in the instance's storage folder.
+    """
+
+    directory: str | None = Field(
+        default=None,
+        description="Folder of the outcome store; default <instance storage>/dg_sqlmesh.",
+    )
+
+    def store_directory(self, instance: dg.DagsterInstance) -> Path:
+        if self.directory:
+            return Path(self.directory)
+        return Path(instance.storage_directory()) / "dg_sqlmesh"
+
+    def coordinator(self, instance: dg.DagsterInstance) -> RunCoordinator:
+        from dg_sqlmesh.execution.coordinator import RunCoordinator
+
+        return RunCoordinator(self.store_directory(instance))

@@ -1,0 +1,134 @@
+"""The one path from a described SQLMesh project to Dagster specs.
+
+Shared by the asset factory, the definitions factory and the component.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import dagster as dg
+from sqlglot import exp
+
+from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.project import ModelInfo, ProjectDescription
+from dg_sqlmesh.translator import SQLMeshTranslator, key_segment
+
+
+@dataclass
+class SQLMeshAssetGraph:
+    """Specs of every non-external model, and the maps between models and keys."""
+
+    description: ProjectDescription
+    specs: dict[str, dg.AssetSpec] = field(default_factory=dict)  # by model fqn
+    check_specs: dict[str, list[dg.AssetCheckSpec]] = field(default_factory=dict)
+    external_keys: dict[str, dg.AssetKey] = field(default_factory=dict)
+    op_names: dict[str, str] = field(default_factory=dict)  # fqn -> op name
+
+    @property
+    def fqn_by_key(self) -> dict[dg.AssetKey, str]:
+        return {spec.key: fqn for fqn, spec in self.specs.items()}
+
+    @property
+    def fqn_by_op_name(self) -> dict[str, str]:
+        return {name: fqn for fqn, name in self.op_names.items()}
+
+    def model(self, fqn: str) -> ModelInfo:
+        return self.description.models_by_fqn[fqn]
+
+
+def resolve_translator(
+    translator: SQLMeshTranslator | type | None, external_asset_mapping: str | None
+) -> SQLMeshTranslator:
+    if translator is None:
+        translator = SQLMeshTranslator()
+    elif isinstance(translator, type):
+        raise SQLMeshDefinitionError(
+            f"translator= got the class {translator.__name__}, not an instance. "
+            f"Pass {translator.__name__}() instead."
+        )
+    if external_asset_mapping:
+        translator = copy.copy(translator)
+        translator.external_asset_mapping = external_asset_mapping
+    return translator
+
+
+def build_asset_graph(
+    description: ProjectDescription,
+    translator: SQLMeshTranslator,
+    *,
+    group_name: str | None = None,
+    owners: list[str] | None = None,
+) -> SQLMeshAssetGraph:
+    """Turn a project description into asset and check specs (one per model/audit)."""
+    graph = SQLMeshAssetGraph(description=description)
+    models = description.models_by_fqn
+    claimed: dict[dg.AssetKey, str] = {}
+
+    def claim(key: dg.AssetKey, fqn: str) -> dg.AssetKey:
+        other = claimed.setdefault(key, fqn)
+        if other != fqn:
+            raise SQLMeshDefinitionError(
+                f"Models {_name(models, other)} and {_name(models, fqn)} both map to asset key "
+                f"{key.to_user_string()}. Give them distinct keys (override "
+                "SQLMeshTranslator.get_asset_key or external_asset_mapping)."
+            )
+        return key
+
+    def upstream_key(fqn: str) -> dg.AssetKey:
+        model = models.get(fqn)
+        if model is not None and not model.is_external:
+            return graph.specs[fqn].key
+        if fqn not in graph.external_keys:
+            external = model or _undeclared(fqn)
+            graph.external_keys[fqn] = claim(translator.get_external_asset_key(external), fqn)
+        return graph.external_keys[fqn]
+
+    for model in description.models:  # DAG order: parents first
+        if model.is_external:
+            continue
+        deps = [upstream_key(parent) for parent in model.depends_on]
+        spec = translator.get_asset_spec(
+            model, deps=deps, default_group=group_name, default_owners=owners
+        )
+        claim(spec.key, model.fqn)
+        graph.specs[model.fqn] = spec
+        graph.check_specs[model.fqn] = list(translator.get_check_specs(model, spec.key))
+    graph.op_names = _op_names(graph.specs)
+    return graph
+
+
+def _name(models: dict[str, ModelInfo], fqn: str) -> str:
+    model = models.get(fqn)
+    if model is None:
+        return fqn
+    return f"{model.name} ({model.path})" if model.path else model.name
+
+
+def _undeclared(fqn: str) -> ModelInfo:
+    """A dependency that is neither a model nor a declared external model."""
+    table = exp.to_table(fqn)
+    return ModelInfo(
+        fqn=fqn,
+        name=table.sql(),
+        catalog=table.catalog,
+        schema=table.db,
+        table=table.name,
+        kind="EXTERNAL",
+        is_external=True,
+    )
+
+
+def _op_names(specs: dict[str, dg.AssetSpec]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for fqn, spec in specs.items():
+        base = "__".join(key_segment(p) for p in spec.key.path)
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names[fqn] = name
+    return names

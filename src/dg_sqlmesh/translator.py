@@ -1,0 +1,215 @@
+"""SQLMeshTranslator: how a SQLMesh model becomes a Dagster asset spec.
+
+Subclass it and override one method per attribute. Each default lives in a
+module-level function so a subclass can reuse it::
+
+    class MyTranslator(SQLMeshTranslator):
+        def get_asset_key(self, model):
+            return dg.AssetKey(["warehouse", model.schema, model.table])
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from dg_sqlmesh.checks import default_check_specs
+from dg_sqlmesh.project import ModelInfo
+from dg_sqlmesh.tags import is_valid_owner, parse_tags, sanitize_tag_part
+
+_INVALID_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")
+
+
+def key_segment(name: str) -> str:
+    """A name made a valid asset key segment: quotes dropped, other odd characters ``_``.
+
+    Example:
+        >>> key_segment("events_*")
+        'events__'
+    """
+    return _INVALID_KEY_CHAR.sub("_", name.strip('"`[]')) or "_"
+
+
+def default_asset_key(model: ModelInfo) -> dg.AssetKey:
+    """``catalog/schema/table`` of the model (catalog left out when there is none)."""
+    parts = [model.catalog, model.schema, model.table]
+    return dg.AssetKey([key_segment(p) for p in parts if p])
+
+
+def external_asset_key(model: ModelInfo, template: str | None) -> dg.AssetKey:
+    """The key of an external model: the default key, or ``template`` rendered.
+
+    ``template`` is a Jinja (``{{ node.schema }}``) or format (``{node.schema}``)
+    string over ``node.catalog``, ``node.schema``, ``node.name`` and ``node.fqn``;
+    ``/`` separates key segments.
+
+    Example:
+        ``"raw/{node.schema}/{node.name}"`` maps ``payments.transactions`` to
+        ``raw/payments/transactions``.
+    """
+    if not template:
+        return default_asset_key(model)
+    node = _Node(catalog=model.catalog, schema=model.schema, name=model.table, fqn=model.fqn)
+    if "{{" in template or "{%" in template:
+        import jinja2
+
+        rendered = jinja2.Template(template, undefined=jinja2.StrictUndefined).render(node=node)
+    else:
+        rendered = template.format(node=node)
+    return dg.AssetKey([key_segment(p) for p in rendered.split("/") if p])
+
+
+class _Node:
+    def __init__(self, **values: str) -> None:
+        self.__dict__.update(values)
+
+
+def default_group_name(model: ModelInfo) -> str | None:
+    return parse_tags(model.tags, model=model.name, path=model.path).group_name
+
+
+def default_description(model: ModelInfo) -> str | None:
+    tagged = parse_tags(model.tags, model=model.name, path=model.path).description
+    return tagged or model.description
+
+
+def default_owners(model: ModelInfo) -> list[str] | None:
+    """Owners from ``dagster:owner:`` tags, or None to let the factory decide."""
+    owners = parse_tags(model.tags, model=model.name, path=model.path).owners
+    return list(owners) or None
+
+
+def model_owner(model: ModelInfo) -> list[str]:
+    """The SQLMesh ``owner`` of the model, as a Dagster owner."""
+    if not model.owner:
+        return []
+    owner = model.owner.strip()
+    return [owner if is_valid_owner(owner) else f"team:{sanitize_tag_part(owner)}"]
+
+
+def default_tags(model: ModelInfo) -> dict[str, str]:
+    return dict(parse_tags(model.tags, model=model.name, path=model.path).tags)
+
+
+def default_kinds(model: ModelInfo) -> set[str]:
+    kinds = {"sqlmesh"}
+    if model.engine and model.engine != "unknown":
+        kinds.add(model.engine)
+    kinds.update(parse_tags(model.tags, model=model.name, path=model.path).kinds)
+    return kinds
+
+
+def default_metadata(model: ModelInfo) -> dict[str, Any]:
+    table = ".".join(p for p in (model.catalog, model.schema, model.table) if p)
+    metadata: dict[str, Any] = {
+        "dagster/table_name": table,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(name=c.name, type=c.type, description=c.description)
+                for c in model.columns
+            ]
+        ),
+        "sqlmesh/model": model.name,
+        "sqlmesh/kind": model.kind,
+    }
+    optional = {
+        "sqlmesh/cron": model.cron,
+        "sqlmesh/dialect": model.dialect,
+        "sqlmesh/interval_unit": model.interval_unit,
+        "sqlmesh/time_column": model.time_column,
+        "sqlmesh/grain": ", ".join(model.grain) or None,
+        "sqlmesh/file": model.path,
+    }
+    metadata.update({k: v for k, v in optional.items() if v})
+    if model.rendered_query:
+        metadata["sqlmesh/rendered_query"] = dg.MetadataValue.md(
+            f"```sql\n{model.rendered_query}\n```"
+        )
+    return metadata
+
+
+class SQLMeshTranslator:
+    """Decides how each SQLMesh model appears in Dagster. Subclass to customise.
+
+    Args:
+        external_asset_mapping: template for the asset keys of external models,
+            e.g. ``"raw/{node.schema}/{node.name}"``.
+
+    Example:
+        >>> class Prefixed(SQLMeshTranslator):
+        ...     def get_asset_key(self, model):
+        ...         return super().get_asset_key(model).with_prefix("warehouse")
+    """
+
+    def __init__(self, external_asset_mapping: str | None = None) -> None:
+        self.external_asset_mapping = external_asset_mapping
+
+    def get_asset_key(self, model: ModelInfo) -> dg.AssetKey:
+        """The asset key of a (non-external) model. Default: catalog/schema/table."""
+        return default_asset_key(model)
+
+    def get_external_asset_key(self, model: ModelInfo) -> dg.AssetKey:
+        """The asset key of an external model, an upstream we never materialize."""
+        return external_asset_key(model, getattr(self, "external_asset_mapping", None))
+
+    def get_group_name(self, model: ModelInfo) -> str | None:
+        """The group; None falls back to the factory's group_name, then the schema."""
+        return default_group_name(model)
+
+    def get_description(self, model: ModelInfo) -> str | None:
+        return default_description(model)
+
+    def get_owners(self, model: ModelInfo) -> list[str] | None:
+        """Owners; None falls back to the factory's owners, then the model's owner."""
+        return default_owners(model)
+
+    def get_tags(self, model: ModelInfo) -> Mapping[str, str]:
+        return default_tags(model)
+
+    def get_kinds(self, model: ModelInfo) -> set[str]:
+        return default_kinds(model)
+
+    def get_metadata(self, model: ModelInfo) -> Mapping[str, Any]:
+        return default_metadata(model)
+
+    def get_code_version(self, model: ModelInfo) -> str | None:
+        """SQLMesh's data hash of the model: changes exactly when its logic does."""
+        return model.data_hash
+
+    def get_check_specs(
+        self, model: ModelInfo, asset_key: dg.AssetKey
+    ) -> list[dg.AssetCheckSpec]:
+        """One check per audit; return fewer to hide audits from Dagster."""
+        return default_check_specs(model, asset_key)
+
+    def get_automation_condition(self, model: ModelInfo) -> dg.AutomationCondition | None:
+        """None by default; see ``cron_automation_condition`` for one following the cron."""
+        return None
+
+    def get_asset_spec(
+        self,
+        model: ModelInfo,
+        *,
+        deps: list[dg.AssetKey] | None = None,
+        default_group: str | None = None,
+        default_owners: list[str] | None = None,
+    ) -> dg.AssetSpec:
+        """The whole spec. Override and call ``.replace_attributes(...)`` on super()'s."""
+        owners = self.get_owners(model)
+        if owners is None:
+            owners = list(default_owners) if default_owners else model_owner(model)
+        return dg.AssetSpec(
+            key=self.get_asset_key(model),
+            deps=deps or [],
+            description=self.get_description(model),
+            group_name=self.get_group_name(model) or default_group or key_segment(model.schema),
+            owners=owners,
+            tags=self.get_tags(model),
+            kinds=self.get_kinds(model),
+            metadata=self.get_metadata(model),
+            code_version=self.get_code_version(model),
+            automation_condition=self.get_automation_condition(model),
+        )
