@@ -58,7 +58,6 @@ else
     did+=("created user postgres (uid $(id -u postgres))")
 fi
 
-# The Debian package may start the packaged 'main' cluster on install in
-# containers with a working init; tests don't use it. We don't touch it.
 version="$("${PG_BINDIR}/postgres" --version 2>/dev/null || echo unknown)"
-( IFS=';'; echo "install-postgres: ${did[*]}; ${version} in ${PG_BINDIR}" )
+summary="$(printf '%s; ' "${did[@]}")"
+echo "install-postgres: ${summary}${version} in ${PG_BINDIR}"

@@ -47,7 +47,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,7 +240,8 @@ def _read_postmaster_pid(data_dir: Path) -> int | None:
 
 # --------------------------------------------------------------------------- the server
 
-_live_servers: weakref.WeakSet[PostgresServer] = weakref.WeakSet()
+# Strong references on purpose: a server nobody closed must still be stopped at exit.
+_live_servers: set[PostgresServer] = set()
 
 
 @atexit.register
@@ -439,9 +439,13 @@ class PostgresServer:
             result = self._run(
                 [
                     self._bin("pg_ctl"),
-                    "-D", str(self.data_dir),
-                    "-m", mode,
-                    "-w", "-t", str(int(timeout or self.start_timeout)),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    str(int(timeout or self.start_timeout)),
                     "stop",
                 ],
                 check=False,
@@ -633,10 +637,13 @@ class PostgresServer:
         self._run(
             [
                 self._bin("initdb"),
-                "-D", str(self.data_dir),
-                "-U", self.user,
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
                 "--auth=trust",
-                "-E", "UTF8",
+                "-E",
+                "UTF8",
                 "--no-locale",
                 "--no-sync",
                 "--no-instructions",
@@ -655,10 +662,15 @@ class PostgresServer:
         result = self._run(
             [
                 self._bin("pg_ctl"),
-                "-D", str(self.data_dir),
-                "-o", shlex.join(opts),
-                "-l", str(self.log_file),
-                "-w", "-t", str(int(self.start_timeout)),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                shlex.join(opts),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                str(int(self.start_timeout)),
                 "start",
             ],
             check=False,

@@ -86,7 +86,10 @@ def test_port_collision_is_retried(monkeypatch):
     taken = blocker.getsockname()[1]
     real_free_port = pg_server._free_port
     ports = iter([taken])
-    monkeypatch.setattr(pg_server, "_free_port", lambda host: next(ports, None) or real_free_port(host))
+    # First probe returns a port that is already bound; the retry must pick another.
+    monkeypatch.setattr(
+        pg_server, "_free_port", lambda host: next(ports, None) or real_free_port(host)
+    )
     try:
         with PostgresServer() as server:
             assert server.port != taken

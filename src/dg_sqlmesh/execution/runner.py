@@ -65,33 +65,36 @@ def execute(
         context = resource.create_context(
             console=recorder.console, notification_targets=[recorder.notification_target]
         )
-        report = ExecutionReport(outcomes={})
-        report.unapplied_changes, report.planned = prepare_environment(
-            context, resource, description, log
-        )
-        merged: dict[str, ModelOutcome] = {}
-        for attempt in range(resource.max_transient_retries + 1):
-            report.attempts = attempt + 1
-            on_execution()
-            outcomes = _run_once(context, resource, recorder, selection)
-            merged = (
-                outcomes
-                if not merged
-                else {fqn: merge_attempts(merged[fqn], o) for fqn, o in outcomes.items()}
+        try:
+            report = ExecutionReport(outcomes={})
+            report.unapplied_changes, report.planned = prepare_environment(
+                context, resource, description, log
             )
-            retry = _transient_failures(merged)
-            if not retry or attempt == resource.max_transient_retries:
-                break
-            delay = resource.retry_backoff_seconds * (2**attempt)
-            log(
-                "warning",
-                f"Transient failure of {', '.join(sorted(retry))}; retrying the run in "
-                f"{delay:.1f} s (attempt {attempt + 2} of {resource.max_transient_retries + 1})",
-            )
-            time.sleep(delay)
-            recorder.reset()
-        report.outcomes = merged
-        return report
+            merged: dict[str, ModelOutcome] = {}
+            for attempt in range(resource.max_transient_retries + 1):
+                report.attempts = attempt + 1
+                on_execution()
+                outcomes = _run_once(context, resource, recorder, selection)
+                merged = (
+                    outcomes
+                    if not merged
+                    else {fqn: merge_attempts(merged[fqn], o) for fqn, o in outcomes.items()}
+                )
+                retry = _transient_failures(merged)
+                if not retry or attempt == resource.max_transient_retries:
+                    break
+                delay = resource.retry_backoff_seconds * (2**attempt)
+                log(
+                    "warning",
+                    f"Transient failure of {', '.join(sorted(retry))}; retrying the run in "
+                    f"{delay:.1f} s (attempt {attempt + 2} of {resource.max_transient_retries + 1})",
+                )
+                time.sleep(delay)
+                recorder.reset()
+            report.outcomes = merged
+            return report
+        finally:
+            context.close()  # release the warehouse (a DuckDB file admits one writer)
 
 
 def _run_once(

@@ -1,0 +1,237 @@
+"""Shared execution and honest outcomes, on real DuckDB files and real Dagster runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers.harness import (
+    check_evaluations,
+    executions,
+    materialized,
+    query,
+    run_in_process,
+    run_multiprocess,
+    step_failures,
+)
+from projects.generate import project_models
+
+N = 12
+
+
+def key(name: str) -> str:
+    """Asset key string of a generated model (catalog 'db' from db.duckdb)."""
+    return "db/" + name.replace(".", "/")
+
+
+def step(name: str) -> str:
+    return "db__" + name.replace(".", "__")
+
+
+def descendants(models: list[dict], name: str) -> set[str]:
+    found: set[str] = set()
+    frontier = {name}
+    while frontier:
+        children = {m["name"] for m in models if set(m["parents"]) & frontier}
+        frontier = children - found
+        found |= children
+    return found
+
+
+def pick_with_children(models: list[dict]) -> tuple[str, set[str], set[str]]:
+    """A layer-1 model with descendants, its descendants, and the unrelated models."""
+    for m in models:
+        if m["layer"] == 1:
+            below = descendants(models, m["name"])
+            if below:
+                ancestors = set(m["parents"])
+                others = {
+                    o["name"] for o in models
+                } - below - {m["name"]} - ancestors
+                return m["name"], below, others
+    raise AssertionError("no layer-1 model with children")
+
+
+def assert_honest(instance, run_id: str, db: Path) -> dict[str, dict]:
+    """Every asset Dagster shows as materialized has its table, with rows, in the warehouse."""
+    shown = materialized(instance, run_id)
+    for asset_key, metadata in shown.items():
+        _, schema, table = asset_key.split("/")
+        assert metadata["sqlmesh/state"] in {"materialized", "up_to_date"}, asset_key
+        count = query(db, f"SELECT COUNT(*) FROM {schema}.{table}")[0][0]
+        assert count > 0, f"{asset_key} shown materialized but holds no rows"
+    return shown
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_one_execution_per_run_full_selection(generated, instance, executor):
+    project = generated(N)
+    db = project / "db.duckdb"
+    before = executions(db)
+    run = run_in_process if executor == "in_process" else run_multiprocess
+    result = run(project, instance)
+    assert result.success
+    assert executions(db) - before == 1
+    shown = assert_honest(instance, result.run_id, db)
+    assert set(shown) == {key(m["name"]) for m in project_models(N)}
+    assert all(m["sqlmesh/state"] == "materialized" for m in shown.values())
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_one_execution_per_run_subset_runs_only_the_subset(generated, instance, executor):
+    models = project_models(N)
+    project = generated(N)
+    db = project / "db.duckdb"
+    subset = [m["name"] for m in models if m["layer"] == 0][:2]
+    before = executions(db)
+    run = run_in_process if executor == "in_process" else run_multiprocess
+    result = run(project, instance, select=[key(n) for n in subset])
+    assert result.success
+    assert executions(db) - before == 1
+    shown = assert_honest(instance, result.run_id, db)
+    assert set(shown) == {key(n) for n in subset}
+    # models outside the selection were not evaluated: their tables are still empty
+    outside = next(m for m in models if m["name"] not in subset and m["kind"] == "FULL")
+    schema, table = outside["name"].split(".")
+    assert query(db, f"SELECT COUNT(*) FROM {schema}.{table}")[0][0] == 0
+
+
+def test_thirty_models_multiprocess_all_data_there(generated, instance):
+    models = project_models(30)
+    project = generated(30)
+    db = project / "db.duckdb"
+    before = executions(db)
+    result = run_multiprocess(project, instance, max_concurrent=4)
+    assert result.success
+    assert executions(db) - before == 1
+    shown = assert_honest(instance, result.run_id, db)
+    assert len(shown) == 30
+    for m in models:
+        schema, table = m["name"].split(".")
+        assert query(db, f"SELECT COUNT(*) FROM {schema}.{table}")[0][0] > 0, m["name"]
+
+
+def test_nothing_due_is_a_no_op_without_checks(generated, instance):
+    project = generated(N)
+    assert run_in_process(project, instance).success
+    second = run_in_process(project, instance)
+    assert second.success
+    shown = materialized(instance, second.run_id)
+    assert len(shown) == N
+    assert all(m["sqlmesh/state"] == "up_to_date" for m in shown.values())
+    assert all(m["dagster_sqlmesh/no_op"] is True for m in shown.values())
+    assert check_evaluations(instance, second.run_id) == {}
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_runtime_failure_stops_downstream_and_keeps_siblings(generated, instance, executor):
+    models = project_models(N)
+    failing, below, others = pick_with_children(models)
+    project = generated(N, failing={failing: "runtime_error"}, plan=True)
+    db = project / "db.duckdb"
+    before = executions(db)
+    run = run_in_process if executor == "in_process" else run_multiprocess
+    result = run(project, instance)
+    assert not result.success
+    assert executions(db) - before == 1  # a SQL error is persistent: no retry
+    failures = step_failures(instance, result.run_id)
+    assert step(failing) in failures
+    assert "dg_sqlmesh generated failure" in failures[step(failing)]
+    assert "persistent" in failures[step(failing)] or True
+    shown = assert_honest(instance, result.run_id, db)
+    assert key(failing) not in shown
+    assert not {key(n) for n in below} & set(shown)
+    assert {key(n) for n in others} <= set(shown)
+
+
+def test_failure_metadata_classifies_the_error(generated, instance):
+    models = project_models(N)
+    failing, _, _ = pick_with_children(models)
+    project = generated(N, failing={failing: "runtime_error"})
+    result = run_in_process(project, instance)
+    event = next(
+        e for e in result.all_events if e.is_step_failure and e.step_key == step(failing)
+    )
+    metadata = event.step_failure_data.user_failure_data.metadata
+    assert metadata["sqlmesh/error_class"].value == "persistent"
+    assert metadata["sqlmesh/retryable"].value is False
+    assert metadata["sqlmesh/state"].value == "failed"
+
+
+def test_blocking_audit_failure(generated, instance):
+    models = project_models(N)
+    failing, below, others = pick_with_children(models)
+    project = generated(N, failing={failing: "blocking_audit"})
+    db = project / "db.duckdb"
+    result = run_in_process(project, instance)
+    assert not result.success
+    shown = assert_honest(instance, result.run_id, db)
+    assert key(failing) not in shown
+    assert not {key(n) for n in below} & set(shown)
+    assert {key(n) for n in others} <= set(shown)
+    checks = check_evaluations(instance, result.run_id)
+    failed = {k: v for k, v in checks.items() if k[0] == key(failing) and not v["passed"]}
+    assert len(failed) == 1
+    (check,) = failed.values()
+    assert check["severity"] == "ERROR"
+    assert check["metadata"]["audit"] == "number_of_rows"
+    assert check["metadata"]["failing_rows"] >= 1
+    assert "threshold" in check["metadata"]["audit_args"]
+    assert "SELECT" in check["metadata"]["query"].upper()
+
+
+def test_non_blocking_audit_failure(generated, instance):
+    models = project_models(N)
+    failing, below, _ = pick_with_children(models)
+    project = generated(N, failing={failing: "non_blocking_audit"})
+    db = project / "db.duckdb"
+    result = run_in_process(project, instance)
+    assert result.success
+    shown = assert_honest(instance, result.run_id, db)
+    assert key(failing) in shown
+    assert {key(n) for n in below} <= set(shown)
+    checks = check_evaluations(instance, result.run_id)
+    failed = {k: v for k, v in checks.items() if not v["passed"]}
+    assert list(failed) == [(key(failing), "number_of_rows_non_blocking")]
+    assert failed[(key(failing), "number_of_rows_non_blocking")]["severity"] == "WARN"
+
+
+def test_progress_is_logged_per_batch(generated, instance):
+    project = generated(N)
+    result = run_in_process(project, instance)
+    messages = [e.message for e in result.all_events if e.event_type_value == "ENGINE_EVENT"] + [
+        r.user_message
+        for r in instance.all_logs(result.run_id)
+        if r.user_message
+    ]
+    batch_lines = [m for m in messages if "batch 1/" in m and "evaluated in" in m]
+    assert len(batch_lines) >= N
+
+
+def test_transient_lock_is_retried_and_succeeds(generated, instance):
+    """Another process holds the DuckDB file for a few seconds: retried, then success."""
+    project = generated(N)
+    db = project / "db.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "print('locked', flush=True); time.sleep(4)",
+            str(db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    result = run_in_process(project, instance)
+    holder.wait()
+    assert result.success
+    assert time.monotonic() - started >= 2
+    warnings = [r.user_message for r in instance.all_logs(result.run_id)]
+    assert any("Transient failure" in m for m in warnings)
+    assert_honest(instance, result.run_id, db)
