@@ -48,9 +48,7 @@ def pick_with_children(models: list[dict]) -> tuple[str, set[str], set[str]]:
             below = descendants(models, m["name"])
             if below:
                 ancestors = set(m["parents"])
-                others = {
-                    o["name"] for o in models
-                } - below - {m["name"]} - ancestors
+                others = {o["name"] for o in models} - below - {m["name"]} - ancestors
                 return m["name"], below, others
     raise AssertionError("no layer-1 model with children")
 
@@ -152,9 +150,7 @@ def test_failure_metadata_classifies_the_error(generated, instance):
     failing, _, _ = pick_with_children(models)
     project = generated(N, failing={failing: "runtime_error"})
     result = run_in_process(project, instance)
-    event = next(
-        e for e in result.all_events if e.is_step_failure and e.step_key == step(failing)
-    )
+    event = next(e for e in result.all_events if e.is_step_failure and e.step_key == step(failing))
     metadata = event.step_failure_data.user_failure_data.metadata
     assert metadata["sqlmesh/error_class"].value == "persistent"
     assert metadata["sqlmesh/retryable"].value is False
@@ -203,9 +199,7 @@ def test_progress_is_logged_per_batch(generated, instance):
     project = generated(N)
     result = run_in_process(project, instance)
     messages = [e.message for e in result.all_events if e.event_type_value == "ENGINE_EVENT"] + [
-        r.user_message
-        for r in instance.all_logs(result.run_id)
-        if r.user_message
+        r.user_message for r in instance.all_logs(result.run_id) if r.user_message
     ]
     batch_lines = [m for m in messages if "batch 1/" in m and "evaluated in" in m]
     assert len(batch_lines) >= N

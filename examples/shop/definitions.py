@@ -2,7 +2,8 @@
 
 Open it in the Dagster UI with ``dagster dev -f examples/shop/definitions.py``.
 The environment and gateway can be chosen with SHOP_SQLMESH_ENVIRONMENT and
-SHOP_SQLMESH_GATEWAY (defaults: prod on DuckDB).
+SHOP_SQLMESH_GATEWAY (defaults: prod on DuckDB); SHOP_SQLMESH_APPLY_PLAN=1
+lets runs apply a plan when the environment is missing or out of date.
 """
 
 import os
@@ -16,4 +17,7 @@ defs = sqlmesh_definitions_factory(
     environment=os.environ.get("SHOP_SQLMESH_ENVIRONMENT", "prod"),
     external_asset_mapping="raw/{node.schema}/{node.name}",
     enable_schedule=False,
+    # The quickstart opts in to creating/updating the environment with a plan.
+    apply_plan=os.environ.get("SHOP_SQLMESH_APPLY_PLAN") == "1",
+    allow_prod_plan=os.environ.get("SHOP_SQLMESH_APPLY_PLAN") == "1",
 )

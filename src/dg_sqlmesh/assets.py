@@ -74,7 +74,9 @@ def sqlmesh_assets_factory(
     return build_assets(graph, op_tags=op_tags)
 
 
-def sqlmesh_job(assets: Sequence[dg.AssetsDefinition], name: str = JOB_NAME) -> dg.UnresolvedAssetJobDefinition:
+def sqlmesh_job(
+    assets: Sequence[dg.AssetsDefinition], name: str = JOB_NAME
+) -> dg.UnresolvedAssetJobDefinition:
     """A job selecting all the given SQLMesh assets, with run retries off for failures."""
     keys = [key for a in assets for key in a.keys]
     return dg.define_asset_job(

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -21,9 +22,14 @@ from dg_sqlmesh.project import ProjectDescription, load_project, resolve_project
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: ModelInfo.cron_tz
 _SKIP_DIRS = {".cache", "logs", "__pycache__", ".git", ".venv", "target", ".dagster_home"}
 _SKIP_SUFFIXES = (".duckdb", ".db", ".wal", ".pyc", ".lock", ".sqlite", ".tmp")
+_ENV_READING_SUFFIXES = {".sql", ".py", ".yaml", ".yml", ".j2", ".jinja"}
+_ENV_REFERENCE = re.compile(
+    r"""(?:env_var|getenv|environ\.get)\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]"""
+    r"""|environ\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"""
+)
 
 
 def default_cache_dir(project_dir: Path) -> Path:
@@ -45,10 +51,20 @@ def project_fingerprint(project_dir: Path, gateway: str | None) -> str:
     ):
         digest.update(part.encode())
         digest.update(b"\0")
+    env_names = {name for name in os.environ if name.upper().startswith("SQLMESH__")}
     for path in _project_files(project_dir):
+        content = path.read_bytes()
         digest.update(str(path.relative_to(project_dir)).encode())
         digest.update(b"\0")
-        digest.update(path.read_bytes())
+        digest.update(content)
+        digest.update(b"\0")
+        if path.suffix in _ENV_READING_SUFFIXES:
+            text = content.decode("utf-8", errors="ignore")
+            env_names.update(a or b for a, b in _ENV_REFERENCE.findall(text))
+    # The project can read environment variables (config ``env_var('X')``, macros'
+    # ``os.environ``): their values are part of what the description depends on.
+    for name in sorted(env_names):
+        digest.update(f"env:{name}={os.environ.get(name)}".encode())
         digest.update(b"\0")
     return digest.hexdigest()
 

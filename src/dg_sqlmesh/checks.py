@@ -75,8 +75,6 @@ def _result(spec: dg.AssetCheckSpec, outcome: AuditOutcome) -> dg.AssetCheckResu
         asset_key=spec.asset_key,
         check_name=spec.name,
         passed=outcome.passed,
-        severity=(
-            dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN
-        ),
+        severity=(dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN),
         metadata=metadata,
     )

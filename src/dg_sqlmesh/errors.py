@@ -29,7 +29,7 @@ class SQLMeshRunFailure(dg.Failure):
     """A model (or SQLMesh itself) failed during a run."""
 
 
-class ErrorClass(str, enum.Enum):
+class ErrorClass(enum.StrEnum):
     """Whether retrying the same work may succeed."""
 
     TRANSIENT = "transient"

@@ -60,6 +60,7 @@ class ModelInfo:
     is_external: bool = False
     engine: str | None = None
     cron: str | None = None
+    cron_tz: str | None = None  # IANA zone of the cron; None means UTC
     dialect: str | None = None
     interval_unit: str | None = None
     start: str | None = None
@@ -167,10 +168,7 @@ def load_config(project_dir: Path, gateway: str | None) -> tuple[Config, str]:
             f"Known gateways: {', '.join(sorted(gateways)) or 'none'}. "
             "Pass one of them as gateway=, or add it to the config."
         )
-    updates = {
-        name: _absolute_gateway(gw, project_dir)
-        for name, gw in gateways.items()
-    }
+    updates = {name: _absolute_gateway(gw, project_dir) for name, gw in gateways.items()}
     if updates:
         config = config.model_copy(update={"gateways": updates})
     for attr in ("default_connection", "default_state_connection", "default_test_connection"):
@@ -283,6 +281,7 @@ def describe_model(model: Model, project_dir: Path, engine: str | None = None) -
         is_external=is_external,
         engine=engine,
         cron=None if is_external else str(model.cron),
+        cron_tz=None if is_external or not model.cron_tz else str(model.cron_tz),
         dialect=model.dialect or None,
         interval_unit=None if is_external else model.interval_unit.value,
         start=None if model.start is None else str(model.start),
@@ -329,7 +328,9 @@ def _describe_audits(model: Model) -> list[AuditInfo]:
             if k != "blocking"
         }
         query = audit.query.sql(dialect=model.dialect) if getattr(audit, "query", None) else None
-        audits.append(AuditInfo(name=audit.name, blocking=bool(blocking), args=shown_args, query=query))
+        audits.append(
+            AuditInfo(name=audit.name, blocking=bool(blocking), args=shown_args, query=query)
+        )
     return audits
 
 

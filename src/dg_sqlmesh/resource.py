@@ -28,7 +28,9 @@ class SQLMeshResource(dg.ConfigurableResource):
     """
 
     project_dir: str = Field(description="Folder of the SQLMesh project (holds config.yaml).")
-    gateway: str | None = Field(default=None, description="Gateway; the project's default if unset.")
+    gateway: str | None = Field(
+        default=None, description="Gateway; the project's default if unset."
+    )
     environment: str = Field(default="prod", description="SQLMesh environment to run.")
     cache_dir: str | None = Field(
         default=None,

@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.checks import default_check_specs
+from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project import ModelInfo
 from dg_sqlmesh.tags import is_valid_owner, parse_tags, sanitize_tag_part
 
@@ -53,12 +54,19 @@ def external_asset_key(model: ModelInfo, template: str | None) -> dg.AssetKey:
     if not template:
         return default_asset_key(model)
     node = _Node(catalog=model.catalog, schema=model.schema, name=model.table, fqn=model.fqn)
-    if "{{" in template or "{%" in template:
-        import jinja2
+    try:
+        if "{{" in template or "{%" in template:
+            import jinja2
 
-        rendered = jinja2.Template(template, undefined=jinja2.StrictUndefined).render(node=node)
-    else:
-        rendered = template.format(node=node)
+            rendered = jinja2.Template(template, undefined=jinja2.StrictUndefined).render(node=node)
+        else:
+            rendered = template.format(node=node)
+    except Exception as exc:  # AttributeError, KeyError, ValueError, jinja2 errors
+        raise SQLMeshDefinitionError(
+            f"external_asset_mapping '{template}' could not be rendered for the external "
+            f"model {model.name}: {exc}. It can use node.catalog, node.schema, node.name "
+            "and node.fqn, e.g. 'raw/{node.schema}/{node.name}'."
+        ) from exc
     return dg.AssetKey([key_segment(p) for p in rendered.split("/") if p])
 
 
@@ -117,6 +125,7 @@ def default_metadata(model: ModelInfo) -> dict[str, Any]:
     }
     optional = {
         "sqlmesh/cron": model.cron,
+        "sqlmesh/cron_tz": getattr(model, "cron_tz", None),
         "sqlmesh/dialect": model.dialect,
         "sqlmesh/interval_unit": model.interval_unit,
         "sqlmesh/time_column": model.time_column,
@@ -137,6 +146,8 @@ class SQLMeshTranslator:
     Args:
         external_asset_mapping: template for the asset keys of external models,
             e.g. ``"raw/{node.schema}/{node.name}"``.
+        automation_condition_from_cron: give every model an automation condition that
+            follows its SQLMesh cron (see ``dg_sqlmesh.automation``).
 
     Example:
         >>> class Prefixed(SQLMeshTranslator):
@@ -144,8 +155,13 @@ class SQLMeshTranslator:
         ...         return super().get_asset_key(model).with_prefix("warehouse")
     """
 
-    def __init__(self, external_asset_mapping: str | None = None) -> None:
+    def __init__(
+        self,
+        external_asset_mapping: str | None = None,
+        automation_condition_from_cron: bool = False,
+    ) -> None:
         self.external_asset_mapping = external_asset_mapping
+        self.automation_condition_from_cron = automation_condition_from_cron
 
     def get_asset_key(self, model: ModelInfo) -> dg.AssetKey:
         """The asset key of a (non-external) model. Default: catalog/schema/table."""
@@ -179,14 +195,17 @@ class SQLMeshTranslator:
         """SQLMesh's data hash of the model: changes exactly when its logic does."""
         return model.data_hash
 
-    def get_check_specs(
-        self, model: ModelInfo, asset_key: dg.AssetKey
-    ) -> list[dg.AssetCheckSpec]:
+    def get_check_specs(self, model: ModelInfo, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
         """One check per audit; return fewer to hide audits from Dagster."""
         return default_check_specs(model, asset_key)
 
     def get_automation_condition(self, model: ModelInfo) -> dg.AutomationCondition | None:
-        """None by default; see ``cron_automation_condition`` for one following the cron."""
+        """None by default; the model's SQLMesh cron with ``automation_condition_from_cron``."""
+        # getattr: subclasses that skip super().__init__() have no attribute
+        if getattr(self, "automation_condition_from_cron", False):
+            from dg_sqlmesh.automation import cron_automation_condition
+
+            return cron_automation_condition(model)
         return None
 
     def get_asset_spec(

@@ -55,7 +55,9 @@ def run_in_process(
     defs = sqlmesh_definitions_factory(project_dir=str(project), **options)
     job = defs.resolve_job_def("sqlmesh_job")
     selection = [dg.AssetKey.from_user_string(s) for s in select] if select else None
-    return job.execute_in_process(instance=instance, asset_selection=selection, raise_on_error=False)
+    return job.execute_in_process(
+        instance=instance, asset_selection=selection, raise_on_error=False
+    )
 
 
 @contextmanager
@@ -82,14 +84,21 @@ def run_multiprocess(
     **options,
 ) -> dg.ExecutionResult:
     """Run ``sqlmesh_job`` with Dagster's default multiprocess executor (one process a step)."""
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
     from helpers.defs_from_env import sqlmesh_job
 
+    # Dagster memoises the last reconstructed job per pointer; every test has its own project.
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
     with _env(project, options):
         return dg.execute_job(
             dg.reconstructable(sqlmesh_job),
             instance=instance,
             asset_selection=[dg.AssetKey.from_user_string(s) for s in select] if select else None,
-            run_config={"execution": {"config": {"multiprocess": {"max_concurrent": max_concurrent}}}},
+            run_config={
+                "execution": {"config": {"multiprocess": {"max_concurrent": max_concurrent}}}
+            },
             raise_on_error=False,
         )
 

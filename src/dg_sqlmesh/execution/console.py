@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC
 from typing import Any
 
 from sqlmesh.core.console import NoopConsole
@@ -24,9 +25,9 @@ LogFn = Callable[[str, str], None]  # (level, message)
 
 
 def _format_ms(ms: int) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 class EventRecorder:
@@ -137,7 +138,8 @@ class EventRecorder:
     def finish(self, aborted: BaseException | None = None) -> dict[str, ModelOutcome]:
         """Settle every selected model in exactly one state."""
         failed = {
-            fqn for fqn, o in self.outcomes.items()
+            fqn
+            for fqn, o in self.outcomes.items()
             if o.state in (ModelState.FAILED, ModelState.AUDIT_FAILED)
         }
         for fqn, outcome in self.outcomes.items():
@@ -169,7 +171,8 @@ class EventRecorder:
         results = []
         for audit in model.audits:
             matching = [
-                f for f in failures
+                f
+                for f in failures
                 if f.audit_name == audit.name and _args(f, model.dialect) == audit.args
             ]
             if not matching:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class ModelState(str, enum.Enum):
+class ModelState(enum.StrEnum):
     """The one state a selected model ends a run in."""
 
     MATERIALIZED = "materialized"  # evaluated its due intervals

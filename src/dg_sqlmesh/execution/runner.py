@@ -62,19 +62,34 @@ def execute(
         ),
     ):
         recorder = EventRecorder(description.models_by_fqn, selection, log)
-        context = resource.create_context(
-            console=recorder.console, notification_targets=[recorder.notification_target]
-        )
-        try:
-            report = ExecutionReport(outcomes={})
-            report.unapplied_changes, report.planned = prepare_environment(
-                context, resource, description, log
+        report = ExecutionReport(outcomes={})
+        merged: dict[str, ModelOutcome] = {}
+        prepared = False
+        for attempt in range(resource.max_transient_retries + 1):
+            report.attempts = attempt + 1
+            recorder.reset()
+            context = resource.create_context(
+                console=recorder.console, notification_targets=[recorder.notification_target]
             )
-            merged: dict[str, ModelOutcome] = {}
-            for attempt in range(resource.max_transient_retries + 1):
-                report.attempts = attempt + 1
+            try:
+                if not prepared:
+                    report.unapplied_changes, report.planned = prepare_environment(
+                        context, resource, description, log
+                    )
+                    prepared = True
                 on_execution()
                 outcomes = _run_once(context, resource, recorder, selection)
+            except SQLMeshEnvironmentError:
+                raise
+            except Exception as exc:  # before SQLMesh ran: connecting, reading state
+                error_class, reason = classify_error(exc)
+                if (
+                    error_class is not ErrorClass.TRANSIENT
+                    or attempt == resource.max_transient_retries
+                ):
+                    raise
+                retry = [f"connecting ({reason})"]
+            else:
                 merged = (
                     outcomes
                     if not merged
@@ -83,18 +98,17 @@ def execute(
                 retry = _transient_failures(merged)
                 if not retry or attempt == resource.max_transient_retries:
                     break
-                delay = resource.retry_backoff_seconds * (2**attempt)
-                log(
-                    "warning",
-                    f"Transient failure of {', '.join(sorted(retry))}; retrying the run in "
-                    f"{delay:.1f} s (attempt {attempt + 2} of {resource.max_transient_retries + 1})",
-                )
-                time.sleep(delay)
-                recorder.reset()
-            report.outcomes = merged
-            return report
-        finally:
-            context.close()  # release the warehouse (a DuckDB file admits one writer)
+            finally:
+                context.close()  # release the warehouse (a DuckDB file admits one writer)
+            delay = resource.retry_backoff_seconds * (2**attempt)
+            log(
+                "warning",
+                f"Transient failure of {', '.join(sorted(retry))}; retrying in {delay:.1f} s "
+                f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
+            )
+            time.sleep(delay)
+        report.outcomes = merged
+        return report
 
 
 def _run_once(
@@ -114,7 +128,10 @@ def _run_once(
         error_class, reason = classify_error(exc)
         outcomes = recorder.finish(aborted=exc)
         for outcome in outcomes.values():
-            if outcome.state in (ModelState.NOT_RUN, ModelState.UP_TO_DATE) and not outcome.intervals:
+            if (
+                outcome.state in (ModelState.NOT_RUN, ModelState.UP_TO_DATE)
+                and not outcome.intervals
+            ):
                 outcome.state = ModelState.FAILED
                 outcome.error = f"SQLMesh run failed before this model completed: {exc}"
                 outcome.error_class = error_class.value
@@ -151,7 +168,7 @@ def prepare_environment(
                     f"SQLMesh environment '{name}' does not exist in the state of "
                     f"{description.project_dir} (gateway {description.gateway}). Create it with "
                     f"`sqlmesh -p {description.project_dir} plan {name}`"
-                    + (" " if name.lower() == PROD else f" --include-unmodified ")
+                    + (" " if name.lower() == PROD else " --include-unmodified ")
                     + "or set SQLMeshResource(apply_plan=True"
                     + (", allow_prod_plan=True" if name.lower() == PROD else "")
                     + ") to let Dagster apply it."
@@ -164,7 +181,9 @@ def prepare_environment(
 
     changed = unapplied_changes(context, environment)
     if changed:
-        names = ", ".join(changed[:20]) + (f" and {len(changed) - 20} more" if len(changed) > 20 else "")
+        names = ", ".join(changed[:20]) + (
+            f" and {len(changed) - 20} more" if len(changed) > 20 else ""
+        )
         if may_plan:
             log("warning", f"Project differs from environment '{name}' ({names}): applying a plan")
             _apply_plan(context, name)

@@ -13,7 +13,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -71,7 +71,7 @@ def _lead(
                 selection,
                 log=_logger(context),
                 lock_dir=coordinator.directory,
-                holder=f"Dagster run {context.run_id} (pid {os.getpid()} on {socket.gethostname()})",
+                holder=f"Dagster run {context.run_id} (pid {os.getpid()}, {socket.gethostname()})",
                 on_execution=lambda: coordinator.record_execution(
                     context.run_id, context.resources.sqlmesh.environment
                 ),
@@ -191,7 +191,7 @@ def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
 def _data_version(data_hash: str | None, outcome: ModelOutcome, run_id: str) -> str:

@@ -1,0 +1,97 @@
+"""Materialize the shop example through Dagster and print what happened to each model.
+
+Runs ``sqlmesh_job`` against a Dagster instance in ``.dagster_home`` at the
+repository root (so ``dagster dev`` shows the same runs afterwards). The first run
+creates the SQLMesh ``prod`` environment: the demo opts in to applying a plan for
+prod explicitly (``apply_plan=True, allow_prod_plan=True``); a production
+deployment keeps that off.
+
+    python examples/shop/materialize.py [--executor multiprocess]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+HOME = HERE.parent.parent / ".dagster_home"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--executor", choices=["in_process", "multiprocess"], default="in_process")
+    args = parser.parse_args()
+
+    HOME.mkdir(exist_ok=True)
+    os.environ.setdefault("DAGSTER_HOME", str(HOME))
+    os.environ["SHOP_SQLMESH_APPLY_PLAN"] = "1"
+
+    import dagster as dg
+
+    sys.path.insert(0, str(HERE))
+    from definitions import defs  # noqa: E402
+
+    instance = dg.DagsterInstance.get()
+    if args.executor == "in_process":
+        result = defs.resolve_job_def("sqlmesh_job").execute_in_process(
+            instance=instance, raise_on_error=False
+        )
+    else:
+        result = dg.execute_job(dg.reconstructable(_job), instance=instance, raise_on_error=False)
+    print_outcomes(instance, result.run_id, defs)
+    return 0 if result.success else 1
+
+
+def _job():
+    sys.path.insert(0, str(HERE))
+    from definitions import defs
+
+    return defs.resolve_job_def("sqlmesh_job")
+
+
+def print_outcomes(instance, run_id: str, defs) -> None:
+    import dagster as dg
+
+    materialized, checks, failures = {}, {}, {}
+    for record in instance.get_records_for_run(run_id).records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        data = event.event_specific_data
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            mat = data.materialization
+            materialized[mat.asset_key] = {k: v.value for k, v in mat.metadata.items()}
+        elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            checks.setdefault(data.asset_key, []).append(data)
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            user = getattr(data, "user_failure_data", None)
+            failures[event.step_key] = (user.description if user else None) or data.error.message
+
+    print(f"\nDagster run {run_id}:")
+    for key in defs.resolve_asset_graph().get_all_asset_keys():
+        name = key.to_user_string()
+        if key in materialized:
+            meta = materialized[key]
+            state = meta.get("sqlmesh/state")
+            span = ""
+            if meta.get("sqlmesh/interval_start"):
+                span = (
+                    f" {meta['sqlmesh/interval_start'][:10]}..{meta['sqlmesh/interval_end'][:10]}"
+                )
+            audits = checks.get(key, [])
+            failed = [c.check_name for c in audits if not c.passed]
+            audit_text = f", audits {len(audits) - len(failed)}/{len(audits)} passed"
+            if failed:
+                audit_text += f" (failed: {', '.join(failed)})"
+            print(f"  {name:45} {state}{span}{audit_text if audits else ''}")
+        else:
+            step = "__".join(key.path)
+            reason = failures.get(step, "not run (upstream failed)")
+            print(f"  {name:45} NOT materialized: {reason.splitlines()[0][:120]}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

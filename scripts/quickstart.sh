@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up a virtual environment, install dg-sqlmesh, and materialize the bundled
+# example SQLMesh project (examples/shop) through Dagster on DuckDB, printing what
+# happened to each model. Safe to run again: later runs report what was due.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -c constraints.txt -e .
+exec .venv/bin/python examples/shop/materialize.py "$@"
