@@ -29,8 +29,12 @@ def main() -> int:
     os.environ.setdefault("DAGSTER_HOME", str(HOME))
     os.environ["SHOP_SQLMESH_APPLY_PLAN"] = "1"
 
+    import warnings
+
     import dagster as dg
 
+    # SQLMesh's seed loader passes arguments pandas deprecates; not ours to act on.
+    warnings.filterwarnings("ignore", module="sqlmesh")
     sys.path.insert(0, str(HERE))
     from definitions import defs  # noqa: E402
 
@@ -71,11 +75,14 @@ def print_outcomes(instance, run_id: str, defs) -> None:
             failures[event.step_key] = (user.description if user else None) or data.error.message
 
     print(f"\nDagster run {run_id}:")
-    for key in defs.resolve_asset_graph().get_all_asset_keys():
+    graph = defs.resolve_asset_graph()
+    for key in [k for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]:
         name = key.to_user_string()
         if key in materialized:
             meta = materialized[key]
             state = meta.get("sqlmesh/state")
+            if state == "up_to_date":
+                state = "up to date (no interval due, nothing executed)"
             span = ""
             if meta.get("sqlmesh/interval_start"):
                 span = (
