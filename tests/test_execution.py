@@ -229,3 +229,20 @@ def test_transient_lock_is_retried_and_succeeds(generated, instance):
     warnings = [r.user_message for r in instance.all_logs(result.run_id)]
     assert any("Transient failure" in m for m in warnings)
     assert_honest(instance, result.run_id, db)
+
+
+def test_selected_model_with_stale_upstream_runs_alone_and_warns(generated, instance):
+    """Dagster's selection is authoritative: the unselected upstream is not run, but named."""
+    models = project_models(N)
+    child = next(m for m in models if m["layer"] == 1)
+    project = generated(N)
+    db = project / "db.duckdb"
+    result = run_in_process(project, instance, select=[key(child["name"])])
+    assert result.success
+    assert set(materialized(instance, result.run_id)) == {key(child["name"])}
+    for parent in child["parents"]:
+        schema, table = parent.split(".")
+        if next(m for m in models if m["name"] == parent)["kind"] != "VIEW":
+            assert query(db, f"SELECT COUNT(*) FROM {schema}.{table}")[0][0] == 0
+    warnings = [r.user_message for r in instance.all_logs(result.run_id)]
+    assert any("has missing intervals" in w and child["name"] in w for w in warnings)

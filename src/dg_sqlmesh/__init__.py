@@ -9,6 +9,7 @@ from dg_sqlmesh.assets import (
     sqlmesh_definitions_factory,
     sqlmesh_job,
 )
+from dg_sqlmesh.automation import cron_automation_condition
 from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshDefinitionError,
@@ -19,6 +20,7 @@ from dg_sqlmesh.errors import (
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
+from dg_sqlmesh.schedules import find_due_models, sqlmesh_adaptive_schedule_factory
 from dg_sqlmesh.tags import parse_tags
 from dg_sqlmesh.translator import SQLMeshTranslator
 
@@ -37,8 +39,11 @@ __all__ = [
     "SQLMeshRunFailure",
     "SQLMeshTranslator",
     "classify_error",
+    "cron_automation_condition",
+    "find_due_models",
     "load_project",
     "parse_tags",
+    "sqlmesh_adaptive_schedule_factory",
     "sqlmesh_assets_factory",
     "sqlmesh_definitions_factory",
     "sqlmesh_job",

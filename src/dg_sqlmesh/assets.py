@@ -54,20 +54,28 @@ def sqlmesh_assets_factory(
     group_name: str | None = None,
     op_tags: Mapping[str, Any] | None = None,
     owners: Sequence[str] | None = None,
+    automation_from_cron: bool = False,
 ) -> list[dg.AssetsDefinition]:
     """Asset definitions for every model of a SQLMesh project, one asset per model.
 
     Loading reads the cached project description when the project's files have not
     changed, and never connects to the warehouse. The assets need the resources
-    ``sqlmesh`` (a :class:`SQLMeshResource`) and ``sqlmesh_results``.
+    ``sqlmesh`` (a :class:`SQLMeshResource`) and ``sqlmesh_results``. With
+    ``automation_from_cron`` every asset gets an automation condition following its
+    model's SQLMesh cron (``dg_sqlmesh.automation.cron_automation_condition``).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
         >>> assets = sqlmesh_assets_factory(sqlmesh_resource=resource)  # doctest: +SKIP
     """
+    resolved = resolve_translator(translator, external_asset_mapping)
+    if automation_from_cron:
+        from dg_sqlmesh.automation import with_cron_automation
+
+        resolved = with_cron_automation(resolved)
     graph = build_asset_graph(
         sqlmesh_resource.describe(),
-        resolve_translator(translator, external_asset_mapping),
+        resolved,
         group_name=group_name,
         owners=list(owners) if owners else None,
     )
@@ -99,11 +107,16 @@ def sqlmesh_definitions_factory(
     owners: Sequence[str] | None = None,
     schedule_name: str = "sqlmesh_adaptive_schedule",
     enable_schedule: bool = False,
+    automation_from_cron: bool = False,
     apply_plan: bool = False,
     allow_prod_plan: bool = False,
     cache_dir: str | None = None,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
+
+    ``enable_schedule`` adds the adaptive schedule (``dg_sqlmesh.schedules``), which runs
+    the due models on the project's finest cron; ``automation_from_cron`` instead gives
+    each asset an automation condition following its own cron. Pick one of the two.
 
     Example:
         >>> defs = sqlmesh_definitions_factory(  # doctest: +SKIP
@@ -112,6 +125,14 @@ def sqlmesh_definitions_factory(
         ...     external_asset_mapping="raw/{node.schema}/{node.name}",
         ... )
     """
+    if enable_schedule and automation_from_cron:
+        from dg_sqlmesh.errors import SQLMeshDefinitionError
+
+        raise SQLMeshDefinitionError(
+            "enable_schedule and automation_from_cron both run the models on their cron, so "
+            "every model would run twice. Pick one: the adaptive schedule "
+            "(enable_schedule=True) or per-model automation conditions (automation_from_cron=True)."
+        )
     resource = SQLMeshResource(
         project_dir=project_dir,
         gateway=gateway,
@@ -127,6 +148,7 @@ def sqlmesh_definitions_factory(
         group_name=group_name,
         op_tags=op_tags,
         owners=owners,
+        automation_from_cron=automation_from_cron,
     )
     job = sqlmesh_job(assets)
     schedules = []
@@ -134,7 +156,13 @@ def sqlmesh_definitions_factory(
         from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
 
         schedules.append(
-            sqlmesh_adaptive_schedule_factory(sqlmesh_resource=resource, name=schedule_name)
+            sqlmesh_adaptive_schedule_factory(
+                sqlmesh_resource=resource,
+                name=schedule_name,
+                job_name=job.name,
+                translator=translator,
+                external_asset_mapping=external_asset_mapping,
+            )
         )
     return dg.Definitions(
         assets=assets,

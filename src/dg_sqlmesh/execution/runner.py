@@ -77,6 +77,7 @@ def execute(
                         context, resource, description, log
                     )
                     prepared = True
+                    warn_stale_upstreams(context, resource.environment, description, selection, log)
                 on_execution()
                 outcomes = _run_once(context, resource, recorder, selection)
             except SQLMeshEnvironmentError:
@@ -195,6 +196,47 @@ def prepare_environment(
             "to run the new definitions.",
         )
     return changed, False
+
+
+def warn_stale_upstreams(
+    context: Context,
+    environment: str,
+    description: ProjectDescription,
+    selection: Sequence[str],
+    log: LogFn,
+) -> None:
+    """Warn when a selected model reads an unselected upstream that has missing intervals.
+
+    Dagster's selection is authoritative (SQLMesh is told not to add upstreams), so such a
+    model is evaluated on whatever its upstream holds now. Reading the intervals executes
+    no model SQL; a failure here only costs the warning.
+    """
+    models = description.models_by_fqn
+    selected = set(selection)
+    parents = {
+        parent
+        for fqn in selection
+        for parent in models[fqn].depends_on
+        if parent not in selected and parent in models and not models[parent].is_external
+    }
+    if not parents:
+        return
+    try:
+        missing = context.scheduler(environment).merged_missing_intervals(
+            ignore_cron=True, selected_snapshots=parents
+        )
+    except Exception as exc:  # noqa: BLE001 - the warning is best effort
+        log("debug", f"Could not check upstream intervals: {exc}")
+        return
+    stale = {snapshot.name: len(intervals) for snapshot, intervals in missing.items() if intervals}
+    for fqn in selection:
+        late = [models[p].name for p in models[fqn].depends_on if p in stale]
+        if late:
+            log(
+                "warning",
+                f"{models[fqn].name} reads {', '.join(late)}, which has missing intervals and "
+                "is not selected in this run: it is evaluated on the upstream data as it is now",
+            )
 
 
 def _apply_plan(context: Context, environment: str) -> None:
