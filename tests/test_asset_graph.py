@@ -230,9 +230,7 @@ def test_one_check_per_audit_with_blocking(defs):
 
 
 def test_check_metadata_and_description(defs):
-    checks = {
-        (c.asset_key.to_user_string(), c.name): c for a in defs.assets for c in a.check_specs
-    }
+    checks = {(c.asset_key.to_user_string(), c.name): c for a in defs.assets for c in a.check_specs}
     accepted = checks[("shop/marts/payment_reconciliation", "accepted_values")]
     assert accepted.metadata["sqlmesh/audit_args"] == {
         "column": "reconciliation_status",
@@ -240,7 +238,11 @@ def test_check_metadata_and_description(defs):
     }
     assert "non-blocking" in accepted.description
     rng = checks[("shop/staging/stg_order_items", "accepted_range")]
-    assert rng.metadata["sqlmesh/audit_args"] == {"column": "quantity", "min_v": "1", "max_v": "100"}
+    assert rng.metadata["sqlmesh/audit_args"] == {
+        "column": "quantity",
+        "min_v": "1",
+        "max_v": "100",
+    }
     assert rng.blocking and "non-blocking" not in rng.description
 
 

@@ -19,6 +19,21 @@ JOB_NAME = "sqlmesh_job"
 # the run's SQLMesh execution instead, with backoff).
 NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
 
+# Under the multiprocess executor every step is a process that imports Dagster and
+# SQLMesh; forking them from a server that has imported both already makes a step
+# that only reports its model cost little more than a trivial asset step.
+FORKSERVER_RUN_CONFIG = {
+    "execution": {
+        "config": {
+            "multiprocess": {
+                "start_method": {
+                    "forkserver": {"preload_modules": ["dagster", "sqlmesh", "dg_sqlmesh"]}
+                }
+            }
+        }
+    }
+}
+
 
 def build_assets(
     graph: SQLMeshAssetGraph, *, op_tags: Mapping[str, Any] | None = None
@@ -91,6 +106,7 @@ def sqlmesh_job(
         name,
         selection=dg.AssetSelection.assets(*keys),
         tags=NO_RUN_RETRY_TAGS,
+        config=FORKSERVER_RUN_CONFIG,
         description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
     )
 

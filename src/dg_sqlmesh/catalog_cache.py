@@ -116,6 +116,7 @@ def write_cached(
     cache_dir: Path, gateway: str | None, key: str, description: ProjectDescription
 ) -> None:
     path = _cache_file(cache_dir, gateway)
+    tmp = None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"key": key, "description": description.to_dict()})
@@ -125,6 +126,11 @@ def write_cached(
         os.replace(tmp, path)  # atomic: concurrent loaders never read half a file
     except OSError as exc:
         logger.debug("Not caching the SQLMesh description in %s: %s", cache_dir, exc)
+        if tmp is not None:  # no half-written leftovers
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def load_description(

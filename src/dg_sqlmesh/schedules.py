@@ -146,9 +146,7 @@ def finest_cron(models: Iterable[ModelInfo]) -> ChosenCron:
 
     ranked = sorted(by_cron.items(), key=rank)
     (cron, tz), names = ranked[0]
-    others = {
-        f"{c}" if t == tz else f"{c} ({t})": tuple(m) for (c, t), m in ranked[1:]
-    }
+    others = {f"{c}" if t == tz else f"{c} ({t})": tuple(m) for (c, t), m in ranked[1:]}
     return ChosenCron(
         cron=dagster_cron(cron), sqlmesh_cron=cron, timezone=tz, models=tuple(names), others=others
     )
@@ -183,9 +181,7 @@ class DueModels:
         return list(self.due) + [fqn for fqn in self.to_plan if fqn not in self.due]
 
 
-def find_due_models(
-    resource: SQLMeshResource, execution_time: datetime | None = None
-) -> DueModels:
+def find_due_models(resource: SQLMeshResource, execution_time: datetime | None = None) -> DueModels:
     """Ask SQLMesh's state which models are due at ``execution_time``, executing nothing.
 
     A model is due when it has missing intervals that ended at or before the last

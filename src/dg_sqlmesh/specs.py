@@ -9,7 +9,6 @@ import copy
 from dataclasses import dataclass, field
 
 import dagster as dg
-from sqlglot import exp
 
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project import ModelInfo, ProjectDescription
@@ -108,6 +107,8 @@ def _name(models: dict[str, ModelInfo], fqn: str) -> str:
 
 def _undeclared(fqn: str) -> ModelInfo:
     """A dependency that is neither a model nor a declared external model."""
+    from sqlglot import exp  # not at import time: cached loads never need sqlglot
+
     table = exp.to_table(fqn)
     return ModelInfo(
         fqn=fqn,

@@ -75,6 +75,17 @@ def _env(project: Path, options: dict):
                 os.environ[key] = value
 
 
+def multiprocess_config(max_concurrent: int) -> dict:
+    """The job's default forkserver config (see dg_sqlmesh.assets), with a concurrency cap."""
+    from dg_sqlmesh.assets import FORKSERVER_RUN_CONFIG
+
+    config = json.loads(json.dumps(FORKSERVER_RUN_CONFIG))
+    config["execution"]["config"]["multiprocess"]["max_concurrent"] = max_concurrent
+    preload = config["execution"]["config"]["multiprocess"]["start_method"]["forkserver"]
+    preload["preload_modules"].append("helpers.defs_from_env")
+    return config
+
+
 def run_multiprocess(
     project: Path,
     instance: dg.DagsterInstance,

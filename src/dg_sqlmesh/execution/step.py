@@ -23,7 +23,6 @@ from dg_sqlmesh.dagster_compat import latest_data_version, run_step_keys
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import LeaderLost, RunCoordinator
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
-from dg_sqlmesh.execution.runner import execute
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 NO_OP = "dagster_sqlmesh/no_op"
@@ -56,6 +55,10 @@ def _lead(
     coordinator: RunCoordinator,
     fqn: str,
 ) -> ModelOutcome:
+    # Imported here: only the leader needs SQLMesh, so loading definitions and the
+    # other steps never pay for importing it.
+    from dg_sqlmesh.execution.runner import execute
+
     selection = selected_models(context, graph)
     if fqn not in selection:
         selection.append(fqn)
