@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,8 +100,10 @@ class ProjectDescription:
     default_catalog: str | None
     models: tuple[ModelInfo, ...]
 
-    @property
+    @cached_property
     def models_by_fqn(self) -> dict[str, ModelInfo]:
+        # Cached: steps and the asset factory look models up once per model, and
+        # rebuilding the map each time made loading quadratic in the model count.
         return {m.fqn: m for m in self.models}
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,7 +245,10 @@ def describe_context(context: Context, project_dir: Path, gateway: str) -> Proje
     models = context.models
     dag_order = [fqn for fqn in context.dag if fqn in models]
     engine = _engine_type(context, gateway)
-    described = [describe_model(models[fqn], project_dir, engine) for fqn in dag_order]
+    sql_cache: dict[Any, str] = {}  # shared audits and column types print once, not per model
+    described = [
+        describe_model(models[fqn], project_dir, engine, sql_cache=sql_cache) for fqn in dag_order
+    ]
     return ProjectDescription(
         project_dir=str(project_dir),
         gateway=gateway,
@@ -259,8 +265,19 @@ def _engine_type(context: Context, gateway: str) -> str:
         return "unknown"
 
 
-def describe_model(model: Model, project_dir: Path, engine: str | None = None) -> ModelInfo:
-    """Describe one SQLMesh model (external or not) without touching the warehouse."""
+def describe_model(
+    model: Model,
+    project_dir: Path,
+    engine: str | None = None,
+    *,
+    sql_cache: dict[Any, str] | None = None,
+) -> ModelInfo:
+    """Describe one SQLMesh model (external or not) without touching the warehouse.
+
+    ``sql_cache`` memoises SQL text that many models share (the generic audits'
+    queries, column types) across the calls of one project load.
+    """
+    sql_cache = {} if sql_cache is None else sql_cache
     table = model.fully_qualified_table
     is_external = model.kind.is_external
     columns = model.columns_to_types or {}
@@ -291,11 +308,11 @@ def describe_model(model: Model, project_dir: Path, engine: str | None = None) -
         owner=model.owner,
         description=model.description,
         columns=tuple(
-            ColumnInfo(name, dtype.sql(dialect=model.dialect), descriptions.get(name))
+            ColumnInfo(name, _type_sql(dtype, model.dialect, sql_cache), descriptions.get(name))
             for name, dtype in columns.items()
         ),
         depends_on=tuple(sorted(model.depends_on)),
-        audits=() if is_external else tuple(_describe_audits(model)),
+        audits=() if is_external else tuple(_describe_audits(model, sql_cache)),
         rendered_query=None if is_external else _rendered_query(model),
         data_hash=None if is_external else model.data_hash,
         path=path,
@@ -315,8 +332,29 @@ def _time_column(model: Model) -> str | None:
     return None if time_column is None else time_column.column.name
 
 
-def _describe_audits(model: Model) -> list[AuditInfo]:
+def _type_sql(dtype: Any, dialect: str | None, sql_cache: dict[Any, str]) -> str:
+    key = ("type", dtype, dialect)  # DataType hashes and compares by structure
+    if key not in sql_cache:
+        sql_cache[key] = dtype.sql(dialect=dialect)
+    return sql_cache[key]
+
+
+def _audit_query_sql(audit: Any, dialect: str | None, sql_cache: dict[Any, str]) -> str | None:
+    # Keyed by identity: a generic audit is one object shared by every model using it,
+    # while two inline audits of the same name are distinct objects. The audit is kept
+    # in the key so that its id cannot be reused while the cache lives.
+    key = ("audit", id(audit), dialect)
+    if key not in sql_cache:
+        query = getattr(audit, "query", None)
+        sql_cache[key] = query.sql(dialect=dialect) if query else None  # type: ignore[assignment]
+        sql_cache[("audit-ref", id(audit))] = audit
+    return sql_cache[key]
+
+
+def _describe_audits(model: Model, sql_cache: dict[Any, str] | None = None) -> list[AuditInfo]:
     from sqlglot import exp
+
+    sql_cache = {} if sql_cache is None else sql_cache
 
     audits = []
     for audit, args in model.audits_with_args:
@@ -327,7 +365,7 @@ def _describe_audits(model: Model) -> list[AuditInfo]:
             for k, v in args.items()
             if k != "blocking"
         }
-        query = audit.query.sql(dialect=model.dialect) if getattr(audit, "query", None) else None
+        query = _audit_query_sql(audit, model.dialect, sql_cache)
         audits.append(
             AuditInfo(name=audit.name, blocking=bool(blocking), args=shown_args, query=query)
         )

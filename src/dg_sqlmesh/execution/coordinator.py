@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS executions (
 
 HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 120.0
+KEEP_RECORDS_SECONDS = 7 * 24 * 3600.0
 
 
 class LeaderLost(RuntimeError):
@@ -94,12 +95,21 @@ class RunCoordinator:
         """Try to become the run's leader. Exactly one caller per run gets True."""
         now = time.time()
         with self._connect() as conn:
+            self._prune(conn, now - KEEP_RECORDS_SECONDS)
             cursor = conn.execute(
                 "INSERT OR IGNORE INTO runs (run_id, leader_step, host, pid, started, heartbeat)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, step_key, socket.gethostname(), os.getpid(), now, now),
             )
             return cursor.rowcount == 1
+
+    @staticmethod
+    def _prune(conn: sqlite3.Connection, before: float) -> None:
+        """Forget runs older than a week: their steps have long reported."""
+        old = "SELECT run_id FROM runs WHERE started < ?"
+        conn.execute(f"DELETE FROM outcomes WHERE run_id IN ({old})", (before,))
+        conn.execute("DELETE FROM executions WHERE started < ?", (before,))
+        conn.execute("DELETE FROM runs WHERE started < ?", (before,))
 
     def record_execution(self, run_id: str, environment: str) -> None:
         with self._connect() as conn:
