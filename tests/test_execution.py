@@ -246,3 +246,21 @@ def test_selected_model_with_stale_upstream_runs_alone_and_warns(generated, inst
             assert query(db, f"SELECT COUNT(*) FROM {schema}.{table}")[0][0] == 0
     warnings = [r.user_message for r in instance.all_logs(result.run_id)]
     assert any("has missing intervals" in w and child["name"] in w for w in warnings)
+
+
+def test_model_missing_from_environment_is_not_claimed_up_to_date(generated, instance):
+    """A model on disk but not in the environment: never a materialization, and a clear why."""
+    project = generated(N)
+    new = project / "models" / "gen_l0" / "model_new.sql"
+    new.write_text(
+        "MODEL (name gen_l0.model_new, kind FULL);\nSELECT 1 AS id, DATE '2026-11-20' AS ds, 1 AS v"
+    )
+    result = run_in_process(project, instance)
+    assert not result.success
+    shown = materialized(instance, result.run_id)
+    assert key("gen_l0.model_new") not in shown
+    assert len(shown) == N
+    failure = step_failures(instance, result.run_id)[step("gen_l0.model_new")]
+    assert "not in SQLMesh environment 'prod'" in failure
+    warnings = [r.user_message for r in instance.all_logs(result.run_id)]
+    assert any("differs from environment 'prod'" in w and "model_new" in w for w in warnings)

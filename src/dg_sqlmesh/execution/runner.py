@@ -65,6 +65,7 @@ def execute(
         report = ExecutionReport(outcomes={})
         merged: dict[str, ModelOutcome] = {}
         prepared = False
+        runnable = list(selection)
         for attempt in range(resource.max_transient_retries + 1):
             report.attempts = attempt + 1
             recorder.reset()
@@ -77,9 +78,11 @@ def execute(
                         context, resource, description, log
                     )
                     prepared = True
-                    warn_stale_upstreams(context, resource.environment, description, selection, log)
+                    promoted = environment_models(context, resource.environment)
+                    runnable = [fqn for fqn in selection if fqn in promoted]
+                    warn_stale_upstreams(context, resource.environment, description, runnable, log)
                 on_execution()
-                outcomes = _run_once(context, resource, recorder, selection)
+                outcomes = _run_once(context, resource, recorder, runnable)
             except SQLMeshEnvironmentError:
                 raise
             except Exception as exc:  # before SQLMesh ran: connecting, reading state
@@ -108,8 +111,24 @@ def execute(
                 f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
             )
             time.sleep(delay)
+        for fqn in selection:
+            if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
+                merged[fqn] = ModelOutcome(
+                    fqn=fqn,
+                    state=ModelState.NOT_RUN,
+                    detail=(
+                        f"the model is not in SQLMesh environment '{resource.environment}' yet; "
+                        f"apply a plan (`sqlmesh plan {resource.environment}`) to add it"
+                    ),
+                )
         report.outcomes = merged
         return report
+
+
+def environment_models(context: Context, environment: str) -> set[str]:
+    """FQNs of the models promoted in the environment."""
+    promoted = context.state_reader.get_environment(environment)
+    return {s.name for s in getattr(promoted, "snapshots", [])}
 
 
 def _run_once(
@@ -118,6 +137,8 @@ def _run_once(
     recorder: EventRecorder,
     selection: Sequence[str],
 ) -> dict[str, ModelOutcome]:
+    if not selection:
+        return recorder.finish()
     try:
         context.run(
             resource.environment,
