@@ -16,7 +16,7 @@ defs = sqlmesh_definitions_factory(
     gateway=os.environ.get("SHOP_SQLMESH_GATEWAY", "duckdb"),
     environment=os.environ.get("SHOP_SQLMESH_ENVIRONMENT", "prod"),
     external_asset_mapping="raw/{node.schema}/{node.name}",
-    enable_schedule=False,
+    enable_schedule=True,
     # The quickstart opts in to creating/updating the environment with a plan.
     apply_plan=os.environ.get("SHOP_SQLMESH_APPLY_PLAN") == "1",
     allow_prod_plan=os.environ.get("SHOP_SQLMESH_APPLY_PLAN") == "1",
