@@ -264,3 +264,20 @@ def test_model_missing_from_environment_is_not_claimed_up_to_date(generated, ins
     assert "not in SQLMesh environment 'prod'" in failure
     warnings = [r.user_message for r in instance.all_logs(result.run_id)]
     assert any("differs from environment 'prod'" in w and "model_new" in w for w in warnings)
+
+
+def test_unapplied_change_is_named_in_log_and_metadata(generated, instance):
+    models = project_models(N)
+    target = next(m for m in models if m["layer"] == 0)
+    project = generated(N)
+    path = project / "models" / target["schema"] / (target["name"].split(".")[1] + ".sql")
+    path.write_text(path.read_text().rstrip().rstrip(";") + "\n-- edited\n")
+    path.write_text(path.read_text().replace("SELECT", "SELECT /* edited */", 1))
+    result = run_in_process(project, instance)
+    assert result.success
+    shown = materialized(instance, result.run_id)
+    assert "not yet in the environment" in shown[key(target["name"])]["sqlmesh/unapplied_change"]
+    others = [m["name"] for m in models if m["name"] != target["name"]]
+    assert all("sqlmesh/unapplied_change" not in shown[key(n)] for n in others)
+    warnings = [r.user_message for r in instance.all_logs(result.run_id)]
+    assert any("differs from environment 'prod'" in w and target["name"] in w for w in warnings)

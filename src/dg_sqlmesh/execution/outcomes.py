@@ -43,6 +43,7 @@ class ModelOutcome:
     error_reason: str | None = None
     failed_upstreams: list[str] = field(default_factory=list)
     detail: str | None = None
+    unapplied_change: str | None = None  # the project on disk differs: "new", "changed"...
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -64,6 +65,14 @@ def merge_attempts(earlier: ModelOutcome, later: ModelOutcome) -> ModelOutcome:
     Intervals evaluated in the earlier attempt stay evaluated: a retry only runs what
     is still missing, so "up to date" after a partial success is still a success.
     """
+    if (
+        earlier.state is ModelState.MATERIALIZED
+        and later.state in (ModelState.FAILED, ModelState.NOT_RUN)
+        and not later.intervals
+    ):
+        # The retry stopped (e.g. the database went away) before reaching this model:
+        # what the earlier attempt wrote, and recorded in SQLMesh's state, still stands.
+        return earlier
     if later.state is ModelState.UP_TO_DATE and earlier.intervals:
         earlier.state = ModelState.MATERIALIZED
         earlier.error = earlier.error_class = earlier.error_reason = None

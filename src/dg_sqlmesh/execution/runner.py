@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dg_sqlmesh.errors import ErrorClass, SQLMeshEnvironmentError, classify_error
+from dg_sqlmesh.errors import (
+    ErrorClass,
+    SQLMeshEnvironmentError,
+    SQLMeshRunFailure,
+    classify_error,
+)
 from dg_sqlmesh.execution.console import EventRecorder, LogFn
 from dg_sqlmesh.execution.coordinator import environment_lock
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState, merge_attempts
@@ -31,7 +36,7 @@ PROD = "prod"
 @dataclass
 class ExecutionReport:
     outcomes: dict[str, ModelOutcome]
-    unapplied_changes: list[str] = field(default_factory=list)
+    unapplied_changes: dict[str, str] = field(default_factory=dict)  # fqn -> what changed
     attempts: int = 0
     planned: bool = False
 
@@ -91,7 +96,14 @@ def execute(
                     error_class is not ErrorClass.TRANSIENT
                     or attempt == resource.max_transient_retries
                 ):
-                    raise
+                    failed = [  # a failed plan reports its failing models to the console
+                        f"{recorder._name(o.fqn)}: {o.error}"
+                        for o in recorder.outcomes.values()
+                        if o.state in (ModelState.FAILED, ModelState.AUDIT_FAILED)
+                    ]
+                    raise _startup_failure(
+                        exc, key, description.project_dir, (error_class, reason), attempt, failed
+                    ) from exc
                 retry = [f"connecting ({reason})"]
             else:
                 merged = (
@@ -111,6 +123,12 @@ def execute(
                 f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
             )
             time.sleep(delay)
+        for fqn in _transient_failures(merged):  # retries exhausted: say so
+            outcome = merged[fqn]
+            outcome.error = (
+                f"{outcome.error} (transient failure, still failing after "
+                f"{report.attempts} attempt(s))"
+            )
         for fqn in selection:
             if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
                 merged[fqn] = ModelOutcome(
@@ -123,6 +141,59 @@ def execute(
                 )
         report.outcomes = merged
         return report
+
+
+def _startup_failure(
+    exc: Exception,
+    key: str,
+    project_dir: str,
+    classified: tuple[ErrorClass, str],
+    attempt: int,
+    failed_models: Sequence[str] = (),
+) -> SQLMeshRunFailure:
+    """The run could not get to SQLMesh's ``run`` (connecting, reading state, planning)."""
+    error_class, reason = classified
+    attempts = attempt + 1
+    retried = (
+        f", still failing after {attempts} attempt(s)"
+        if error_class is ErrorClass.TRANSIENT
+        else ""
+    )
+    hint = ""
+    if "(local) is using version" in str(exc):  # SQLMesh's check of the state's versions
+        hint = (
+            " The project's SQLMesh state was written by a newer SQLMesh: install that "
+            "version where Dagster runs."
+            if "which is behind" in str(exc)
+            else " The project's SQLMesh state was written by an older SQLMesh: migrate it "
+            f"with `sqlmesh -p {project_dir} migrate`."
+        )
+    # SQLMesh's PlanError says only "Plan application failed."; the why is in its causes.
+    causes = [c for c in _causes(exc) if str(c).strip() and str(c) not in str(exc)][:2]
+    because = "".join(f" Caused by {type(c).__name__}: {str(c).strip()}" for c in causes)
+    because += "".join(f"\n- {failure}" for failure in failed_models)
+    return SQLMeshRunFailure(
+        description=(
+            f"SQLMesh could not start for {key} ({error_class.value}{retried}): "
+            f"{type(exc).__name__}: {exc}{because}{hint}"
+        ),
+        metadata={
+            "sqlmesh/error_class": error_class.value,
+            "sqlmesh/error_reason": reason,
+            "sqlmesh/retryable": error_class is ErrorClass.TRANSIENT,
+            "sqlmesh/attempts": attempts,
+        },
+        allow_retries=False,
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    current = exc.__cause__ or exc.__context__
+    while current is not None and current not in found and len(found) < 5:
+        found.append(current)
+        current = current.__cause__ or current.__context__
+    return found
 
 
 def environment_models(context: Context, environment: str) -> set[str]:
@@ -174,7 +245,7 @@ def prepare_environment(
     resource: SQLMeshResource,
     description: ProjectDescription,
     log: LogFn,
-) -> tuple[list[str], bool]:
+) -> tuple[dict[str, str], bool]:
     """Check the environment exists and matches the project; plan it if allowed.
 
     Returns the models whose definition on disk differs from the environment, and
@@ -189,8 +260,8 @@ def prepare_environment(
                 description=(
                     f"SQLMesh environment '{name}' does not exist in the state of "
                     f"{description.project_dir} (gateway {description.gateway}). Create it with "
-                    f"`sqlmesh -p {description.project_dir} plan {name}`"
-                    + (" " if name.lower() == PROD else " --include-unmodified ")
+                    f"`sqlmesh -p {description.project_dir} plan {name}"
+                    + ("` " if name.lower() == PROD else " --include-unmodified` ")
                     + "or set SQLMeshResource(apply_plan=True"
                     + (", allow_prod_plan=True" if name.lower() == PROD else "")
                     + ") to let Dagster apply it."
@@ -199,17 +270,22 @@ def prepare_environment(
             )
         log("info", f"Environment '{name}' does not exist: applying a plan to create it")
         _apply_plan(context, name)
-        return [], True
+        return {}, True
 
     changed = unapplied_changes(context, environment)
     if changed:
-        names = ", ".join(changed[:20]) + (
-            f" and {len(changed) - 20} more" if len(changed) > 20 else ""
+        models = description.models_by_fqn
+        listed = [
+            f"{models[fqn].name if fqn in models else fqn} ({change})"
+            for fqn, change in changed.items()
+        ]
+        names = ", ".join(listed[:20]) + (
+            f" and {len(listed) - 20} more" if len(listed) > 20 else ""
         )
         if may_plan:
             log("warning", f"Project differs from environment '{name}' ({names}): applying a plan")
             _apply_plan(context, name)
-            return changed, True
+            return {}, True
         log(
             "warning",
             f"The project on disk differs from environment '{name}' for {names}. This run "
@@ -269,23 +345,21 @@ def _apply_plan(context: Context, environment: str) -> None:
     )
 
 
-def unapplied_changes(context: Context, environment: object) -> list[str]:
-    """Model names whose definition on disk differs from the environment's snapshot."""
+def unapplied_changes(context: Context, environment: object) -> dict[str, str]:
+    """Models whose definition on disk differs from the environment: fqn -> "new",
+    "changed" or "removed"."""
     promoted = {s.name: s for s in getattr(environment, "snapshots", [])}
-    changed = []
+    changed: dict[str, str] = {}
     for fqn, model in context.models.items():
         if model.kind.is_external:
             continue
         snapshot = promoted.get(fqn)
         if snapshot is None:
-            changed.append(f"{model.name} (new)")
-            continue
-        fingerprint = snapshot.fingerprint
-        if (
-            fingerprint.data_hash != model.data_hash
-            or fingerprint.metadata_hash != model.metadata_hash
+            changed[fqn] = "new"
+        elif (
+            snapshot.fingerprint.data_hash != model.data_hash
+            or snapshot.fingerprint.metadata_hash != model.metadata_hash
         ):
-            changed.append(model.name)
-    local = set(context.models)
-    changed.extend(f"{s.name} (removed)" for s in promoted.values() if s.name not in local)
-    return sorted(changed)
+            changed[fqn] = "changed"
+    changed.update({name: "removed" for name in promoted if name not in context.models})
+    return dict(sorted(changed.items()))

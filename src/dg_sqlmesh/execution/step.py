@@ -82,11 +82,9 @@ def _lead(
     except BaseException as exc:
         coordinator.publish(context.run_id, {}, error=_failure_text(exc))
         raise
-    changed = {c.split(" (")[0] for c in report.unapplied_changes}
-    for outcome in report.outcomes.values():
-        model = graph.description.models_by_fqn.get(outcome.fqn)
-        if model is not None and model.name in changed:
-            outcome.detail = (outcome.detail or "") + " (the project on disk differs)"
+    for changed, change in report.unapplied_changes.items():
+        if changed in report.outcomes:
+            report.outcomes[changed].unapplied_change = change
     coordinator.publish(context.run_id, report.outcomes)
     return report.outcomes.get(fqn) or ModelOutcome(fqn=fqn, detail="not reported by SQLMesh")
 
@@ -188,6 +186,11 @@ def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
         metadata["sqlmesh/error_class"] = outcome.error_class
         metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
         metadata["sqlmesh/retryable"] = outcome.error_class == ErrorClass.TRANSIENT.value
+    if outcome.unapplied_change:
+        metadata["sqlmesh/unapplied_change"] = (
+            f"{outcome.unapplied_change} on disk, not yet in the environment: this run "
+            "executed the environment's version"
+        )
     if outcome.failed_upstreams:
         metadata["sqlmesh/failed_upstreams"] = outcome.failed_upstreams
     return metadata
