@@ -4,11 +4,5 @@
 # happened to each model. Safe to run again: later runs report what was due.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-PYTHON=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e .
+. scripts/venv.sh .
 exec .venv/bin/python examples/shop/materialize.py "$@"
