@@ -10,6 +10,7 @@ from dg_sqlmesh.assets import (
     sqlmesh_job,
 )
 from dg_sqlmesh.automation import cron_automation_condition
+from dg_sqlmesh.components import SQLMeshProjectComponent
 from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshDefinitionError,
@@ -34,6 +35,7 @@ __all__ = [
     "ProjectDescription",
     "SQLMeshDefinitionError",
     "SQLMeshEnvironmentError",
+    "SQLMeshProjectComponent",
     "SQLMeshResource",
     "SQLMeshResultsResource",
     "SQLMeshRunFailure",

@@ -1,0 +1,207 @@
+"""SQLMeshProjectComponent: a defs.yaml loads what sqlmesh_definitions_factory builds.
+
+Real components loaded by Dagster's component machinery from real defs.yaml files,
+over a copy of the example project; no mocks.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster.components.testing import create_defs_folder_sandbox
+
+from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshProjectComponent, sqlmesh_definitions_factory
+from dg_sqlmesh.components.scaffolder import PLACEHOLDER_PROJECT
+
+TYPE_NAME = "dg_sqlmesh.SQLMeshProjectComponent"
+# metadata Dagster adds to every asset of a component (where it is defined)
+COMPONENT_METADATA = {"dagster/code_references", "dagster/component_origin"}
+DG_CLI = shutil.which("dg") or shutil.which("dg", path=str(Path(sys.executable).parent))
+
+
+def _write_defs(sandbox, attributes: dict, name: str = "warehouse") -> Path:
+    """A defs.yaml of the component in the sandbox's defs folder; returns its folder."""
+    defs_path = sandbox.defs_folder_path / name
+    defs_path.mkdir(parents=True)
+    (defs_path / "defs.yaml").write_text(
+        yaml.safe_dump({"type": TYPE_NAME, "attributes": attributes})
+    )
+    return defs_path
+
+
+def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
+    """The spec of every model asset, without the metadata Dagster adds to components'."""
+    specs = {}
+    for asset in defs.assets or []:
+        for spec in asset.specs:
+            metadata = {k: v for k, v in spec.metadata.items() if k not in COMPONENT_METADATA}
+            specs[spec.key] = spec.replace_attributes(metadata=metadata)
+    return specs
+
+
+def _check_keys(defs: dg.Definitions) -> set[dg.AssetCheckKey]:
+    return {key for a in defs.assets or [] for key in a.check_keys}
+
+
+def test_defs_yaml_loads_what_the_factory_builds(shop_project):
+    options = {
+        "gateway": "duckdb",
+        "environment": "prod",
+        "external_asset_mapping": "raw/{node.schema}/{node.name}",
+        "group_name": "warehouse",
+        "owners": ["team:data"],
+        "enable_schedule": True,
+    }
+    expected = sqlmesh_definitions_factory(project_dir=str(shop_project), **options)
+
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = sandbox.defs_folder_path / "warehouse"
+        # project: relative to the folder of defs.yaml
+        relative = os.path.relpath(shop_project, defs_path)
+        _write_defs(sandbox, {"project": relative, **options})
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, defs):
+            assert isinstance(component, SQLMeshProjectComponent)
+            assert Path(component.project) == shop_project.resolve()
+            specs = _specs(defs)
+            assert specs == _specs(expected)
+            assert _check_keys(defs) == _check_keys(expected)
+            assert defs.resolve_job_def("sqlmesh_job").name == "sqlmesh_job"
+            assert {s.name for s in defs.schedules or []} == {"sqlmesh_adaptive_schedule"}
+            assert set(defs.resources or {}) == {"sqlmesh", "sqlmesh_results"}
+            assert defs.resources["sqlmesh"].project_dir == str(shop_project.resolve())
+
+    keys = {key.to_user_string() for key in specs}
+    assert "shop/marts/daily_revenue" in keys
+    upstream = {dep.asset_key.to_user_string() for spec in specs.values() for dep in spec.deps}
+    assert "raw/payments/transactions" in upstream  # the external model, mapped
+
+
+def test_translation_and_jinja_external_mapping(shop_project):
+    attributes = {
+        "project": str(shop_project),
+        # Jinja here is rendered per external model by dg-sqlmesh, not at load time
+        "external_asset_mapping": "raw/{{ node.schema }}/{{ node.name }}",
+        "translation": {
+            "key_prefix": "wh",
+            "group_name": "sqlmesh_{{ node.schema }}",
+            "tags": {"sqlmesh_table": "{{ node.table }}"},
+        },
+    }
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = _write_defs(sandbox, attributes)
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (_, defs):
+            specs = _specs(defs)
+            check_keys = _check_keys(defs)
+
+    plain = _specs(sqlmesh_definitions_factory(project_dir=str(shop_project)))
+    assert set(specs) == {key.with_prefix("wh") for key in plain}
+    revenue = specs[dg.AssetKey(["wh", "shop", "marts", "daily_revenue"])]
+    assert revenue.group_name == "sqlmesh_marts"
+    assert revenue.tags["sqlmesh_table"] == "daily_revenue"
+    # the translator's tags are kept (tags are merged), as is the rest of the spec
+    base = plain[dg.AssetKey(["shop", "marts", "daily_revenue"])]
+    assert set(base.tags) < set(revenue.tags)
+    assert revenue.code_version == base.code_version
+    # dependencies between models and asset checks follow the translated keys
+    deps = {dep.asset_key for spec in specs.values() for dep in spec.deps}
+    assert dg.AssetKey(["raw", "payments", "transactions"]) in deps
+    assert all(key.path[0] in ("wh", "raw") for key in deps)
+    assert check_keys and {ck.asset_key for ck in check_keys} <= set(specs)
+
+
+def test_missing_project_names_the_attribute(tmp_path):
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = _write_defs(sandbox, {"project": "no_such_project"})
+        with pytest.raises(Exception) as info:
+            with sandbox.load_component_and_build_defs(defs_path=defs_path):
+                pass
+    chain = []
+    exc: BaseException | None = info.value
+    while exc is not None:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    errors = [e for e in chain if isinstance(e, SQLMeshDefinitionError)]
+    assert errors, chain
+    assert "project: no_such_project" in str(errors[0])
+    assert "does not exist" in str(errors[0])
+
+
+def test_scaffolder_writes_a_loadable_defs_yaml(shop_project):
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = sandbox.scaffold_component(
+            component_cls=SQLMeshProjectComponent,
+            defs_path="my_sqlmesh",
+            scaffold_params={"project_path": str(shop_project), "gateway": "duckdb"},
+        )
+        written = yaml.safe_load((defs_path / "defs.yaml").read_text())
+        # the sandbox scaffolds by module path; `dg scaffold defs` by the registered name
+        assert written["type"].endswith(".SQLMeshProjectComponent")
+        assert written == {
+            "type": written["type"],
+            "attributes": {
+                "project": Path(os.path.relpath(shop_project, defs_path)).as_posix(),
+                "gateway": "duckdb",
+            },
+        }
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (_, defs):
+            keys = set(_specs(defs))
+            assert defs.resolve_job_def("sqlmesh_job")
+
+        # no --project-path: a placeholder to edit; a folder that is no project: refused
+        empty = sandbox.scaffold_component(component_cls=SQLMeshProjectComponent)
+        assert yaml.safe_load((empty / "defs.yaml").read_text())["attributes"] == {
+            "project": PLACEHOLDER_PROJECT
+        }
+        with pytest.raises(SQLMeshDefinitionError, match="not a SQLMesh project"):
+            sandbox.scaffold_component(
+                component_cls=SQLMeshProjectComponent,
+                scaffold_params={"project_path": str(shop_project / "models")},
+            )
+
+    assert keys == set(_specs(sqlmesh_definitions_factory(project_dir=str(shop_project))))
+
+
+def test_registered_for_dg():
+    """The entry point the `dg` CLI reads lists the component under its YAML type name."""
+    from dagster.components.core.package_entry import (
+        DG_PLUGIN_ENTRY_POINT_GROUP,
+        discover_entry_point_package_objects,
+    )
+
+    points = importlib.metadata.entry_points(group=DG_PLUGIN_ENTRY_POINT_GROUP)
+    assert "dg_sqlmesh" in {p.value for p in points}
+    found = {key.to_typename(): obj for key, obj in discover_entry_point_package_objects().items()}
+    assert found[TYPE_NAME] is SQLMeshProjectComponent
+
+
+@pytest.mark.skipif(DG_CLI is None, reason="the dg CLI (dagster-dg-cli) is not installed")
+def test_dg_cli_scaffolds(tmp_path, shop_project):
+    project = tmp_path / "dgproj"
+    (project / "src" / "dgproj" / "defs").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "dgproj"\nversion = "0.0.1"\n\n'
+        '[tool.dg]\ndirectory_type = "project"\n\n'
+        '[tool.dg.project]\nroot_module = "dgproj"\n'
+    )
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [DG_CLI, *args], cwd=project, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    # dg resolves the type through the registry (the entry point) before scaffolding
+    run("scaffold", "defs", TYPE_NAME, "warehouse", "--project-path", str(shop_project))
+    written = yaml.safe_load((project / "src/dgproj/defs/warehouse/defs.yaml").read_text())
+    assert written["type"] == TYPE_NAME
+    defs_dir = project / "src/dgproj/defs/warehouse"
+    assert (defs_dir / written["attributes"]["project"]).resolve() == shop_project.resolve()
