@@ -98,14 +98,24 @@ def sqlmesh_assets_factory(
 
 
 def sqlmesh_job(
-    assets: Sequence[dg.AssetsDefinition], name: str = JOB_NAME
+    assets: Sequence[dg.AssetsDefinition],
+    name: str = JOB_NAME,
+    *,
+    environment: str | None = None,
 ) -> dg.UnresolvedAssetJobDefinition:
-    """A job selecting all the given SQLMesh assets, with run retries off for failures."""
+    """A job selecting all the given SQLMesh assets, with run retries off for failures.
+
+    Its runs carry the tag ``dg_sqlmesh/environment`` so that Dagster's run queue can cap
+    concurrent runs of one SQLMesh environment across machines.
+    """
     keys = [key for a in assets for key in a.keys]
+    tags = dict(NO_RUN_RETRY_TAGS)
+    if environment:
+        tags["dg_sqlmesh/environment"] = environment
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(*keys),
-        tags=NO_RUN_RETRY_TAGS,
+        tags=tags,
         config=FORKSERVER_RUN_CONFIG,
         description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
     )
@@ -166,7 +176,7 @@ def sqlmesh_definitions_factory(
         owners=owners,
         automation_from_cron=automation_from_cron,
     )
-    job = sqlmesh_job(assets)
+    job = sqlmesh_job(assets, environment=environment)
     schedules = []
     if enable_schedule:
         from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
