@@ -4,5 +4,5 @@
 # happened to each model. Safe to run again: later runs report what was due.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/venv.sh .
+. scripts/venv.sh ".[postgres]"  # the example also declares a postgres gateway
 exec .venv/bin/python examples/shop/materialize.py "$@"
