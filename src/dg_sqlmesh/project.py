@@ -245,7 +245,7 @@ def describe_context(context: Context, project_dir: Path, gateway: str) -> Proje
     models = context.models
     dag_order = [fqn for fqn in context.dag if fqn in models]
     engine = _engine_type(context, gateway)
-    sql_cache: dict[Any, str] = {}  # shared audits and column types print once, not per model
+    sql_cache: dict[Any, Any] = {}  # shared audits and column types print once, not per model
     described = [
         describe_model(models[fqn], project_dir, engine, sql_cache=sql_cache) for fqn in dag_order
     ]
@@ -270,7 +270,7 @@ def describe_model(
     project_dir: Path,
     engine: str | None = None,
     *,
-    sql_cache: dict[Any, str] | None = None,
+    sql_cache: dict[Any, Any] | None = None,
 ) -> ModelInfo:
     """Describe one SQLMesh model (external or not) without touching the warehouse.
 
@@ -308,7 +308,7 @@ def describe_model(
         owner=model.owner,
         description=model.description,
         columns=tuple(
-            ColumnInfo(name, _type_sql(dtype, model.dialect, sql_cache), descriptions.get(name))
+            ColumnInfo(name, _expr_sql(dtype, model.dialect, sql_cache), descriptions.get(name))
             for name, dtype in columns.items()
         ),
         depends_on=tuple(sorted(model.depends_on)),
@@ -332,26 +332,27 @@ def _time_column(model: Model) -> str | None:
     return None if time_column is None else time_column.column.name
 
 
-def _type_sql(dtype: Any, dialect: str | None, sql_cache: dict[Any, str]) -> str:
-    key = ("type", dtype, dialect)  # DataType hashes and compares by structure
+def _expr_sql(expression: Any, dialect: str | None, sql_cache: dict[Any, Any]) -> str:
+    """``expression.sql(dialect)``, once per distinct expression (types, audit arguments)."""
+    key = ("sql", expression, dialect)  # sqlglot expressions hash and compare by structure
     if key not in sql_cache:
-        sql_cache[key] = dtype.sql(dialect=dialect)
+        sql_cache[key] = expression.sql(dialect=dialect)
     return sql_cache[key]
 
 
-def _audit_query_sql(audit: Any, dialect: str | None, sql_cache: dict[Any, str]) -> str | None:
+def _audit_query_sql(audit: Any, dialect: str | None, sql_cache: dict[Any, Any]) -> str | None:
     # Keyed by identity: a generic audit is one object shared by every model using it,
     # while two inline audits of the same name are distinct objects. The audit is kept
     # in the key so that its id cannot be reused while the cache lives.
     key = ("audit", id(audit), dialect)
     if key not in sql_cache:
         query = getattr(audit, "query", None)
-        sql_cache[key] = query.sql(dialect=dialect) if query else None  # type: ignore[assignment]
+        sql_cache[key] = query.sql(dialect=dialect) if query else None
         sql_cache[("audit-ref", id(audit))] = audit
     return sql_cache[key]
 
 
-def _describe_audits(model: Model, sql_cache: dict[Any, str] | None = None) -> list[AuditInfo]:
+def _describe_audits(model: Model, sql_cache: dict[Any, Any] | None = None) -> list[AuditInfo]:
     from sqlglot import exp
 
     sql_cache = {} if sql_cache is None else sql_cache
@@ -361,7 +362,7 @@ def _describe_audits(model: Model, sql_cache: dict[Any, str] | None = None) -> l
         blocking_arg = args.get("blocking")
         blocking = blocking_arg == exp.true() if blocking_arg is not None else audit.blocking
         shown_args = {
-            k: v.sql(dialect=model.dialect) if hasattr(v, "sql") else str(v)
+            k: _expr_sql(v, model.dialect, sql_cache) if hasattr(v, "sql") else str(v)
             for k, v in args.items()
             if k != "blocking"
         }

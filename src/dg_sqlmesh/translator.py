@@ -10,6 +10,7 @@ module-level function so a subclass can reuse it::
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +20,7 @@ import dagster as dg
 from dg_sqlmesh.checks import default_check_specs
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project import ModelInfo
-from dg_sqlmesh.tags import is_valid_owner, parse_tags, sanitize_tag_part
+from dg_sqlmesh.tags import TagProperties, is_valid_owner, parse_tags, sanitize_tag_part
 
 _INVALID_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")
 
@@ -75,18 +76,28 @@ class _Node:
         self.__dict__.update(values)
 
 
+@functools.lru_cache(maxsize=16384)
+def _parsed_tags(tags: tuple[str, ...], name: str, path: str | None) -> TagProperties:
+    return parse_tags(tags, model=name, path=path)
+
+
+def _tag_properties(model: ModelInfo) -> TagProperties:
+    """The model's tag convention, parsed once: five defaults below read it per model."""
+    return _parsed_tags(tuple(model.tags), model.name, model.path)
+
+
 def default_group_name(model: ModelInfo) -> str | None:
-    return parse_tags(model.tags, model=model.name, path=model.path).group_name
+    return _tag_properties(model).group_name
 
 
 def default_description(model: ModelInfo) -> str | None:
-    tagged = parse_tags(model.tags, model=model.name, path=model.path).description
+    tagged = _tag_properties(model).description
     return tagged or model.description
 
 
 def default_owners(model: ModelInfo) -> list[str] | None:
     """Owners from ``dagster:owner:`` tags, or None to let the factory decide."""
-    owners = parse_tags(model.tags, model=model.name, path=model.path).owners
+    owners = _tag_properties(model).owners
     return list(owners) or None
 
 
@@ -99,14 +110,14 @@ def model_owner(model: ModelInfo) -> list[str]:
 
 
 def default_tags(model: ModelInfo) -> dict[str, str]:
-    return dict(parse_tags(model.tags, model=model.name, path=model.path).tags)
+    return dict(_tag_properties(model).tags)  # a copy: the parsed properties are shared
 
 
 def default_kinds(model: ModelInfo) -> set[str]:
     kinds = {"sqlmesh"}
     if model.engine and model.engine != "unknown":
         kinds.add(model.engine)
-    kinds.update(parse_tags(model.tags, model=model.name, path=model.path).kinds)
+    kinds.update(_tag_properties(model).kinds)
     return kinds
 
 

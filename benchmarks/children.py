@@ -1,0 +1,348 @@
+"""The measured side of the benchmark: one fresh process per measurement.
+
+``run.py`` starts ``python benchmarks/children.py KIND JSON`` for every measurement,
+so that imports, SQLMesh's and Dagster's in-memory caches and our own module-level
+memo start cold in each one. A child prints one ``BENCH_RESULT {...}`` line.
+
+Timers inside a child start *after* the imports listed in ``_preimport`` (the same
+set for the two sides of a comparison, see each kind), so that they compare work,
+not import time; import time is measured on its own by the cached-load comparison,
+which times whole processes from the parent.
+
+The job functions at the bottom are what the multiprocess executor's step processes
+re-import (this module is on their ``PYTHONPATH``): the project comes from
+environment variables, like ``tests/helpers/defs_from_env.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ENV_PROJECT = "DG_SQLMESH_BENCH_PROJECT"
+ENV_MODELS = "DG_SQLMESH_BENCH_MODELS"  # JSON: [[name, [parents...]], ...] for trivial assets
+ENV_CHECKS = "DG_SQLMESH_BENCH_CHECKS"  # checks per trivial asset
+
+
+def _clock() -> tuple[float, float]:
+    self_ = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
+    return time.perf_counter(), cpu
+
+
+def _since(start: tuple[float, float]) -> dict[str, float]:
+    now = _clock()
+    return {"wall": now[0] - start[0], "cpu": now[1] - start[1]}
+
+
+def _quiet_sqlmesh() -> None:
+    from sqlmesh.core.console import NoopConsole, set_console
+
+    set_console(NoopConsole())
+
+
+def _executions(project: Path) -> int:
+    """Rows of ``_meta.executions``: one per SQLMesh execution with work (generator)."""
+    import duckdb
+
+    with duckdb.connect(str(project / "db.duckdb"), read_only=True) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM _meta.executions").fetchone()[0])
+
+
+# --- load -----------------------------------------------------------------------------
+
+
+def sqlmesh_context(args: dict) -> dict:
+    """``sqlmesh.Context(paths=...)``: SQLMesh loading the project (imports excluded)."""
+    import sqlmesh
+
+    _quiet_sqlmesh()
+    start = _clock()
+    context = sqlmesh.Context(paths=[args["project"]])
+    result = {"load": _since(start), "models": len(context.models)}
+    context.close()
+    return result
+
+
+def dg_definitions(args: dict) -> dict:
+    """``sqlmesh_definitions_factory(...)`` (imports of dagster, sqlmesh, ours excluded)."""
+    import dagster  # noqa: F401
+    import sqlmesh  # noqa: F401 - the cold path loads a SQLMesh context
+
+    import dg_sqlmesh
+
+    start = _clock()
+    defs = dg_sqlmesh.sqlmesh_definitions_factory(project_dir=args["project"])
+    load = _since(start)
+    assets = defs.assets or []
+    return {"load": load, "assets": len(assets)}
+
+
+# --- prepare --------------------------------------------------------------------------
+
+
+def prepare(args: dict) -> dict:
+    """Create the prod environment (skip_backfill: every interval left for a run)."""
+    sys.path.insert(0, str(Path(args["repo"]) / "tests"))
+    from helpers.harness import plan_project
+
+    import dg_sqlmesh
+
+    project = Path(args["project"])
+    start = _clock()
+    if args.get("plan", True):
+        plan_project(project)
+    dg_sqlmesh.sqlmesh_definitions_factory(project_dir=str(project))  # warms the cache
+    out = {"prepare": _since(start)}
+    if args.get("plan", True):
+        out["executions"] = _executions(project)
+    return out
+
+
+# --- in-process run -------------------------------------------------------------------
+
+
+def sqlmesh_run(args: dict) -> dict:
+    """What ``sqlmesh run`` does: load the project, run prod (imports excluded)."""
+    import sqlmesh
+
+    _quiet_sqlmesh()
+    project = Path(args["project"])
+    start = _clock()
+    context = sqlmesh.Context(paths=[project])
+    loaded = _since(start)
+    status = context.run()
+    total = _since(start)
+    context.close()
+    return {
+        "load": loaded,
+        "total": total,
+        "ok": "SUCCESS" in str(status),
+        "status": str(status),
+        "executions": _executions(project),
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _step_times(instance, run_id: str) -> dict[str, tuple[float, float | None]]:  # noqa: ANN001
+    import dagster as dg
+
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    kinds = {
+        dg.DagsterEventType.STEP_START,
+        dg.DagsterEventType.STEP_SUCCESS,
+        dg.DagsterEventType.STEP_FAILURE,
+    }
+    for entry in instance.all_logs(run_id, of_type=kinds):
+        event = entry.dagster_event
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[event.step_key] = entry.timestamp
+        else:
+            ends[event.step_key] = entry.timestamp
+    return {key: (t, ends.get(key)) for key, t in starts.items()}
+
+
+def _leader(instance, run_id: str) -> str | None:  # noqa: ANN001
+    from dg_sqlmesh.resource import SQLMeshResultsResource
+
+    coordinator = SQLMeshResultsResource().coordinator(instance)
+    record = coordinator.record(run_id)
+    return None if record is None else record.leader_step
+
+
+def _materializations(instance, run_id: str) -> int:  # noqa: ANN001
+    import dagster as dg
+
+    return len(instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
+
+
+def dagster_run(args: dict) -> dict:
+    """``sqlmesh_job`` in process: definitions (cached description) + execute_in_process."""
+    import dagster as dg
+    import sqlmesh  # noqa: F401 - the leader step needs it; excluded like on the other side
+
+    import dg_sqlmesh
+    import dg_sqlmesh.execution.runner  # noqa: F401 - imported lazily by the leader
+
+    project = Path(args["project"])
+    profile = args.get("profile")
+    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+        profiler = _profiler(profile)
+        start = _clock()
+        defs = dg_sqlmesh.sqlmesh_definitions_factory(project_dir=str(project))
+        job = defs.resolve_job_def("sqlmesh_job")
+        loaded = _since(start)
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        total = _since(start)
+        _stop_profiler(profiler, profile)
+        steps = _step_times(instance, result.run_id)
+        leader = _leader(instance, result.run_id)
+        leader_s = None
+        if leader in steps and steps[leader][1] is not None:
+            leader_s = steps[leader][1] - steps[leader][0]
+        materialized = _materializations(instance, result.run_id)
+    return {
+        "load": loaded,
+        "total": total,
+        "ok": bool(result.success) and materialized == args["models"],
+        "materialized": materialized,
+        "leader_step_s": leader_s,
+        "executions": _executions(project),
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _trivial_definitions(models: list, n_checks: int):  # noqa: ANN202
+    """N trivial assets shaped like the project (same deps), each with ``n_checks`` checks,
+    each yielding a MaterializeResult carrying its check results."""
+    import dagster as dg
+
+    def key(name: str) -> dg.AssetKey:
+        return dg.AssetKey(["db", *name.split(".")])
+
+    def make(name: str, parents: list[str]) -> dg.AssetsDefinition:
+        asset_key = key(name)
+        specs = [dg.AssetCheckSpec(f"check_{i}", asset=asset_key) for i in range(n_checks)]
+
+        @dg.asset(
+            key=asset_key,
+            deps=[key(p) for p in parents],
+            check_specs=specs,
+        )
+        def _trivial():  # noqa: ANN202
+            return dg.MaterializeResult(
+                check_results=[dg.AssetCheckResult(check_name=s.name, passed=True) for s in specs]
+            )
+
+        return _trivial
+
+    assets = [make(name, parents) for name, parents in models]
+    job = dg.define_asset_job("trivial_job", selection=dg.AssetSelection.all())
+    return dg.Definitions(assets=assets, jobs=[job])
+
+
+def dagster_floor(args: dict) -> dict:
+    """The Dagster floor: the trivial job in process on the same kind of instance."""
+    import dagster as dg
+
+    models = json.loads(args["trivial_models"])
+    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+        start = _clock()
+        defs = _trivial_definitions(models, args["checks"])
+        job = defs.resolve_job_def("trivial_job")
+        loaded = _since(start)
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        total = _since(start)
+        materialized = _materializations(instance, result.run_id)
+    return {
+        "load": loaded,
+        "total": total,
+        "ok": bool(result.success) and materialized == len(models),
+        "materialized": materialized,
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+# --- multiprocess run -----------------------------------------------------------------
+
+
+def sqlmesh_job():  # noqa: ANN201 - re-imported by every step process
+    import dg_sqlmesh
+
+    defs = dg_sqlmesh.sqlmesh_definitions_factory(project_dir=os.environ[ENV_PROJECT])
+    return defs.resolve_job_def("sqlmesh_job")
+
+
+def trivial_job():  # noqa: ANN201 - re-imported by every step process
+    models = json.loads(os.environ[ENV_MODELS])
+    defs = _trivial_definitions(models, int(os.environ[ENV_CHECKS]))
+    return defs.resolve_job_def("trivial_job")
+
+
+def multiprocess(args: dict) -> dict:
+    """One run under the multiprocess executor; per-step STEP_START->STEP_SUCCESS times."""
+    import children  # this file as an importable module, for reconstructable()
+    import dagster as dg
+
+    trivial = args["side"] == "trivial"
+    if trivial:
+        os.environ[ENV_MODELS] = args["trivial_models"]
+        os.environ[ENV_CHECKS] = str(args["checks"])
+        target = children.trivial_job
+    else:
+        os.environ[ENV_PROJECT] = args["project"]
+        target = children.sqlmesh_job
+    config = {"execution": {"config": {"multiprocess": {"max_concurrent": args["concurrency"]}}}}
+    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+        start = _clock()
+        result = dg.execute_job(
+            dg.reconstructable(target), instance=instance, run_config=config, raise_on_error=False
+        )
+        total = _since(start)
+        steps = _step_times(instance, result.run_id)
+        materialized = _materializations(instance, result.run_id)
+        out: dict = {
+            "total": total,
+            "ok": bool(result.success) and materialized == args["models"],
+            "materialized": materialized,
+            "steps": {k: [s, e] for k, (s, e) in steps.items()},
+        }
+        if not trivial:
+            from dg_sqlmesh.resource import SQLMeshResultsResource
+
+            coordinator = SQLMeshResultsResource().coordinator(instance)
+            out["leader"] = _leader(instance, result.run_id)
+            out["store_executions"] = coordinator.executions(result.run_id)
+            out["executions"] = _executions(Path(args["project"]))
+    return out
+
+
+# --- profiling helpers ----------------------------------------------------------------
+
+
+def _profiler(path: str | None):  # noqa: ANN202
+    if not path:
+        return None
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.005)  # coarse: the fine timer costs 15 us a sample here
+    profiler.start()
+    return profiler
+
+
+def _stop_profiler(profiler, path: str | None) -> None:  # noqa: ANN001
+    if profiler is None or not path:
+        return
+    profiler.stop()
+    Path(path).write_text(profiler.output_text(unicode=False, color=False))
+
+
+KINDS = {
+    "sqlmesh_context": sqlmesh_context,
+    "dg_definitions": dg_definitions,
+    "prepare": prepare,
+    "sqlmesh_run": sqlmesh_run,
+    "dagster_run": dagster_run,
+    "dagster_floor": dagster_floor,
+    "multiprocess": multiprocess,
+}
+
+
+def main() -> None:
+    kind, payload = sys.argv[1], json.loads(sys.argv[2])
+    result = KINDS[kind](payload)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.setdefault("maxrss_mb", usage.ru_maxrss / 1024)
+    sys.stdout.flush()
+    print("BENCH_RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

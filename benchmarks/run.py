@@ -1,0 +1,695 @@
+"""dg-sqlmesh performance benchmark: our overhead against SQLMesh and Dagster alone.
+
+Usage (from the repository root, with the project's virtualenv)::
+
+    .venv/bin/python benchmarks/run.py                      # everything, default sizes
+    .venv/bin/python benchmarks/run.py --quick              # smoke test, ~3 minutes
+    .venv/bin/python benchmarks/run.py --only load run --models 100 --reps 5
+
+Every measurement is its own fresh process (``benchmarks/children.py``), started on a
+freshly restored copy of a prepared project, so that both sides of a comparison start
+cold and evaluate exactly the same missing intervals. Sides are interleaved and their
+order alternates between repetitions; the table shows medians. See
+``benchmarks/README.md`` for what each row compares and how to read it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CHILD = HERE / "children.py"
+
+# Targets: (limit, how the limit applies)
+COLD_LOAD_RATIO = 1.20  # cold definitions load <= 1.2 x sqlmesh.Context(paths=...)
+CACHED_LOAD_SLACK_S = 0.30  # cached load <= `python -c "import dagster, sqlmesh"` + 0.3 s
+RUN_RATIO = 1.15  # in-process run <= 1.15 x (sqlmesh run + Dagster floor)
+FOLLOWER_RATIO = 1.20  # non-leader step <= 1.2 x trivial step (multiprocess executor)
+MEMORY_RATIO = 1.50  # peak RSS of an in-process run <= 1.5 x sqlmesh run's
+
+SECTIONS = ("load", "run", "multiprocess", "memory")
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    """One finished child process: wall time seen by the parent, and its rusage."""
+
+    wall: float
+    cpu: float  # user + system of the child and the children it waited for
+    maxrss_mb: float
+    result: dict = field(default_factory=dict)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["SQLMESH__DISABLE_ANONYMIZED_ANALYTICS"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH")) if p)
+    env.pop("DAGSTER_HOME", None)
+    return env
+
+
+def run_process(cmd: list[str], *, timeout: float, cwd: Path | None = None) -> Proc:
+    """Run ``cmd`` to completion; wall clock from the parent, rusage from ``wait4``."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=_env(), cwd=cwd)
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.01)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        tail = "\n".join(stderr.strip().splitlines()[-25:])
+        raise RuntimeError(f"{' '.join(cmd[:3])} ... exited {proc.returncode}:\n{tail}")
+    result: dict = {}
+    for line in stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            result = json.loads(line[len("BENCH_RESULT ") :])
+    return Proc(
+        wall=wall,
+        cpu=usage.ru_utime + usage.ru_stime,
+        maxrss_mb=usage.ru_maxrss / 1024,
+        result=result,
+    )
+
+
+LOADS: list[float] = []  # 1-minute load average after each measurement
+
+
+def child(kind: str, payload: dict, *, timeout: float = 1800) -> Proc:
+    proc = run_process([sys.executable, str(CHILD), kind, json.dumps(payload)], timeout=timeout)
+    LOADS.append(os.getloadavg()[0])
+    return proc
+
+
+# --- projects -------------------------------------------------------------------------
+
+
+class Projects:
+    """Generated projects at fixed paths, each with a snapshot to restore from.
+
+    The description cache is keyed by the project's absolute path, so a project is
+    always restored to the same path; its DuckDB file (warehouse and SQLMesh state)
+    and both caches come back exactly as prepared.
+    """
+
+    def __init__(self, workdir: Path, audits: int, seed: int, planned: set[int]) -> None:
+        self.workdir = workdir
+        self.audits = audits
+        self.seed = seed
+        self.planned = planned  # sizes that some section runs: plan them on first use
+        self.prepared: dict[int, bool] = {}
+        self.planned_executions: int | None = None
+
+    def path(self, n: int) -> Path:
+        return self.workdir / f"p{n}" / "project"
+
+    def snapshot(self, n: int) -> Path:
+        return self.workdir / f"p{n}" / "snapshot"
+
+    def models(self, n: int) -> list[list]:
+        """[[name, [parents]], ...] of the generated project, for the trivial assets."""
+        sys.path.insert(0, str(REPO / "tests"))
+        from projects.generate import project_models
+
+        return [[m["name"], m["parents"]] for m in project_models(n, self.seed)]
+
+    def prepare(self, n: int, *, plan: bool) -> None:
+        """Generate, plan prod with skip_backfill (if ``plan``), warm caches, snapshot."""
+        plan = plan or n in self.planned
+        if self.prepared.get(n) is True or self.prepared.get(n) is plan:
+            return
+        sys.path.insert(0, str(REPO / "tests"))
+        from projects.generate import generate_project
+
+        project = self.path(n)
+        if project.parent.exists():
+            shutil.rmtree(project.parent)
+        start = (date.today() - timedelta(days=7)).isoformat()
+        generate_project(
+            project,
+            n,
+            seed=self.seed,
+            start=start,
+            audits_per_model=self.audits,
+            db_path=project / "db.duckdb",
+            count_executions=True,
+        )
+        began = time.perf_counter()
+        proc = child("prepare", {"project": str(project), "repo": str(REPO), "plan": plan})
+        self.prepared[n] = plan
+        shutil.copytree(project, self.snapshot(n), symlinks=True)
+        if plan:
+            self.planned_executions = proc.result.get("executions")
+        log(
+            f"  prepared {n} models ({'planned' if plan else 'not planned'}) in "
+            f"{time.perf_counter() - began:.0f} s"
+        )
+
+    def restore(self, n: int) -> Path:
+        project = self.path(n)
+        if project.exists():
+            shutil.rmtree(project)
+        shutil.copytree(self.snapshot(n), project, symlinks=True)
+        return project
+
+    def drop_caches(self, n: int) -> None:
+        shutil.rmtree(self.path(n) / ".cache", ignore_errors=True)
+
+    def description_cache(self, n: int) -> list[Path]:
+        return sorted((self.path(n) / ".cache" / "dg_sqlmesh").glob("description-*.json"))
+
+
+# --- measurements ---------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def alternate(reps: int, sides: list[str]):  # noqa: ANN201
+    """(rep, side) pairs, the order of the sides rotating every repetition."""
+    for rep in range(reps):
+        shift = rep % len(sides)
+        for side in sides[shift:] + sides[:shift]:
+            yield rep, side
+
+
+def median(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class Row:
+    section: str
+    models: int
+    what: str
+    ours: float | None
+    base: float | None
+    base_label: str
+    value: float | None  # the number compared with the limit
+    limit: float
+    unit: str  # "x" (ratio) or "s" (seconds over the baseline)
+    ours_cpu: float | None = None
+    base_cpu: float | None = None
+    note: str = ""
+    valid: bool = True
+
+    @property
+    def verdict(self) -> str:
+        if not self.valid:
+            return "INVALID"
+        if self.value is None:
+            return "n/a"
+        return "PASS" if self.value <= self.limit + 1e-9 else "FAIL"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.metric = args.metric
+        planned: set[int] = set()
+        if {"run", "memory"} & set(args.only):
+            planned |= set(args.models)
+        if "multiprocess" in args.only:
+            planned |= set(args.mp_models)
+        self.projects = Projects(args.workdir, args.audits, args.seed, planned)
+        self.rows: list[Row] = []
+        self.raw: dict = {}
+
+    def pick(self, measure: dict) -> float:
+        return measure[self.metric]
+
+    # load --------------------------------------------------------------------------
+
+    def load(self) -> None:
+        args = self.args
+        for n in args.cold_models:
+            self.projects.prepare(n, plan=False)
+            samples: dict[str, list[dict]] = {"ctx": [], "dg": []}
+            for rep, side in alternate(args.reps, ["ctx", "dg"]):
+                self.projects.drop_caches(n)  # both sides: no SQLMesh cache, no description
+                payload = {"project": str(self.projects.path(n))}
+                kind = "sqlmesh_context" if side == "ctx" else "dg_definitions"
+                proc = child(kind, payload)
+                samples[side].append(proc.result["load"])
+                log(
+                    f"  load cold {n:>5} rep {rep + 1} {side:<3} "
+                    f"{proc.result['load']['wall']:.2f} s wall"
+                )
+            self.raw[f"load_cold_{n}"] = samples
+            ours = median([self.pick(s) for s in samples["dg"]])
+            base = median([self.pick(s) for s in samples["ctx"]])
+            self.rows.append(
+                Row(
+                    "load",
+                    n,
+                    "definitions load, cold (no cache)",
+                    ours,
+                    base,
+                    "sqlmesh.Context(paths=...)",
+                    ours / base,
+                    COLD_LOAD_RATIO,
+                    "x",
+                    ours_cpu=median([s["cpu"] for s in samples["dg"]]),
+                    base_cpu=median([s["cpu"] for s in samples["ctx"]]),
+                    note="imports excluded on both sides",
+                )
+            )
+
+        for n in args.load_models:
+            self.projects.prepare(n, plan=False)
+            project = self.projects.path(n)
+            code = (
+                "import dg_sqlmesh; "
+                f"dg_sqlmesh.sqlmesh_definitions_factory(project_dir={str(project)!r})"
+            )
+            ours_cmd = [sys.executable, "-c", code]
+            base_cmd = [sys.executable, "-c", "import dagster, sqlmesh"]
+            run_process(ours_cmd, timeout=1800)  # warm: writes the description if missing
+            caches = self.projects.description_cache(n)
+            stamp = [p.stat().st_mtime_ns for p in caches]
+            samples = {"imports": [], "dg": []}
+            for rep, side in alternate(args.reps, ["imports", "dg"]):
+                proc = run_process(ours_cmd if side == "dg" else base_cmd, timeout=600)
+                samples[side].append({"wall": proc.wall, "cpu": proc.cpu})
+                log(f"  load cached {n:>5} rep {rep + 1} {side:<7} {proc.wall:.2f} s wall")
+            hit = bool(caches) and [p.stat().st_mtime_ns for p in caches] == stamp
+            self.raw[f"load_cached_{n}"] = samples
+            ours = median([self.pick(s) for s in samples["dg"]])
+            base = median([self.pick(s) for s in samples["imports"]])
+            self.rows.append(
+                Row(
+                    "load",
+                    n,
+                    "definitions load, project unchanged",
+                    ours,
+                    base,
+                    'python -c "import dagster, sqlmesh"',
+                    ours - base,
+                    CACHED_LOAD_SLACK_S,
+                    "s",
+                    ours_cpu=median([s["cpu"] for s in samples["dg"]]),
+                    base_cpu=median([s["cpu"] for s in samples["imports"]]),
+                    note="whole processes, interpreter start and imports included"
+                    + ("" if hit else "; CACHE MISS during measurement"),
+                    valid=hit,
+                )
+            )
+
+    # in-process run and memory -------------------------------------------------------
+
+    def run(self, *, times: bool = True, memory: bool = True) -> None:
+        args = self.args
+        for n in args.models:
+            self.projects.prepare(n, plan=True)
+            trivial = json.dumps(self.projects.models(n))
+            sides = ["sqlmesh", "dagster"] + (["floor"] if times else [])
+            samples: dict[str, list[dict]] = {side: [] for side in sides}
+            problems: list[str] = []
+            reps = args.reps if n <= args.large else args.large_reps
+            for rep, side in alternate(reps, sides):
+                if side == "floor":
+                    payload = {"trivial_models": trivial, "checks": args.audits, "models": n}
+                    proc = child("dagster_floor", payload)
+                else:
+                    project = self.projects.restore(n)
+                    payload = {"project": str(project), "models": n}
+                    if side == "dagster" and args.profile and rep == 0:
+                        payload["profile"] = str(Path(args.profile) / f"dagster_run_{n}.txt")
+                    proc = child("sqlmesh_run" if side == "sqlmesh" else "dagster_run", payload)
+                    executed = proc.result["executions"] - (self.projects.planned_executions or 0)
+                    if executed != 1:
+                        problems.append(f"{side} rep {rep + 1}: {executed} SQLMesh executions")
+                if not proc.result.get("ok"):
+                    problems.append(f"{side} rep {rep + 1}: run not successful {proc.result}")
+                # Peak RSS of the measured process itself. wait4's figure also covers the
+                # processes it forked (SQLMesh loads models in a fork pool; forked workers
+                # count the parent's shared pages again), so it is kept only as a note.
+                sample = dict(proc.result["total"], maxrss_mb=proc.result["maxrss_mb"])
+                sample["tree_maxrss_mb"] = proc.maxrss_mb
+                sample["load"] = proc.result.get("load")
+                sample["leader_step_s"] = proc.result.get("leader_step_s")
+                samples[side].append(sample)
+                log(
+                    f"  run {n:>5} rep {rep + 1} {side:<7} {sample['wall']:.2f} s wall "
+                    f"{sample['cpu']:.2f} s cpu {sample['maxrss_mb']:.0f} MB"
+                )
+            self.raw[f"run_{n}"] = samples
+            valid = not problems
+            note = "; ".join(problems)
+            if times:
+                ours = median([self.pick(s) for s in samples["dagster"]])
+                sm = median([self.pick(s) for s in samples["sqlmesh"]])
+                floor = median([self.pick(s) for s in samples["floor"]])
+                leader = median([s["leader_step_s"] for s in samples["dagster"]])
+                self.rows.append(
+                    Row(
+                        "run",
+                        n,
+                        "in-process run, all models due",
+                        ours,
+                        sm + floor,
+                        f"sqlmesh run {sm:.1f} + floor {floor:.1f}",
+                        ours / (sm + floor),
+                        RUN_RATIO,
+                        "x",
+                        ours_cpu=median([s["cpu"] for s in samples["dagster"]]),
+                        base_cpu=median([s["cpu"] for s in samples["sqlmesh"]])
+                        + median([s["cpu"] for s in samples["floor"]]),
+                        note=(note or f"imports excluded; leader step {leader:.1f} s"),
+                        valid=valid,
+                    )
+                )
+            if memory:
+                ours = median([s["maxrss_mb"] for s in samples["dagster"]])
+                base = median([s["maxrss_mb"] for s in samples["sqlmesh"]])
+                floor_mb = median([s["maxrss_mb"] for s in samples.get("floor", [])])
+                tree = [
+                    median([s["tree_maxrss_mb"] for s in samples[side]])
+                    for side in ("dagster", "sqlmesh")
+                ]
+                self.rows.append(
+                    Row(
+                        "memory",
+                        n,
+                        "peak RSS, in-process run (MB)",
+                        ours,
+                        base,
+                        "sqlmesh run",
+                        ours / base,
+                        MEMORY_RATIO,
+                        "x",
+                        note=note
+                        or (
+                            (f"floor {floor_mb:.0f} MB; " if floor_mb else "")
+                            + f"with forked workers (wait4): {tree[0]:.0f} vs {tree[1]:.0f} MB"
+                        ),
+                        valid=valid,
+                    )
+                )
+
+    # multiprocess ----------------------------------------------------------------------
+
+    def multiprocess(self) -> None:
+        args = self.args
+        for n in args.mp_models:
+            self.projects.prepare(n, plan=True)
+            trivial = json.dumps(self.projects.models(n))
+            followers: list[float] = []
+            waiting: list[float] = []
+            trivial_steps: list[float] = []
+            executions: list[int] = []
+            totals: dict[str, list[float]] = {"sqlmesh": [], "trivial": []}
+            problems: list[str] = []
+            for rep, side in alternate(args.mp_reps, ["sqlmesh", "trivial"]):
+                payload = {"side": side, "models": n, "concurrency": args.mp_concurrency}
+                if side == "trivial":
+                    payload.update(trivial_models=trivial, checks=args.audits)
+                else:
+                    payload["project"] = str(self.projects.restore(n))
+                proc = child("multiprocess", payload, timeout=3600)
+                res = proc.result
+                if not res.get("ok"):
+                    problems.append(f"{side} rep {rep + 1}: run not successful")
+                totals[side].append(res["total"]["wall"])
+                steps = {k: v for k, v in res["steps"].items() if v[1] is not None}
+                if side == "trivial":
+                    trivial_steps += [e - s for s, e in steps.values()]
+                else:
+                    leader = res.get("leader")
+                    leader_end = steps[leader][1] if leader in steps else None
+                    for key, (s, e) in steps.items():
+                        if key == leader:
+                            continue
+                        if leader_end is not None and s >= leader_end:
+                            followers.append(e - s)
+                        else:
+                            waiting.append(e - s)
+                    executed = res["executions"] - (self.projects.planned_executions or 0)
+                    executions.append(executed)
+                    if executed != 1 or res.get("store_executions") != 1:
+                        problems.append(
+                            f"rep {rep + 1}: {executed} SQLMesh executions "
+                            f"({res.get('store_executions')} in the outcome store)"
+                        )
+                log(
+                    f"  multiprocess {n:>5} rep {rep + 1} {side:<7} "
+                    f"{res['total']['wall']:.1f} s wall, {len(steps)} steps"
+                )
+            self.raw[f"multiprocess_{n}"] = {
+                "followers": followers,
+                "waiting": waiting,
+                "trivial": trivial_steps,
+                "totals": totals,
+                "executions": executions,
+            }
+            self.rows.append(
+                Row(
+                    "multiprocess",
+                    n,
+                    "SQLMesh executions per run",
+                    max(executions or [0]),
+                    1,
+                    "exactly one",
+                    float(max(executions or [0]) != 1 or min(executions) != 1),
+                    0.0,
+                    "=1",
+                    note="; ".join(problems),
+                    valid=bool(executions),
+                )
+            )
+            ours = median(followers)
+            base = median(trivial_steps)
+            note = (
+                f"{len(followers)} steps after the leader finished, {len(waiting)} overlapping "
+                f"it (median {median(waiting) or 0:.2f} s); runs {median(totals['sqlmesh']):.0f}"
+                f" s vs {median(totals['trivial']):.0f} s wall"
+            )
+            self.rows.append(
+                Row(
+                    "multiprocess",
+                    n,
+                    "non-leader step (STEP_START->STEP_SUCCESS)",
+                    ours,
+                    base,
+                    "trivial asset step",
+                    None if not (ours and base) else ours / base,
+                    FOLLOWER_RATIO,
+                    "x",
+                    note=note,
+                    valid=bool(followers and trivial_steps),
+                )
+            )
+
+    # report --------------------------------------------------------------------------
+
+    def table(self) -> str:
+        unit = "wall" if self.metric == "wall" else "CPU"
+        lines = [
+            "| section | models | what | ours | baseline | measured | target | result |",
+            "|---|---:|---|---:|---:|---:|---:|---|",
+        ]
+        for r in self.rows:
+            if r.unit == "x":
+                measured = "" if r.value is None else f"{r.value:.2f}x"
+                target = f"<= {r.limit:.2f}x"
+            elif r.unit == "s":
+                measured = f"{r.value:+.2f} s"
+                target = f"<= +{r.limit:.2f} s"
+            else:
+                measured = f"{int(r.ours or 0)}"
+                target = "= 1"
+            fmt = (
+                (lambda v: "" if v is None else f"{v:.0f}")
+                if r.section == "memory"
+                else (lambda v: "" if v is None else f"{v:.2f}")
+            )
+            base = f"{fmt(r.base)} ({r.base_label})" if r.unit != "=1" else r.base_label
+            ours = fmt(r.ours) if r.unit != "=1" else f"{int(r.ours or 0)}"
+            lines.append(
+                f"| {r.section} | {r.models} | {r.what} | {ours} | {base} | {measured} "
+                f"| {target} | {r.verdict} |"
+            )
+        notes = [f"- {r.section} {r.models}: {r.note}" for r in self.rows if r.note]
+        cpu = [
+            f"- {r.section} {r.models} {r.what}: CPU {r.ours_cpu:.2f} s vs {r.base_cpu:.2f} s"
+            for r in self.rows
+            if r.ours_cpu is not None and r.base_cpu is not None
+        ]
+        busy = max(LOADS) if LOADS else 0.0
+        cores = os.cpu_count() or 1
+        header = (
+            f"Times in seconds ({unit} clock, medians), memory in MB. "
+            f"{self.args.audits} audits per model. {cores} cores; 1-minute load average "
+            f"after measurements: median {median(LOADS) or 0:.1f}, max {busy:.1f}"
+            + (
+                " (the machine was busy: wall-clock ratios are unreliable)"
+                if busy > cores + 1
+                else ""
+            )
+            + ".\n"
+        )
+        return header + "\n".join(lines) + "\n\nNotes:\n" + "\n".join(notes + cpu) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--models",
+        type=int,
+        nargs="+",
+        default=[100, 500],
+        help="project sizes of the run and memory measurements (default 100 500)",
+    )
+    p.add_argument(
+        "--load-models",
+        type=int,
+        nargs="+",
+        default=None,
+        help="sizes of the cached-load measurement (default: --models and 1000)",
+    )
+    p.add_argument(
+        "--cold-models",
+        type=int,
+        nargs="+",
+        default=None,
+        help="sizes of the cold-load measurement (default: the smallest of --models)",
+    )
+    p.add_argument(
+        "--mp-models",
+        type=int,
+        nargs="+",
+        default=None,
+        help="sizes of the multiprocess measurement (default: 100)",
+    )
+    p.add_argument("--reps", type=int, default=3, help="repetitions of each measurement")
+    p.add_argument(
+        "--large",
+        type=int,
+        default=250,
+        help="runs of projects larger than this use --large-reps (default 250)",
+    )
+    p.add_argument(
+        "--large-reps",
+        type=int,
+        default=1,
+        help="repetitions of the runs of large projects (default 1)",
+    )
+    p.add_argument(
+        "--mp-reps",
+        type=int,
+        default=1,
+        help="multiprocess runs per side (each gives one duration per step)",
+    )
+    p.add_argument("--mp-concurrency", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--audits", type=int, default=3, help="audits per model (0-5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small projects, one repetition: a smoke test of the benchmark itself",
+    )
+    p.add_argument(
+        "--metric",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="clock the targets are judged on (default wall; cpu is steadier on a busy machine)",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where projects are generated (default: a temporary folder)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--json", type=Path, default=None, help="also write raw samples here")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the table here")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="folder for a pyinstrument profile of the first in-process run",
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models = [30]
+        args.load_models = args.load_models or [30]
+        args.cold_models = args.cold_models or [30]
+        args.mp_models = args.mp_models or [30]
+        args.reps = 1
+    args.load_models = args.load_models or sorted(set(args.models) | {1000})
+    args.cold_models = args.cold_models or [min(args.models)]
+    args.mp_models = args.mp_models or [100]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    owned = args.workdir is None
+    args.workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="dg-sqlmesh-bench-"))).resolve()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args)
+    began = time.perf_counter()
+    log(
+        f"dg-sqlmesh benchmark in {args.workdir} ({os.cpu_count()} cores, "
+        f"judged on the {args.metric} clock)"
+    )
+    try:
+        if "load" in args.only:
+            log("load:")
+            bench.load()
+        if "run" in args.only or "memory" in args.only:
+            log("run:")
+            bench.run(times="run" in args.only, memory="memory" in args.only)
+        if "multiprocess" in args.only:
+            log("multiprocess:")
+            bench.multiprocess()
+    finally:
+        if owned and not args.keep:
+            shutil.rmtree(args.workdir, ignore_errors=True)
+    table = bench.table()
+    elapsed = time.perf_counter() - began
+    command = "python benchmarks/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    report = f"`{command.strip()}` ({elapsed / 60:.1f} min)\n\n{table}"
+    print(report)
+    if args.markdown:
+        args.markdown.write_text(report)
+    if args.json:
+        rows = [dict(vars(r), verdict=r.verdict) for r in bench.rows]
+        args.json.write_text(json.dumps({"rows": rows, "raw": bench.raw}, indent=1))
+    return 0 if all(r.verdict in ("PASS", "n/a") for r in bench.rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
