@@ -185,6 +185,10 @@ class Projects:
     def description_cache(self, n: int) -> list[Path]:
         return sorted((self.path(n) / ".cache" / "dg_sqlmesh").glob("description-*.json"))
 
+    def cache_stamp(self, n: int) -> list[int]:
+        """Modification times of the cached description: a miss rewrites it."""
+        return [p.stat().st_mtime_ns for p in self.description_cache(n)]
+
 
 # --- measurements ---------------------------------------------------------------------
 
@@ -350,7 +354,10 @@ class Bench:
                     payload = {"project": str(project), "models": n}
                     if side == "dagster" and args.profile and rep == 0:
                         payload["profile"] = str(Path(args.profile) / f"dagster_run_{n}.txt")
+                    stamp = self.projects.cache_stamp(n)
                     proc = child("sqlmesh_run" if side == "sqlmesh" else "dagster_run", payload)
+                    if side == "dagster" and self.projects.cache_stamp(n) != stamp:
+                        problems.append(f"rep {rep + 1}: description cache miss")
                     executed = proc.result["executions"] - (self.projects.planned_executions or 0)
                     if executed != 1:
                         problems.append(f"{side} rep {rep + 1}: {executed} SQLMesh executions")
@@ -444,7 +451,10 @@ class Bench:
                     payload.update(trivial_models=trivial, checks=args.audits)
                 else:
                     payload["project"] = str(self.projects.restore(n))
+                stamp = self.projects.cache_stamp(n)
                 proc = child("multiprocess", payload, timeout=3600)
+                if side == "sqlmesh" and self.projects.cache_stamp(n) != stamp:
+                    problems.append(f"rep {rep + 1}: description cache miss")
                 res = proc.result
                 if not res.get("ok"):
                     problems.append(f"{side} rep {rep + 1}: run not successful")
