@@ -432,3 +432,20 @@ def test_loading_definitions_does_not_touch_the_database(shop_project):
     defs.resolve_job_def("sqlmesh_job")
     assert not db.exists()
     assert not list(shop_project.glob("*.duckdb*"))
+
+
+@pytest.mark.parametrize(
+    ("audit_name", "expected"),
+    [
+        ("not_null", "not_null"),
+        ("assert-positive.v2", "assert_positive_v2"),
+        ("prix_élevé", "prix__lev_"),
+    ],
+)
+def test_check_name_is_a_valid_dagster_name(audit_name, expected):
+    from dg_sqlmesh.checks import check_name
+    from dg_sqlmesh.project import AuditInfo
+
+    name = check_name(AuditInfo(name=audit_name, blocking=True))
+    assert name == expected
+    dg.AssetCheckSpec(name=name, asset="some_asset")  # Dagster accepts it

@@ -240,14 +240,28 @@ def create_context(
         ) from exc
 
 
-def describe_context(context: Context, project_dir: Path, gateway: str) -> ProjectDescription:
-    """Turn a loaded SQLMesh context into a :class:`ProjectDescription`."""
+def describe_context(
+    context: Context, project_dir: Path, gateway: str, *, discard_context: bool = False
+) -> ProjectDescription:
+    """Turn a loaded SQLMesh context into a :class:`ProjectDescription`.
+
+    With ``discard_context=True`` the caller promises to drop ``context`` afterwards,
+    so rendered queries are printed in place instead of from a copy (faster, but it
+    leaves SQLMesh's cached query trees modified).
+    """
     models = context.models
     dag_order = [fqn for fqn in context.dag if fqn in models]
     engine = _engine_type(context, gateway)
     sql_cache: dict[Any, Any] = {}  # shared audits and column types print once, not per model
     described = [
-        describe_model(models[fqn], project_dir, engine, sql_cache=sql_cache) for fqn in dag_order
+        describe_model(
+            models[fqn],
+            project_dir,
+            engine,
+            sql_cache=sql_cache,
+            copy_queries=not discard_context,
+        )
+        for fqn in dag_order
     ]
     return ProjectDescription(
         project_dir=str(project_dir),
@@ -271,11 +285,14 @@ def describe_model(
     engine: str | None = None,
     *,
     sql_cache: dict[Any, Any] | None = None,
+    copy_queries: bool = True,
 ) -> ModelInfo:
     """Describe one SQLMesh model (external or not) without touching the warehouse.
 
     ``sql_cache`` memoises SQL text that many models share (the generic audits'
-    queries, column types) across the calls of one project load.
+    queries, column types) across the calls of one project load. ``copy_queries=False``
+    prints the rendered query without copying it first; only for a model that is
+    thrown away afterwards.
     """
     sql_cache = {} if sql_cache is None else sql_cache
     table = model.fully_qualified_table
@@ -313,7 +330,7 @@ def describe_model(
         ),
         depends_on=tuple(sorted(model.depends_on)),
         audits=() if is_external else tuple(_describe_audits(model, sql_cache)),
-        rendered_query=None if is_external else _rendered_query(model),
+        rendered_query=None if is_external else _rendered_query(model, copy=copy_queries),
         data_hash=None if is_external else model.data_hash,
         path=path,
     )
@@ -373,14 +390,14 @@ def _describe_audits(model: Model, sql_cache: dict[Any, Any] | None = None) -> l
     return audits
 
 
-def _rendered_query(model: Model) -> str | None:
+def _rendered_query(model: Model, *, copy: bool = True) -> str | None:
     if not model.is_sql:
         return None
     try:
         query = model.render_query()
     except Exception:  # noqa: BLE001 - metadata only; execution reports real errors
         return None
-    return None if query is None else query.sql(dialect=model.dialect, pretty=True)
+    return None if query is None else query.sql(dialect=model.dialect, pretty=True, copy=copy)
 
 
 def load_project(project_dir: str | Path, gateway: str | None = None) -> ProjectDescription:
@@ -393,7 +410,7 @@ def load_project(project_dir: str | Path, gateway: str | None = None) -> Project
     """
     path = resolve_project_dir(project_dir)
     context = create_context(path, gateway)
-    description = describe_context(context, path, context.selected_gateway)
+    description = describe_context(context, path, context.selected_gateway, discard_context=True)
     if not any(not m.is_external for m in description.models):
         raise SQLMeshDefinitionError(
             f"The SQLMesh project '{path}' has no models. Add a model under models/, "
