@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import dagster as dg
@@ -9,10 +10,13 @@ import dagster as dg
 from dg_sqlmesh.execution.outcomes import AuditOutcome
 from dg_sqlmesh.project import AuditInfo, ModelInfo
 
+# Dagster names are ``[A-Za-z0-9_]+``; anything else in an audit name becomes ``_``.
+_NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
+
 
 def check_name(audit: AuditInfo) -> str:
     """The Dagster check name of an audit: its name, made a valid Dagster name."""
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in audit.name)
+    return _NOT_NAME_CHAR.sub("_", audit.name)
 
 
 def default_check_specs(model: ModelInfo, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
