@@ -22,7 +22,7 @@ from dg_sqlmesh.project import ProjectDescription, load_project, resolve_project
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # 2: ModelInfo.cron_tz
+CACHE_FORMAT = 3  # 2: ModelInfo.cron_tz; 3: audit queries as written
 _SKIP_DIRS = {".cache", "logs", "__pycache__", ".git", ".venv", "target", ".dagster_home"}
 _SKIP_SUFFIXES = (".duckdb", ".db", ".wal", ".pyc", ".lock", ".sqlite", ".tmp")
 _ENV_READING_SUFFIXES = {".sql", ".py", ".yaml", ".yml", ".j2", ".jinja"}
