@@ -266,7 +266,7 @@ class Bench:
         for n in args.cold_models:
             self.projects.prepare(n, plan=False)
             samples: dict[str, list[dict]] = {"ctx": [], "dg": []}
-            for rep, side in alternate(args.cold_reps, ["ctx", "dg"]):
+            for rep, side in alternate(args.load_reps, ["ctx", "dg"]):
                 self.projects.drop_caches(n)  # both sides: no SQLMesh cache, no description
                 payload = {"project": str(self.projects.path(n))}
                 kind = "sqlmesh_context" if side == "ctx" else "dg_definitions"
@@ -315,7 +315,7 @@ class Bench:
             caches = self.projects.description_cache(n)
             stamp = [p.stat().st_mtime_ns for p in caches]
             samples = {"imports": [], "dg": []}
-            for rep, side in alternate(args.reps, ["imports", "dg"]):
+            for rep, side in alternate(args.load_reps, ["imports", "dg"]):
                 proc = run_process(ours_cmd if side == "dg" else base_cmd, timeout=600)
                 samples[side].append({"wall": proc.wall, "cpu": proc.cpu})
                 log(f"  load cached {n:>5} rep {rep + 1} {side:<7} {proc.wall:.2f} s wall")
@@ -636,10 +636,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--reps", type=int, default=3, help="repetitions of each measurement")
     p.add_argument(
-        "--cold-reps",
+        "--load-reps",
         type=int,
         default=5,
-        help="repetitions of the cold load (short and noisy; default 5)",
+        help="repetitions of the load measurements (short and noisy; default 5)",
     )
     p.add_argument(
         "--large",
@@ -696,7 +696,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.cold_models = args.cold_models or [30]
         args.mp_models = args.mp_models or [30]
         args.reps = 1
-        args.cold_reps = 1
+        args.load_reps = 1
     args.load_models = args.load_models or sorted(set(args.models) | {1000})
     args.cold_models = args.cold_models or [min(args.models)]
     args.mp_models = args.mp_models or [100]
