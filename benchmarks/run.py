@@ -599,7 +599,7 @@ class Bench:
                 if busy > cores + 1
                 else ""
             )
-            + ".\n"
+            + ".\n\n"
         )
         return header + "\n".join(lines) + "\n\nNotes:\n" + "\n".join(notes + cpu) + "\n"
 
