@@ -112,18 +112,7 @@ def run_load_test(pg, work: Path, args: argparse.Namespace) -> list[str]:
     (home / "dagster.yaml").write_text(
         json.dumps(  # JSON is YAML
             {
-                "storage": {
-                    "postgres": {
-                        "postgres_db": {
-                            "hostname": pg.host,
-                            "port": pg.port,
-                            "username": pg.user,
-                            "password": pg.password,
-                            "db_name": "dagster",
-                            "scheme": "postgresql+psycopg2",
-                        }
-                    }
-                },
+                "storage": pg.dagster_storage("dagster"),
                 "telemetry": {"enabled": False},
             },
             indent=2,

@@ -339,6 +339,24 @@ class PostgresServer:
         self._require_port()
         return f"{driver}://{self.user}:{self.password}@{self.host}:{self.port}/{dbname}"
 
+    def dagster_storage(self, dbname: str) -> dict[str, Any]:
+        """The ``storage:`` section of a ``dagster.yaml`` keeping a Dagster instance in
+        ``dbname`` (dagster-postgres)."""
+        self._require_port()
+        return {
+            "postgres": {
+                "postgres_db": {
+                    "hostname": self.host,
+                    "port": self.port,
+                    "username": self.user,
+                    "password": self.password,
+                    "db_name": dbname,
+                    # SQLAlchemy >= 2.1 maps plain postgresql:// to psycopg 3, not installed
+                    "scheme": "postgresql+psycopg2",
+                }
+            }
+        }
+
     def connection_kwargs(self, dbname: str = "postgres") -> dict[str, Any]:
         """``host``/``port``/``user``/``password``/``dbname`` as a dict."""
         self._require_port()

@@ -25,23 +25,6 @@ def pg():
         yield server
 
 
-def dagster_storage(pg: PostgresServer, database: str) -> dict:
-    """``dagster.yaml`` ``storage:`` for dagster-postgres on ``pg``."""
-    return {
-        "postgres": {
-            "postgres_db": {
-                "hostname": pg.host,
-                "port": pg.port,
-                "username": pg.user,
-                "password": pg.password,
-                "db_name": database,
-                # SQLAlchemy >= 2.1 maps plain postgresql:// to psycopg 3, not installed
-                "scheme": "postgresql+psycopg2",
-            }
-        }
-    }
-
-
 @pytest.fixture
 def pg_instance(pg, tmp_path):
     """A Dagster instance whose run, event log and schedule storage live in ``pg``."""
@@ -50,7 +33,7 @@ def pg_instance(pg, tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     with dg.instance_for_test(
-        temp_dir=str(home), overrides={"storage": dagster_storage(pg, "dagster_shop")}
+        temp_dir=str(home), overrides={"storage": pg.dagster_storage("dagster_shop")}
     ) as instance:
         yield instance
 
