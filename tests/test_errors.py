@@ -93,3 +93,51 @@ def test_audit_failure_is_persistent():
     error_class, reason = classify_error(wrapped(NodeAuditsErrors([audit])))
     assert error_class is ErrorClass.PERSISTENT
     assert "audit" in reason
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # A column whose name says "timeout" is still a binder error.
+        "SELECT session_timeout FROM (SELECT 1 AS x)",
+        "SELECT connect_timeout, read_timeout FROM (SELECT 1 AS x)",
+        # A missing file is not worth retrying although DuckDB raises an IOException.
+        "SELECT * FROM read_csv('/nonexistent/dg_sqlmesh/*.csv')",
+    ],
+)
+def test_persistent_errors_that_look_transient(sql):
+    error = duckdb_error(sql)
+    error_class, reason = classify_error(wrapped(error))
+    assert error_class is ErrorClass.PERSISTENT, reason
+
+
+def _driver_error(type_name: str, message: str) -> Exception:
+    """An error of a driver not installed here (PyMySQL), by its class name."""
+    return type(type_name, (Exception,), {})(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "(1054, \"Unknown column 'amount' in 'field list'\")",
+        "(1045, \"Access denied for user 'etl'@'10.0.0.1' (using password: YES)\")",
+        "(1146, \"Table 'shop.orders' doesn't exist\")",
+    ],
+)
+def test_mysql_operational_errors_about_the_sql_are_persistent(message):
+    error = _driver_error("OperationalError", message)
+    assert classify_error(wrapped(error))[0] is ErrorClass.PERSISTENT
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "canceling statement due to statement timeout",
+        "timeout expired",
+        "could not receive data from server: Connection timed out",
+        "(2013, 'Lost connection to MySQL server during query (timed out)')",
+    ],
+)
+def test_timeouts_are_transient(message):
+    error = _driver_error("OperationalError", message)
+    assert classify_error(wrapped(error))[0] is ErrorClass.TRANSIENT

@@ -63,7 +63,8 @@ _TRANSIENT_MESSAGE = re.compile(
     r"deadlock detected|could not serialize access|connection (?:refused|reset|timed out|"
     r"to server .* failed)|server closed the connection|terminating connection|"
     r"connection already closed|the database system is (?:starting up|shutting down)|"
-    r"network is unreachable|timed? ?out",
+    r"network is unreachable|\btimed out\b|\b(?:statement|lock|connect|connection|read|query) "
+    r"timeout\b|timeout expired",
     re.IGNORECASE,
 )
 
@@ -72,7 +73,8 @@ _TRANSIENT_MESSAGE = re.compile(
 _PERSISTENT_MESSAGE = re.compile(
     r"password authentication failed|role .* does not exist|database .* does not exist|"
     r"permission denied|syntax error|catalog error|binder error|parser error|"
-    r"does not exist|conversion error|constraint",
+    r"does not exist|doesn't exist|conversion error|constraint|unknown (?:column|database|table)|"
+    r"access denied|no files found",
     re.IGNORECASE,
 )
 
