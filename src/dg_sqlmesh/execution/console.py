@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmesh.core.console import NoopConsole
 from sqlmesh.core.notification_target import NotificationEvent
+from sqlmesh.utils.errors import NodeAuditsErrors
 
 from dg_sqlmesh.errors import classify_error
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome, ModelState
@@ -110,10 +111,12 @@ class EventRecorder:
                 continue
             cause = error.__cause__ or error
             error_class, reason = classify_error(cause)
-            audit_errors = getattr(cause, "errors", None)
+            # By type: other errors have an ``errors`` attribute too (google-api-core's,
+            # pydantic's), and a warehouse error is not an audit failure.
+            audit_failed = isinstance(cause, NodeAuditsErrors)
             with self._lock:
                 outcome = self._outcome(fqn)
-                outcome.state = ModelState.AUDIT_FAILED if audit_errors else ModelState.FAILED
+                outcome.state = ModelState.AUDIT_FAILED if audit_failed else ModelState.FAILED
                 outcome.error = str(cause)
                 outcome.error_class = error_class.value
                 outcome.error_reason = reason
