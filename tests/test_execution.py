@@ -145,6 +145,24 @@ def test_runtime_failure_stops_downstream_and_keeps_siblings(generated, instance
     assert {key(n) for n in others} <= set(shown)
 
 
+def test_no_transient_retry_while_a_blocking_audit_failed(generated, instance):
+    """A retry would evaluate and audit the audit-failed model again: none is made."""
+    models = project_models(N)
+    audited, _, others = pick_with_children(models)
+    flaky = next(m["name"] for m in models if m["name"] in others and m["layer"] >= 1)
+    project = generated(N, failing={audited: "blocking_audit", flaky: "transient_error"})
+    db = project / "db.duckdb"
+    before = executions(db)
+    result = run_in_process(project, instance)
+    assert not result.success
+    assert executions(db) - before == 1
+    failures = step_failures(instance, result.run_id)
+    assert "connection reset by peer" in failures[step(flaky)]
+    assert step(audited) in failures
+    shown = assert_honest(instance, result.run_id, db)
+    assert key(audited) not in shown and key(flaky) not in shown
+
+
 def test_failure_metadata_classifies_the_error(generated, instance):
     models = project_models(N)
     failing, _, _ = pick_with_children(models)

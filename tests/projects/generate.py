@@ -74,6 +74,8 @@ Failing models (``failing={"gen_l1.model_0003": mode}``)
 * ``"runtime_error"``: the model is forced to kind ``FULL`` and its query ``UNION ALL``-s a row
   computed with DuckDB ``error('dg_sqlmesh generated failure: <name>')`` over ``range(1)``.  It
   loads, renders and creates its (empty) physical table fine, but every evaluation raises.
+* ``"transient_error"``: the same, with a message that reads as a dropped connection
+  (``connection reset by peer``), so that the library classifies it transient.
 * ``"blocking_audit"``: adds the blocking audit ``number_of_rows(threshold := 1000000000)``,
   which fails whenever it runs (any row count <= threshold), so the evaluation raises
   ``NodeAuditsErrors`` and downstream models are skipped.
@@ -112,7 +114,7 @@ FULL = "FULL"
 VIEW = "VIEW"
 INCREMENTAL = "INCREMENTAL_BY_TIME_RANGE"
 
-FAILING_MODES = ("runtime_error", "blocking_audit", "non_blocking_audit")
+FAILING_MODES = ("runtime_error", "transient_error", "blocking_audit", "non_blocking_audit")
 EXECUTIONS_TABLE = "_meta.executions"
 
 # Audits that always pass for generated data, applied in this order.
@@ -208,7 +210,7 @@ def project_models(
             raise ValueError(f"failing: unknown mode {mode!r} (expected one of {FAILING_MODES})")
         m = names[name]
         m["failing"] = mode
-        if mode == "runtime_error":
+        if mode in ("runtime_error", "transient_error"):
             m["kind"] = FULL  # a VIEW would only fail when queried, an incremental maybe not at all
     return models
 
@@ -264,8 +266,10 @@ def _model_sql(m: dict, start_date: date, audits: list[str]) -> str:
             "  CAST(SUM(v) AS BIGINT) AS v\n"
             f"FROM (\n{union}\n) AS u\nGROUP BY id, ds"
         )
-    if m["failing"] == "runtime_error":
+    if m["failing"] in ("runtime_error", "transient_error"):
         msg = f"dg_sqlmesh generated failure: {name}"
+        if m["failing"] == "transient_error":  # a message classified as a dropped connection
+            msg = f"connection reset by peer ({msg})"
         body = (
             f"SELECT * FROM (\n{body}\n) AS ok\nUNION ALL\n"
             "SELECT\n  CAST(b AS INT) AS id,\n"

@@ -234,6 +234,13 @@ def _run_once(
 
 
 def _transient_failures(outcomes: dict[str, ModelOutcome]) -> list[str]:
+    """The failed models worth another attempt: all of them transient, or none.
+
+    A retry runs SQLMesh again on every missing interval, so any persistent failure,
+    a blocking audit's included (its interval is not recorded), rules it out.
+    """
+    if any(o.state is ModelState.AUDIT_FAILED for o in outcomes.values()):
+        return []
     failed = [o for o in outcomes.values() if o.state is ModelState.FAILED]
     if failed and all(o.error_class == ErrorClass.TRANSIENT.value for o in failed):
         return [o.fqn for o in failed]
