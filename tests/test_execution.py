@@ -163,6 +163,37 @@ def test_no_transient_retry_while_a_blocking_audit_failed(generated, instance):
     assert key(audited) not in shown and key(flaky) not in shown
 
 
+def test_checks_selected_without_their_asset_write_nothing(generated, instance):
+    """Executing a model's checks alone would make SQLMesh rewrite the model: refused."""
+    import dagster as dg
+
+    from dg_sqlmesh import sqlmesh_definitions_factory
+
+    models = project_models(N)
+    audited, _, others = pick_with_children(models)
+    other = sorted(others)[0]
+    project = generated(N)
+    db = project / "db.duckdb"
+    before = executions(db)
+    defs = sqlmesh_definitions_factory(project_dir=str(project))
+    asset = dg.AssetKey.from_user_string(key(audited))
+    selection = dg.AssetSelection.checks(
+        dg.AssetCheckKey(asset, "not_null")
+    ) | dg.AssetSelection.assets(dg.AssetKey.from_user_string(key(other)))
+    partial = dg.define_asset_job("partial", selection=selection)
+    defs = dg.Definitions(assets=defs.assets, jobs=[partial], resources=defs.resources)
+    result = defs.resolve_job_def("partial").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    failures = step_failures(instance, result.run_id)
+    assert f"Materialize {key(audited)} to run its checks" in failures[step(audited)]
+    assert executions(db) - before == 1  # for the selected asset alone
+    shown = materialized(instance, result.run_id)
+    assert set(shown) == {key(other)}
+    assert query(db, f"SELECT COUNT(*) FROM {audited}")[0][0] == 0
+
+
 def test_failure_metadata_classifies_the_error(generated, instance):
     models = project_models(N)
     failing, _, _ = pick_with_children(models)

@@ -6,6 +6,8 @@ when Dagster's internals move.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 import dagster as dg
 
 
@@ -29,6 +31,19 @@ def run_step_keys(context: dg.AssetExecutionContext) -> set[str] | None:
     if keys:
         return set(keys)
     return {step.key for step in getattr(snapshot, "steps", [])} or None
+
+
+def selected_asset_keys(context: dg.AssetExecutionContext) -> AbstractSet[dg.AssetKey] | None:
+    """The asset keys the run's job (as subset for this run) materializes.
+
+    Its checks can be selected without an asset, which leaves that asset out. None when
+    Dagster's asset layer does not say.
+    """
+    try:
+        keys = context.job_def.asset_layer.selected_asset_keys
+    except Exception:  # noqa: BLE001 - internal API: fall back to the caller's default
+        return None
+    return keys if isinstance(keys, AbstractSet) else None
 
 
 def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:

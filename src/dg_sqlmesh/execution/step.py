@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.checks import check_results
-from dg_sqlmesh.dagster_compat import latest_data_version, run_step_keys
+from dg_sqlmesh.dagster_compat import latest_data_version, run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import LeaderLost, RunCoordinator
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
@@ -32,6 +32,8 @@ def sqlmesh_step(
     context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
 ) -> Iterator[Any]:
     """Run (if first) or wait for the run's SQLMesh execution, then report ``fqn``."""
+    if graph.specs[fqn].key not in context.selected_asset_keys:
+        raise _checks_without_asset(graph, fqn)
     coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(context.instance)
     step_key = graph.op_names[fqn]
     if coordinator.claim(context.run_id, step_key):
@@ -42,11 +44,30 @@ def sqlmesh_step(
 
 
 def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
-    """The SQLMesh models (FQNs, DAG order) among the steps this run executes."""
+    """The SQLMesh models (FQNs, DAG order) whose assets this run materializes.
+
+    A step can run for a model's checks alone; that model is not SQLMesh's to run.
+    """
     step_keys = run_step_keys(context)
-    if step_keys is None:
-        return list(graph.specs)
-    return [fqn for fqn, op_name in graph.op_names.items() if op_name in step_keys]
+    assets = selected_asset_keys(context)  # None: every asset of the steps
+    return [
+        fqn
+        for fqn, op_name in graph.op_names.items()
+        if (step_keys is None or op_name in step_keys)
+        and (assets is None or graph.specs[fqn].key in assets)
+    ]
+
+
+def _checks_without_asset(graph: SQLMeshAssetGraph, fqn: str) -> SQLMeshRunFailure:
+    key = graph.specs[fqn].key.to_user_string()
+    return SQLMeshRunFailure(
+        description=(
+            f"{graph.model(fqn).name}: its checks were selected without its asset. SQLMesh "
+            "runs a model's audits when it evaluates the model, and evaluating it would "
+            f"write the table this run did not select. Materialize {key} to run its checks."
+        ),
+        allow_retries=False,
+    )
 
 
 def _lead(
