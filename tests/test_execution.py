@@ -194,6 +194,27 @@ def test_checks_selected_without_their_asset_write_nothing(generated, instance):
     assert query(db, f"SELECT COUNT(*) FROM {audited}")[0][0] == 0
 
 
+def test_error_after_every_model_ran_keeps_their_materializations(generated, instance):
+    """SQLMesh raising once all batches are written (here in ``after_all``) undoes nothing."""
+    from helpers.harness import plan_project
+
+    project = generated(N, plan=False)
+    config = project / "config.yaml"
+    fail_when_run = (  # the plan is execution 1 and must pass; the run is execution 2
+        "SELECT CASE WHEN (SELECT COUNT(*) FROM _meta.executions) > 1 "
+        "THEN error('dg_sqlmesh after_all failure') END"
+    )
+    config.write_text(config.read_text() + f'after_all:\n  - "{fail_when_run}"\n')
+    plan_project(project)
+    db = project / "db.duckdb"
+    result = run_in_process(project, instance)
+    shown = assert_honest(instance, result.run_id, db)
+    assert len(shown) == N
+    assert all(m["sqlmesh/state"] == "materialized" for m in shown.values())
+    logs = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    assert any("dg_sqlmesh after_all failure" in m for m in logs)
+
+
 def test_failure_metadata_classifies_the_error(generated, instance):
     models = project_models(N)
     failing, _, _ = pick_with_children(models)

@@ -140,6 +140,8 @@ class EventRecorder:
 
     def finish(self, aborted: BaseException | None = None) -> dict[str, ModelOutcome]:
         """Settle every selected model in exactly one state."""
+        if aborted is not None:
+            self._log("error", f"SQLMesh stopped with an error: {aborted}")
         failed = {
             fqn
             for fqn, o in self.outcomes.items()
@@ -153,15 +155,18 @@ class EventRecorder:
                 names = ", ".join(self._name(u) for u in outcome.failed_upstreams) or "an upstream"
                 outcome.detail = f"skipped because upstream {names} failed"
             elif outcome.state is ModelState.NOT_RUN:
-                if aborted is not None:
-                    outcome.detail = f"SQLMesh stopped before evaluating it: {aborted}"
-                elif outcome.intervals:
+                planned = self._planned_batches.get(fqn)
+                if outcome.intervals and (aborted is None or outcome.batches >= (planned or 0)):
+                    # Every due batch was written (and its interval recorded), even if
+                    # SQLMesh failed afterwards (an ``after_all`` statement, say).
                     outcome.state = ModelState.MATERIALIZED
-                elif fqn in self._planned_batches:
-                    outcome.detail = "intervals were due but SQLMesh did not evaluate them"
-                else:
+                elif planned is None and (aborted is None or self.evaluation_started):
                     outcome.state = ModelState.UP_TO_DATE
                     outcome.detail = "no intervals were due"
+                elif aborted is not None:
+                    outcome.detail = f"SQLMesh stopped before evaluating it: {aborted}"
+                else:
+                    outcome.detail = "intervals were due but SQLMesh did not evaluate them"
         return self.outcomes
 
     def _audit_outcomes(self, model: ModelInfo | None, outcome: ModelOutcome) -> list[AuditOutcome]:

@@ -220,11 +220,8 @@ def _run_once(
     except Exception as exc:  # noqa: BLE001 - every model gets the error, classified
         error_class, reason = classify_error(exc)
         outcomes = recorder.finish(aborted=exc)
-        for outcome in outcomes.values():
-            if (
-                outcome.state in (ModelState.NOT_RUN, ModelState.UP_TO_DATE)
-                and not outcome.intervals
-            ):
+        for outcome in outcomes.values():  # not run, or only part of its batches
+            if outcome.state is ModelState.NOT_RUN:
                 outcome.state = ModelState.FAILED
                 outcome.error = f"SQLMesh run failed before this model completed: {exc}"
                 outcome.error_class = error_class.value
