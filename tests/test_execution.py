@@ -249,6 +249,24 @@ def test_blocking_audit_failure(generated, instance):
     assert "SELECT" in check["metadata"]["query"].upper()
 
 
+def test_checks_report_the_audits_the_environment_ran(generated, instance):
+    """An audit edited on disk but not applied: its failure is not shown as a pass."""
+    models = project_models(N)
+    failing, _, _ = pick_with_children(models)
+    project = generated(N, failing={failing: "blocking_audit"})  # planned with the audit
+    schema, table = failing.split(".")
+    path = project / "models" / schema / f"{table}.sql"
+    path.write_text(path.read_text().replace("threshold := 1000000000", "threshold := 0"))
+    result = run_in_process(project, instance)
+    assert not result.success
+    failures = step_failures(instance, result.run_id)
+    assert "number_of_rows" in failures[step(failing)]
+    checks = check_evaluations(instance, result.run_id)
+    # The disk's number_of_rows(threshold := 0) never ran, so it has no result at all.
+    assert (key(failing), "number_of_rows") not in checks
+    assert all(v["passed"] for k, v in checks.items() if k[0] == key(failing))
+
+
 def test_non_blocking_audit_failure(generated, instance):
     models = project_models(N)
     failing, below, _ = pick_with_children(models)

@@ -340,7 +340,7 @@ def describe_model(
             for name, dtype in columns.items()
         ),
         depends_on=tuple(sorted(model.depends_on)),
-        audits=() if is_external else tuple(_describe_audits(model, sql_cache)),
+        audits=() if is_external else tuple(describe_audits(model, sql_cache)),
         rendered_query=None if is_external else _rendered_query(model, copy=copy_queries),
         data_hash=None if is_external else model.data_hash,
         path=path,
@@ -390,7 +390,7 @@ def _audit_source_sql(audit: Any, dialect: str | None) -> str | None:
     return query.sql(dialect=dialect) if query else None
 
 
-def _describe_audits(model: Model, sql_cache: dict[Any, Any] | None = None) -> list[AuditInfo]:
+def describe_audits(model: Model, sql_cache: dict[Any, Any] | None = None) -> list[AuditInfo]:
     from sqlglot import exp
 
     sql_cache = {} if sql_cache is None else sql_cache

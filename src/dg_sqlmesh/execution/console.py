@@ -20,7 +20,7 @@ from sqlmesh.utils.errors import NodeAuditsErrors
 
 from dg_sqlmesh.errors import classify_error
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome, ModelState
-from dg_sqlmesh.project import ModelInfo
+from dg_sqlmesh.project import AuditInfo, ModelInfo, describe_audits
 
 LogFn = Callable[[str, str], None]  # (level, message)
 
@@ -49,6 +49,8 @@ class EventRecorder:
         self._audit_failures: dict[str, list[Any]] = {}
         self._planned_batches: dict[str, int] = {}
         self._started: dict[str, float] = {}
+        self._run_audits: dict[str, list[AuditInfo]] = {}  # as the environment has them
+        self._sql_cache: dict[Any, Any] = {}
         self.evaluation_started = False
 
     def _outcome(self, fqn: str) -> ModelOutcome:
@@ -71,8 +73,14 @@ class EventRecorder:
         self._log("info", f"SQLMesh: {due} model(s) with intervals due")
 
     def on_snapshot_start(self, snapshot: Any) -> None:
+        # The audits SQLMesh runs are the environment's, which can differ from the
+        # project on disk (changes not applied yet): report those, not the disk's.
+        model = getattr(snapshot, "model", None)
+        audits = None if model is None else describe_audits(model, self._sql_cache)
         with self._lock:
             self._started.setdefault(snapshot.name, time.monotonic())
+            if audits is not None:
+                self._run_audits.setdefault(snapshot.name, audits)
 
     def on_batch_done(
         self,
@@ -177,7 +185,7 @@ class EventRecorder:
         if not audited:
             return []
         results = []
-        for audit in model.audits:
+        for audit in self._run_audits.get(model.fqn, model.audits):
             matching = [
                 f
                 for f in failures
