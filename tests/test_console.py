@@ -51,3 +51,17 @@ def test_a_warehouse_error_with_an_errors_attribute_is_not_an_audit_failure():
     outcome = recorder.outcomes[FQN]
     assert outcome.state is ModelState.FAILED
     assert outcome.error_class == "transient"
+
+
+def test_models_skipped_before_sqlmesh_restarts_its_run_are_not_reported_skipped():
+    """SQLMesh restarts a run whose environment changed; the second pass evaluates them."""
+    from collections import namedtuple
+
+    recorder = _recorder()
+    snapshot = namedtuple("Snapshot", "name")(FQN)  # what the recorder reads of a Snapshot
+    recorder.on_evaluation_start({snapshot: [(0, 1)]})
+    recorder.on_skipped([FQN])  # first pass: the circuit breaker stops it
+    recorder.on_evaluation_start({snapshot: [(0, 1)]})  # the restarted pass
+    recorder.on_snapshot_start(snapshot)
+    recorder.on_batch_done(snapshot, (0, 86_400_000), 0, 12, 1, 0)
+    assert recorder.finish()[FQN].state is ModelState.MATERIALIZED

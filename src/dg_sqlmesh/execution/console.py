@@ -66,6 +66,12 @@ class EventRecorder:
 
     def on_evaluation_start(self, batched_intervals: Mapping[Any, list[Any]]) -> None:
         with self._lock:
+            if self.evaluation_started:
+                # SQLMesh restarts its run when the environment changes under it (its
+                # circuit breaker); what the first pass skipped can now be evaluated.
+                for outcome in self.outcomes.values():
+                    if outcome.state is ModelState.SKIPPED:
+                        outcome.state = ModelState.NOT_RUN
             self.evaluation_started = True
             for snapshot, batches in batched_intervals.items():
                 self._planned_batches[snapshot.name] = len(batches)
@@ -160,8 +166,9 @@ class EventRecorder:
             outcome.audits = self._audit_outcomes(model, outcome)
             if outcome.state is ModelState.SKIPPED:
                 outcome.failed_upstreams = self._failed_upstreams(fqn, failed)
-                names = ", ".join(self._name(u) for u in outcome.failed_upstreams) or "an upstream"
-                outcome.detail = f"skipped because upstream {names} failed"
+                names = ", ".join(self._name(u) for u in outcome.failed_upstreams)
+                upstream = f"upstream {names}" if names else "an upstream model"
+                outcome.detail = f"skipped because {upstream} failed"
             elif outcome.state is ModelState.NOT_RUN:
                 planned = self._planned_batches.get(fqn)
                 if outcome.intervals and (aborted is None or outcome.batches >= (planned or 0)):
