@@ -215,6 +215,36 @@ def test_error_after_every_model_ran_keeps_their_materializations(generated, ins
     assert any("dg_sqlmesh after_all failure" in m for m in logs)
 
 
+def test_checks_selected_without_their_asset_multiprocess(generated, instance, monkeypatch):
+    """The same under the multiprocess executor: every step process rebuilds the subset job."""
+    import json
+
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+    from helpers.defs_from_env import checks_and_assets_job
+
+    models = project_models(N)
+    audited, _, others = pick_with_children(models)
+    other = sorted(others)[0]
+    project = generated(N)
+    db = project / "db.duckdb"
+    before = executions(db)
+    monkeypatch.setenv("DG_SQLMESH_TEST_PROJECT", str(project))
+    monkeypatch.setenv("DG_SQLMESH_TEST_CHECKS", json.dumps([[key(audited), "not_null"]]))
+    monkeypatch.setenv("DG_SQLMESH_TEST_ASSETS", json.dumps([key(other)]))
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
+    result = dg.execute_job(
+        dg.reconstructable(checks_and_assets_job), instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    failures = step_failures(instance, result.run_id)
+    assert f"Materialize {key(audited)} to run its checks" in failures[step(audited)]
+    assert executions(db) - before == 1
+    assert set(materialized(instance, result.run_id)) == {key(other)}
+    assert query(db, f"SELECT COUNT(*) FROM {audited}")[0][0] == 0
+
+
 def test_failure_metadata_classifies_the_error(generated, instance):
     models = project_models(N)
     failing, _, _ = pick_with_children(models)

@@ -19,3 +19,24 @@ def definitions():
 
 def sqlmesh_job():
     return definitions().resolve_job_def("sqlmesh_job")
+
+
+def checks_and_assets_job():
+    """A job selecting the checks named in ``DG_SQLMESH_TEST_CHECKS`` (JSON ``[[asset, check]]``)
+    without their assets, and the assets in ``DG_SQLMESH_TEST_ASSETS`` (JSON list)."""
+    import dagster as dg
+
+    defs = definitions()
+    checks = [
+        dg.AssetCheckKey(dg.AssetKey.from_user_string(a), c)
+        for a, c in json.loads(os.environ["DG_SQLMESH_TEST_CHECKS"])
+    ]
+    assets = [
+        dg.AssetKey.from_user_string(a) for a in json.loads(os.environ["DG_SQLMESH_TEST_ASSETS"])
+    ]
+    job = dg.define_asset_job(
+        "checks_and_assets",
+        selection=dg.AssetSelection.checks(*checks) | dg.AssetSelection.assets(*assets),
+    )
+    merged = dg.Definitions(assets=defs.assets, jobs=[job], resources=defs.resources)
+    return merged.resolve_job_def("checks_and_assets")
