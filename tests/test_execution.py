@@ -163,37 +163,6 @@ def test_no_transient_retry_while_a_blocking_audit_failed(generated, instance):
     assert key(audited) not in shown and key(flaky) not in shown
 
 
-def test_checks_selected_without_their_asset_write_nothing(generated, instance):
-    """Executing a model's checks alone would make SQLMesh rewrite the model: refused."""
-    import dagster as dg
-
-    from dg_sqlmesh import sqlmesh_definitions_factory
-
-    models = project_models(N)
-    audited, _, others = pick_with_children(models)
-    other = sorted(others)[0]
-    project = generated(N)
-    db = project / "db.duckdb"
-    before = executions(db)
-    defs = sqlmesh_definitions_factory(project_dir=str(project))
-    asset = dg.AssetKey.from_user_string(key(audited))
-    selection = dg.AssetSelection.checks(
-        dg.AssetCheckKey(asset, "not_null")
-    ) | dg.AssetSelection.assets(dg.AssetKey.from_user_string(key(other)))
-    partial = dg.define_asset_job("partial", selection=selection)
-    defs = dg.Definitions(assets=defs.assets, jobs=[partial], resources=defs.resources)
-    result = defs.resolve_job_def("partial").execute_in_process(
-        instance=instance, raise_on_error=False
-    )
-    assert not result.success
-    failures = step_failures(instance, result.run_id)
-    assert f"Materialize {key(audited)} to run its checks" in failures[step(audited)]
-    assert executions(db) - before == 1  # for the selected asset alone
-    shown = materialized(instance, result.run_id)
-    assert set(shown) == {key(other)}
-    assert query(db, f"SELECT COUNT(*) FROM {audited}")[0][0] == 0
-
-
 def test_error_after_every_model_ran_keeps_their_materializations(generated, instance):
     """SQLMesh raising once all batches are written (here in ``after_all``) undoes nothing."""
     from helpers.harness import plan_project
@@ -215,8 +184,14 @@ def test_error_after_every_model_ran_keeps_their_materializations(generated, ins
     assert any("dg_sqlmesh after_all failure" in m for m in logs)
 
 
-def test_checks_selected_without_their_asset_multiprocess(generated, instance, monkeypatch):
-    """The same under the multiprocess executor: every step process rebuilds the subset job."""
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_checks_selected_without_their_asset_write_nothing(
+    generated, instance, monkeypatch, executor
+):
+    """Executing a model's checks alone would make SQLMesh rewrite the model: refused.
+
+    The job selects one model's check without its asset, and an unrelated asset.
+    """
     import json
 
     import dagster as dg
@@ -232,15 +207,18 @@ def test_checks_selected_without_their_asset_multiprocess(generated, instance, m
     monkeypatch.setenv("DG_SQLMESH_TEST_PROJECT", str(project))
     monkeypatch.setenv("DG_SQLMESH_TEST_CHECKS", json.dumps([[key(audited), "not_null"]]))
     monkeypatch.setenv("DG_SQLMESH_TEST_ASSETS", json.dumps([key(other)]))
-    ReconstructableJob.get_definition.cache_clear()
-    ReconstructableJob.get_repository_definition.cache_clear()
-    result = dg.execute_job(
-        dg.reconstructable(checks_and_assets_job), instance=instance, raise_on_error=False
-    )
+    if executor == "in_process":
+        result = checks_and_assets_job().execute_in_process(instance=instance, raise_on_error=False)
+    else:  # every step process rebuilds the job from the environment
+        ReconstructableJob.get_definition.cache_clear()
+        ReconstructableJob.get_repository_definition.cache_clear()
+        result = dg.execute_job(
+            dg.reconstructable(checks_and_assets_job), instance=instance, raise_on_error=False
+        )
     assert not result.success
     failures = step_failures(instance, result.run_id)
     assert f"Materialize {key(audited)} to run its checks" in failures[step(audited)]
-    assert executions(db) - before == 1
+    assert executions(db) - before == 1  # for the selected asset alone
     assert set(materialized(instance, result.run_id)) == {key(other)}
     assert query(db, f"SELECT COUNT(*) FROM {audited}")[0][0] == 0
 
