@@ -16,13 +16,13 @@ from helpers.reliability import (
     MARKER_DIR_ENV,
     SLOW_SECONDS_ENV,
     coordinator_runs,
+    executions_of,
     duckdb_connection,
     launch,
     run_in_process,
     write_slow_project,
 )
 
-from dg_sqlmesh import SQLMeshResultsResource
 
 
 def start(days: int) -> str:
@@ -81,7 +81,6 @@ def test_overlapping_runs_execute_sqlmesh_one_after_the_other(tmp_path, instance
     assert second_start >= first_end, marks
 
     # the later run said whom it waited for; each run executed SQLMesh once
-    coordinator = SQLMeshResultsResource().coordinator(instance)
     run_ids = {name: r["run_id"] for name, r in results.items()}
     waited = {
         name: [m for m in logs(instance, run_id) if m.startswith("Waiting for Dagster run ")]
@@ -94,7 +93,7 @@ def test_overlapping_runs_execute_sqlmesh_one_after_the_other(tmp_path, instance
     assert (
         f"to finish with SQLMesh environment 'prod' of {project} (gateway main)" in waited[later][0]
     )
-    assert all(coordinator.executions(run_id) == 1 for run_id in run_ids.values())
+    assert all(executions_of(instance, run_id) == 1 for run_id in run_ids.values())
 
     # the model both selected was evaluated once: by the earlier run, a no-op for the later
     slow = {name: materialized(instance, rid)["db/src/slow"] for name, rid in run_ids.items()}
@@ -146,6 +145,6 @@ def test_a_run_that_cannot_wait_long_enough_fails_clearly(tmp_path, instance, mo
         "SQLMeshResource(environment_lock_timeout=...)."
     ) in failure
     assert materialized(instance, impatient.run_id) == {}
-    assert SQLMeshResultsResource().coordinator(instance).executions(impatient.run_id) == 0
+    assert executions_of(instance, impatient.run_id) == 0
     with duckdb.connect(str(db), read_only=True) as conn:
         assert conn.execute("SELECT COUNT(*) FROM src.events_b").fetchone()[0] == 0

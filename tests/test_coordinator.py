@@ -1,77 +1,210 @@
-"""Leader election, outcome store and environment lock across real processes."""
+"""Coordination through the Dagster instance alone, across real processes: outcomes
+published in one process and read in another, a stopped run detected, and the
+environment held by one run at a time even when the runs share no lock folder (as runs on
+different hosts do)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from dg_sqlmesh.execution.coordinator import (
-    EnvironmentBusy,
-    LeaderLost,
-    RunCoordinator,
-    environment_lock,
+from dg_sqlmesh.execution.coordinator import LeaderLost, RunCoordinator
+from dg_sqlmesh.execution.guard import LOCK_DIR_ENV, EnvironmentBusy, hold_environment, host_lock
+from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome, ModelState
+
+
+def _started_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
+    run = dg.DagsterRun(job_name="sqlmesh_job", run_id=str(uuid.uuid4()))
+    instance.add_run(run)
+    instance.handle_run_event(
+        run.run_id,
+        dg.DagsterEvent(event_type_value="PIPELINE_START", job_name="sqlmesh_job"),
+    )
+    return instance.get_run_by_id(run.run_id)
+
+
+def _instance_ref_file(instance: dg.DagsterInstance, tmp_path: Path) -> Path:
+    from dagster._serdes import serialize_value
+
+    path = tmp_path / "instance.json"
+    path.write_text(serialize_value(instance.get_ref()))
+    return path
+
+
+def _open_instance(ref_file: str) -> dg.DagsterInstance:
+    from dagster._core.instance.ref import InstanceRef
+    from dagster._serdes import deserialize_value
+
+    return dg.DagsterInstance.from_ref(deserialize_value(Path(ref_file).read_text(), InstanceRef))
+
+
+OUTCOME = ModelOutcome(
+    fqn='"db"."s"."t"',
+    state=ModelState.AUDIT_FAILED,
+    intervals=[(0, 86_400_000)],
+    audits=[AuditOutcome("not_null", True, False, {"columns": "[id]"}, 3, "SELECT 1")],
+    error="audit failed",
 )
-from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 
 
-def _claim(args: tuple[str, str]) -> bool:
-    directory, step = args
-    return RunCoordinator(directory).claim("run-1", step)
+def test_a_follower_reads_what_a_leader_in_another_process_published(instance, tmp_path):
+    run = _started_run(instance)
+    ref = _instance_ref_file(instance, tmp_path)
+    publish = (
+        "import json, sys\n"
+        "from test_coordinator import OUTCOME, _open_instance\n"
+        "from dg_sqlmesh.execution.coordinator import RunCoordinator\n"
+        "instance = _open_instance(sys.argv[1])\n"
+        "run = instance.get_run_by_id(sys.argv[2])\n"
+        "RunCoordinator(instance, run, ['a', 'b']).publish('a', {OUTCOME.fqn: OUTCOME})\n"
+    )
+    follower = RunCoordinator(instance, run, ["a", "b"])
+    assert follower.local() is None  # nothing in this process's memory
+    done = subprocess.run(
+        [sys.executable, "-c", publish, str(ref), run.run_id],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    published = follower.wait_for("a")
+    assert published.leader_step == "a" and published.error is None
+    assert published.outcomes == {OUTCOME.fqn: OUTCOME}
 
 
-def test_exactly_one_leader_among_processes(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(6) as pool:
-        won = pool.map(_claim, [(str(tmp_path), f"step_{i}") for i in range(12)])
-    assert won.count(True) == 1
+def test_a_follower_stops_waiting_when_the_run_is_stopped(instance):
+    run = _started_run(instance)
+    coordinator = RunCoordinator(instance, run, ["a", "b"])
+    started = time.monotonic()
+    instance.report_run_canceled(instance.get_run_by_id(run.run_id))
+    with pytest.raises(LeaderLost, match="canceled and step 'a'"):
+        coordinator.wait_for("a", poll_seconds=0.05)
+    assert time.monotonic() - started < 10
 
 
-def test_followers_read_what_the_leader_published(tmp_path):
-    store = RunCoordinator(tmp_path)
-    assert store.claim("run-2", "a")
-    outcome = ModelOutcome(fqn='"db"."s"."t"', state=ModelState.MATERIALIZED, intervals=[(0, 1)])
-    store.publish("run-2", {outcome.fqn: outcome})
-    record = store.wait_for_leader("run-2")
-    assert record.finished is not None and record.error is None
-    assert store.outcome("run-2", outcome.fqn) == outcome
-    assert store.outcome("run-2", "other") is None
-
-
-def test_a_dead_leader_is_detected(tmp_path):
+def test_host_lock_waits_then_names_the_holder(tmp_path, monkeypatch):
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path))
     code = (
-        "import sys; from dg_sqlmesh.execution.coordinator import RunCoordinator; "
-        "print(RunCoordinator(sys.argv[1]).claim('run-3', 'leader'))"
+        "import sys, time; from dg_sqlmesh.execution.guard import host_lock\n"
+        "with host_lock('env prod', holder='Dagster run AAA', deadline=time.monotonic() + 5, "
+        "describe='env prod', waited=5):\n    print('held', flush=True); time.sleep(3)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
-    )
-    assert out.stdout.strip() == "True"
-    with pytest.raises(LeaderLost, match="stopped before recording"):
-        RunCoordinator(tmp_path).wait_for_leader("run-3")
-
-
-def test_environment_lock_waits_then_names_the_holder(tmp_path):
-    code = (
-        "import sys, time; from dg_sqlmesh.execution.coordinator import environment_lock\n"
-        "with environment_lock(sys.argv[1], 'env prod', holder='Dagster run AAA', "
-        "timeout_seconds=5):\n    print('held', flush=True); time.sleep(3)"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
-    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    waited = []
-    with pytest.raises(EnvironmentBusy, match="Dagster run AAA"):
-        with environment_lock(tmp_path, "env prod", holder="B", timeout_seconds=0.5):
+    waited: list[str] = []
+    with pytest.raises(EnvironmentBusy, match="still being run by Dagster run AAA after waiting"):
+        with host_lock(
+            "env prod", holder="B", deadline=time.monotonic() + 0.5, describe="env prod", waited=0.5
+        ):
             pass
     started = time.monotonic()
-    with environment_lock(
-        tmp_path, "env prod", holder="B", timeout_seconds=30, on_wait=waited.append
+    with host_lock(
+        "env prod",
+        holder="B",
+        deadline=time.monotonic() + 30,
+        describe="env prod",
+        waited=30,
+        on_wait=waited.append,
     ):
         assert time.monotonic() - started > 0.5
     holder.wait()
     assert waited == ["Dagster run AAA"]
+
+
+def _hold(args: tuple[str, str, str, str]) -> tuple[float, float, list[str]]:
+    """One 'host': its own lock folder, the shared instance; hold the environment 0.4 s."""
+    import os
+
+    ref_file, run_id, lock_dir, _ = args
+    os.environ[LOCK_DIR_ENV] = lock_dir
+    logs: list[str] = []
+    with _open_instance(ref_file) as instance:
+        with hold_environment(
+            instance,
+            run_id,
+            "prod@main/p",
+            description="SQLMesh environment 'prod' of p",
+            timeout_seconds=60,
+            log=lambda level, message: logs.append(message),
+        ):
+            start = time.time()
+            time.sleep(0.4)
+            end = time.time()
+    return start, end, logs
+
+
+def test_runs_on_different_hosts_hold_the_environment_one_at_a_time(instance, tmp_path):
+    ref = _instance_ref_file(instance, tmp_path)
+    runs = [_started_run(instance) for _ in range(4)]
+    jobs = [(str(ref), r.run_id, str(tmp_path / f"host{i}"), "") for i, r in enumerate(runs)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        held = pool.map(_hold, jobs)
+    spans = sorted((start, end) for start, end, _ in held)
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, spans  # never two at once
+    waits = [m for _, _, logs in held for m in logs]
+    assert waits and all(m.startswith("Waiting for Dagster run ") for m in waits), waits
+    assert any("give the SQLMesh assets' pool a limit of 1" in m for m in waits)
+    # the marks are cleared when the environment is released
+    assert all(instance.get_run_by_id(r.run_id).tags["dg_sqlmesh/executing"] == "" for r in runs)
+
+
+def test_a_run_that_cannot_wait_fails_naming_the_holder(instance, tmp_path, monkeypatch):
+    holder, impatient = _started_run(instance), _started_run(instance)
+    instance.add_run_tags(
+        holder.run_id,
+        {
+            "dg_sqlmesh/executing": "prod@main/p",
+            "dg_sqlmesh/executing_holder": json.dumps({"pid": 1, "host": "elsewhere"}),
+        },
+    )
+    monkeypatch.setenv(LOCK_DIR_ENV, str(tmp_path / "locks"))
+    with pytest.raises(EnvironmentBusy) as failure:
+        with hold_environment(
+            instance,
+            impatient.run_id,
+            "prod@main/p",
+            description="SQLMesh environment 'prod' of p",
+            timeout_seconds=1,
+            log=lambda level, message: None,
+        ):
+            pass
+    assert str(failure.value).startswith(
+        f"SQLMesh environment 'prod' of p is still being run by Dagster run {holder.run_id} "
+        "(pid 1 on elsewhere) after waiting 1 s."
+    )
+    # a holder on this host whose process is gone does not hold anything
+    instance.add_run_tags(
+        holder.run_id,
+        {"dg_sqlmesh/executing_holder": json.dumps({"pid": _dead_pid(), "host": _host()})},
+    )
+    with hold_environment(
+        instance,
+        impatient.run_id,
+        "prod@main/p",
+        description="SQLMesh environment 'prod' of p",
+        timeout_seconds=1,
+        log=lambda level, message: None,
+    ):
+        pass
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _dead_pid() -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    return int(done.stdout)

@@ -23,6 +23,7 @@ from helpers.reliability import (
     ROWS_PER_DAY,
     SLOW_SECONDS_ENV,
     coordinator_runs,
+    executions_of,
     duckdb_connection,
     launch,
     merged,
@@ -33,7 +34,6 @@ from helpers.reliability import (
 )
 from pg_server import PostgresServer, postgres_available
 
-from dg_sqlmesh import SQLMeshResultsResource
 
 DAY_MS = 86_400_000
 DAYS = 10
@@ -76,7 +76,6 @@ def test_killed_run_is_completed_by_the_next_run(tmp_path, instance, monkeypatch
     plan_project(project)
     markers = tmp_path / "markers"
     markers.mkdir()
-    coordinator = SQLMeshResultsResource().coordinator(instance)
 
     run = launch(
         instance,
@@ -96,7 +95,7 @@ def test_killed_run_is_completed_by_the_next_run(tmp_path, instance, monkeypatch
         assert run.process.poll() is None, f"run ended before the kill:\n{run.log_tail()}"
         (leader,) = coordinator_runs(instance)
         run_id, leader_pid = leader["run_id"], leader["pid"]
-        assert coordinator.executions(run_id) == 1  # SQLMesh was executing
+        assert executions_of(instance, run_id) == 1  # SQLMesh was executing
     finally:
         run.kill()
     wait_for(lambda: not _alive(leader_pid), timeout=10, what="the leader step to die")
@@ -237,7 +236,7 @@ def test_database_outage_of_a_few_seconds_is_retried(pg, pg_project, instance, m
     logs = _logs(instance, result.run_id)
     retries = [m for m in logs if m.startswith("Transient failure of")]
     assert retries, logs
-    executions = SQLMeshResultsResource().coordinator(instance).executions(result.run_id)
+    executions = executions_of(instance, result.run_id)
     assert executions == 1 + len(retries)
     shown = materialized(instance, result.run_id)
     assert set(shown) == {f"{database}/src/{t}" for t in ("events_a", "events_b", "slow")} | {
@@ -294,8 +293,7 @@ def test_database_down_for_good_fails_clearly_after_bounded_retries(
     logs = _logs(instance, result.run_id)
     assert len([m for m in logs if m.startswith("Transient failure of")]) == retries
     assert elapsed < 120
-    coordinator = SQLMeshResultsResource().coordinator(instance)
-    assert coordinator.executions(result.run_id) <= retries + 1
+    assert executions_of(instance, result.run_id) <= retries + 1
     connection = f'connection to server at "{pg.host}", port {pg.port} failed: Connection refused'
     failures = {}
     for event in result.all_events:

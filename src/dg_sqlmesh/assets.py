@@ -35,15 +35,29 @@ FORKSERVER_RUN_CONFIG = {
 }
 
 
+def default_pool(environment: str) -> str:
+    """The Dagster pool of the SQLMesh ops of ``environment``: ``sqlmesh_<environment>``."""
+    return f"sqlmesh_{environment}"
+
+
 def build_assets(
-    graph: SQLMeshAssetGraph, *, op_tags: Mapping[str, Any] | None = None
+    graph: SQLMeshAssetGraph,
+    *,
+    op_tags: Mapping[str, Any] | None = None,
+    pool: str | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """An ``AssetsDefinition`` (its own op and step) per model of ``graph``."""
-    return [_model_asset(graph, fqn, op_tags) for fqn in graph.specs]
+    """An ``AssetsDefinition`` (its own op and step) per model of ``graph``.
+
+    Every op is in ``pool`` (unless ``op_tags`` name a ``dagster/concurrency_key``, the
+    older spelling of a pool), so that a pool limit reaches runs launched from anywhere.
+    """
+    if op_tags and "dagster/concurrency_key" in op_tags:
+        pool = None
+    return [_model_asset(graph, fqn, op_tags, pool) for fqn in graph.specs]
 
 
 def _model_asset(
-    graph: SQLMeshAssetGraph, fqn: str, op_tags: Mapping[str, Any] | None
+    graph: SQLMeshAssetGraph, fqn: str, op_tags: Mapping[str, Any] | None, pool: str | None
 ) -> dg.AssetsDefinition:
     model = graph.model(fqn)
 
@@ -52,6 +66,7 @@ def _model_asset(
         specs=[graph.specs[fqn]],
         check_specs=graph.check_specs[fqn],
         op_tags={"sqlmesh/model": model.name, **(op_tags or {})},
+        pool=pool,
         required_resource_keys={"sqlmesh", "sqlmesh_results"},
         can_subset=True,  # makes check outputs optional: audits that did not run report nothing
     )
@@ -70,6 +85,7 @@ def sqlmesh_assets_factory(
     op_tags: Mapping[str, Any] | None = None,
     owners: Sequence[str] | None = None,
     automation_from_cron: bool = False,
+    pool: str | bool = True,
 ) -> list[dg.AssetsDefinition]:
     """Asset definitions for every model of a SQLMesh project, one asset per model.
 
@@ -78,6 +94,9 @@ def sqlmesh_assets_factory(
     ``sqlmesh`` (a :class:`SQLMeshResource`) and ``sqlmesh_results``. With
     ``automation_from_cron`` every asset gets an automation condition following its
     model's SQLMesh cron (``dg_sqlmesh.automation.cron_automation_condition``).
+    Every op is in the Dagster pool ``pool`` (``True``: ``sqlmesh_<environment>``;
+    ``False``: none); a limit of 1 on it with ``concurrency: pools: granularity: run``
+    makes Dagster queue a second run of the environment (see the README).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
@@ -94,7 +113,9 @@ def sqlmesh_assets_factory(
         group_name=group_name,
         owners=list(owners) if owners else None,
     )
-    return build_assets(graph, op_tags=op_tags)
+    if pool is True:
+        pool = default_pool(sqlmesh_resource.environment)
+    return build_assets(graph, op_tags=op_tags, pool=pool or None)
 
 
 def sqlmesh_job(
@@ -137,6 +158,7 @@ def sqlmesh_definitions_factory(
     apply_plan: bool = False,
     allow_prod_plan: bool = False,
     cache_dir: str | None = None,
+    pool: str | bool = True,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
 
@@ -175,6 +197,7 @@ def sqlmesh_definitions_factory(
         op_tags=op_tags,
         owners=owners,
         automation_from_cron=automation_from_cron,
+        pool=pool,
     )
     job = sqlmesh_job(assets, environment=environment)
     schedules = []

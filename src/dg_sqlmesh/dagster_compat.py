@@ -6,7 +6,9 @@ when Dagster's internals move.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
+from typing import Any
 
 import dagster as dg
 
@@ -55,3 +57,14 @@ def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str |
     materialization = getattr(event, "asset_materialization", None)
     tags = getattr(materialization, "tags", None) or {}
     return tags.get("dagster/data_version")
+
+
+def engine_event_data(metadata: Mapping[str, Any]) -> Any:
+    """An ``EngineEventData`` carrying ``metadata``, for ``instance.report_engine_event``.
+
+    ``DagsterInstance.report_engine_event`` is public, the type of its payload is not
+    exported (checked against Dagster 1.11 to 1.13).
+    """
+    from dagster._core.events import EngineEventData
+
+    return EngineEventData(metadata=dict(metadata))

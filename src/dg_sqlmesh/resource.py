@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,21 +85,18 @@ class SQLMeshResource(dg.ConfigurableResource):
 class SQLMeshResultsResource(dg.ConfigurableResource):
     """Where the steps of a run find the outcome of the run's one SQLMesh execution.
 
-    The store is a SQLite file that every step process of the Dagster instance can
-    open, by default in the instance's storage folder.
+    The outcome lives in the run's event log in the Dagster instance (SQLite or
+    PostgreSQL), the one thing every step of a run shares on any deployment: the
+    multiprocess executor, the Docker and Kubernetes executors, Dagster+.
     """
 
-    directory: str | None = Field(
-        default=None,
-        description="Folder of the outcome store; default <instance storage>/dg_sqlmesh.",
-    )
-
-    def store_directory(self, instance: dg.DagsterInstance) -> Path:
-        if self.directory:
-            return Path(self.directory)
-        return Path(instance.storage_directory()) / "dg_sqlmesh"
-
-    def coordinator(self, instance: dg.DagsterInstance) -> RunCoordinator:
+    def coordinator(
+        self,
+        instance: dg.DagsterInstance,
+        run: dg.DagsterRun,
+        sqlmesh_steps: Collection[str],
+    ) -> RunCoordinator:
+        """The coordinator of ``run``, whose SQLMesh steps are ``sqlmesh_steps``."""
         from dg_sqlmesh.execution.coordinator import RunCoordinator
 
-        return RunCoordinator(self.store_directory(instance))
+        return RunCoordinator(instance, run, sqlmesh_steps)

@@ -360,16 +360,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def coordinator_runs(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
-    """The runs in the outcome store of ``instance`` (each claimed by one leader step)."""
-    import sqlite3
+    """The SQLMesh executions the runs of ``instance`` recorded in their event logs, oldest
+    run first: ``{"run_id", "pid", "host", "attempt", "step"}`` each."""
+    from dg_sqlmesh.execution.coordinator import recorded_executions
 
-    from dg_sqlmesh import SQLMeshResultsResource
+    found = []
+    for run in reversed(instance.get_runs()):
+        for execution in recorded_executions(instance, run.run_id):
+            found.append({"run_id": run.run_id, **execution})
+    return found
 
-    path = SQLMeshResultsResource().coordinator(instance).path
-    with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = conn.execute("SELECT * FROM runs ORDER BY started").fetchall()
-    return [dict(row) for row in rows]
+
+def executions_of(instance: dg.DagsterInstance, run_id: str) -> int:
+    """How many SQLMesh executions the run's leader recorded."""
+    from dg_sqlmesh.execution.coordinator import recorded_executions
+
+    return len(recorded_executions(instance, run_id))
 
 
 # --------------------------------------------------------------------------- SQLMesh state

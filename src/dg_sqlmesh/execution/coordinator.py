@@ -1,275 +1,253 @@
-"""Cross-process coordination: one leader per Dagster run, an outcome store, and an
-environment lock.
+"""Per-run coordination through the Dagster instance: one leader step per run, and the
+run's outcomes published to every other step.
 
-Under Dagster's multiprocess executor every step is its own process, so the state
-that says "SQLMesh already ran for this run, here is what happened" cannot live in
-memory. It lives in a small SQLite database in the Dagster instance's storage
-folder, which every step process of the instance can open. Leader election is an
-``INSERT`` on the run's primary key; outcomes are rows keyed by run and model.
+The steps of a run may share nothing but the Dagster instance (the Kubernetes job
+executor puts every step in its own pod), so everything goes through the run's event
+log, written and read with Dagster's public instance API:
 
-The environment lock is an OS file lock (``flock``), released by the kernel when
-its holder dies, so a killed run never leaves the environment locked.
+* **Leader election.** Before it starts a step's process, the run's orchestrator writes
+  a "step worker starting" event for it (multiprocess, Docker and Kubernetes executors
+  alike). One process writes them, one after the other, so their order in the event log
+  is the order in which steps were launched, the same for every reader, and a step's
+  own event is there before the step runs. The leader is the SQLMesh step launched
+  first. Under the in-process executor (no such events) steps start one after the
+  other in one process, and the first SQLMesh step to start is the leader.
+* **Outcomes.** The leader publishes one engine event whose JSON metadata holds every
+  selected model's outcome (or the error that stopped SQLMesh). Followers read it.
+* **A dead leader.** A step process that dies is failed by the orchestrator
+  (``STEP_FAILURE``); a stopped run changes status. A waiting follower watches both and
+  fails at once, naming the leader step.
+
+No compare-and-set is needed: each fact is written once, by one writer, and read back in
+the order the event log gives it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
 import os
 import socket
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
+import dagster as dg
+
+from dg_sqlmesh.dagster_compat import engine_event_data
 from dg_sqlmesh.execution.outcomes import ModelOutcome
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    leader_step TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    started REAL NOT NULL,
-    heartbeat REAL NOT NULL,
-    finished REAL,
-    error TEXT
-);
-CREATE TABLE IF NOT EXISTS outcomes (
-    run_id TEXT NOT NULL,
-    fqn TEXT NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (run_id, fqn)
-);
-CREATE TABLE IF NOT EXISTS executions (
-    run_id TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    started REAL NOT NULL
-);
-"""
+OUTCOMES_KEY = "dg_sqlmesh/outcomes"
+ERROR_KEY = "dg_sqlmesh/error"
+EXECUTION_KEY = "dg_sqlmesh/execution"
 
-HEARTBEAT_SECONDS = 5.0
-STALE_AFTER_SECONDS = 120.0
-KEEP_RECORDS_SECONDS = 7 * 24 * 3600.0
+_RUN_ENDED = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELING,
+    dg.DagsterRunStatus.CANCELED,
+}
+_FOLLOWED = {
+    dg.DagsterEventType.ENGINE_EVENT,
+    dg.DagsterEventType.STEP_FAILURE,
+    dg.DagsterEventType.STEP_SUCCESS,
+}
+_STATUS_EVERY_SECONDS = 2.0
+_PAGE = 200
 
 
 class LeaderLost(RuntimeError):
-    """The step executing SQLMesh for this run died before recording its outcome."""
+    """The step executing SQLMesh for this run stopped before publishing its outcome."""
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
+@dataclass
+class Published:
+    """What the leader published: every selected model's outcome, or why there is none."""
+
     leader_step: str
-    host: str
-    pid: int
-    heartbeat: float
-    finished: float | None
-    error: str | None
+    outcomes: dict[str, ModelOutcome] = field(default_factory=dict)
+    error: str | None = None
+
+
+# Steps that share the leader's process (the in-process executor) read its outcome from
+# memory instead of the event log: one read per run, not one per step.
+_IN_PROCESS: dict[str, Published] = {}
+_IN_PROCESS_LOCK = threading.Lock()
 
 
 class RunCoordinator:
-    """Leader election and outcome store for the runs of one Dagster instance."""
+    """Leader election and outcome store of one Dagster run, kept in the run's event log.
 
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.path = self.directory / "runs.sqlite"
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
+    Args:
+        instance: the Dagster instance of the run (any storage: SQLite, PostgreSQL).
+        run: the run.
+        sqlmesh_steps: the step keys of the run that materialize SQLMesh models; the
+            leader is one of them.
+    """
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout = 60000")
-            yield conn
-        finally:
-            conn.close()
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        run: dg.DagsterRun,
+        sqlmesh_steps: Collection[str],
+    ) -> None:
+        self.instance = instance
+        self.run = run
+        self.sqlmesh_steps = frozenset(sqlmesh_steps)
 
-    def claim(self, run_id: str, step_key: str) -> bool:
-        """Try to become the run's leader. Exactly one caller per run gets True."""
-        now = time.time()
-        with self._connect() as conn:
-            self._prune(conn, now - KEEP_RECORDS_SECONDS)
-            cursor = conn.execute(
-                "INSERT OR IGNORE INTO runs (run_id, leader_step, host, pid, started, heartbeat)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, step_key, socket.gethostname(), os.getpid(), now, now),
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    # --- election -----------------------------------------------------------------------
+
+    def local(self) -> Published | None:
+        """The run's outcome, when its leader ran in this very process."""
+        with _IN_PROCESS_LOCK:
+            return _IN_PROCESS.get(self.run_id)
+
+    def leader(self, step_key: str) -> str:
+        """The step key of the run's leader, as every step of the run computes it."""
+        launched = self._first_of_ours(dg.DagsterEventType.STEP_WORKER_STARTING, step_key)
+        if launched is not None:
+            return launched
+        started = self._first_of_ours(dg.DagsterEventType.STEP_START, None)
+        return started or step_key
+
+    def _first_of_ours(self, event_type: dg.DagsterEventType, must_see: str | None) -> str | None:
+        """The first step of ours with an event of ``event_type``; None if ``must_see``
+        (this step) has no such event, i.e. the executor does not write them."""
+        cursor = None
+        first: str | None = None
+        while True:
+            page = self.instance.get_records_for_run(
+                self.run_id, cursor=cursor, of_type=event_type, limit=_PAGE
             )
-            return cursor.rowcount == 1
+            for record in page.records:
+                step = record.event_log_entry.step_key
+                if step in self.sqlmesh_steps and first is None:
+                    first = step
+                if must_see is None or step == must_see:
+                    return first
+            if not page.has_more:
+                return None if must_see is not None else first
+            cursor = page.cursor
 
-    @staticmethod
-    def _prune(conn: sqlite3.Connection, before: float) -> None:
-        """Forget runs older than a week: their steps have long reported."""
-        old = "SELECT run_id FROM runs WHERE started < ?"
-        conn.execute(f"DELETE FROM outcomes WHERE run_id IN ({old})", (before,))
-        conn.execute("DELETE FROM executions WHERE started < ?", (before,))
-        conn.execute("DELETE FROM runs WHERE started < ?", (before,))
+    # --- the leader ---------------------------------------------------------------------
 
-    def record_execution(self, run_id: str, environment: str) -> None:
-        with self._connect() as conn:
-            conn.execute(
-                "INSERT INTO executions (run_id, environment, started) VALUES (?, ?, ?)",
-                (run_id, environment, time.time()),
-            )
-
-    def executions(self, run_id: str) -> int:
-        """How many SQLMesh executions were started for ``run_id`` (for tests and audits)."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT COUNT(*) FROM executions WHERE run_id = ?", (run_id,))
-            return int(row.fetchone()[0])
-
-    @contextlib.contextmanager
-    def heartbeat(self, run_id: str) -> Iterator[None]:
-        """Keep the leader's heartbeat fresh while SQLMesh runs."""
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(HEARTBEAT_SECONDS):
-                with contextlib.suppress(sqlite3.Error), self._connect() as conn:
-                    conn.execute(
-                        "UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id)
+    def record_execution(self, step_key: str, attempt: int, models: int) -> None:
+        """Say in the run log that SQLMesh is being executed, and by which process."""
+        self.instance.report_engine_event(
+            f"Executing SQLMesh for {models} model(s) (attempt {attempt}, pid {os.getpid()} "
+            f"on {socket.gethostname()})",
+            dagster_run=self.run,
+            engine_event_data=engine_event_data(
+                {
+                    EXECUTION_KEY: dg.MetadataValue.json(
+                        {"attempt": attempt, "pid": os.getpid(), "host": socket.gethostname()}
                     )
-
-        thread = threading.Thread(target=beat, name="dg-sqlmesh-heartbeat", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join(timeout=HEARTBEAT_SECONDS)
+                }
+            ),
+            step_key=step_key,
+        )
 
     def publish(
-        self, run_id: str, outcomes: dict[str, ModelOutcome], error: str | None = None
-    ) -> None:
-        """Store the run's outcomes and mark it finished, in one transaction."""
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT OR REPLACE INTO outcomes (run_id, fqn, data) VALUES (?, ?, ?)",
-                [(run_id, fqn, json.dumps(o.to_dict())) for fqn, o in outcomes.items()],
-            )
-            conn.execute(
-                "UPDATE runs SET finished = ?, error = ? WHERE run_id = ?",
-                (time.time(), error, run_id),
-            )
-            conn.execute("COMMIT")
-
-    def record(self, run_id: str) -> RunRecord | None:
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT run_id, leader_step, host, pid, heartbeat, finished, error"
-                " FROM runs WHERE run_id = ?",
-                (run_id,),
-            ).fetchone()
-        return None if row is None else RunRecord(*row)
-
-    def outcome(self, run_id: str, fqn: str) -> ModelOutcome | None:
-        with self._connect() as conn:
-            row = conn.execute(
-                "SELECT data FROM outcomes WHERE run_id = ? AND fqn = ?", (run_id, fqn)
-            ).fetchone()
-        return None if row is None else ModelOutcome.from_dict(json.loads(row[0]))
-
-    def wait_for_leader(
         self,
-        run_id: str,
+        step_key: str,
+        outcomes: Mapping[str, ModelOutcome],
+        error: str | None = None,
+        summary: str = "",
+    ) -> Published:
+        """Publish the run's outcomes (or the error that stopped SQLMesh) to every step."""
+        published = Published(step_key, dict(outcomes), error)
+        with _IN_PROCESS_LOCK:
+            _IN_PROCESS[self.run_id] = published
+            while len(_IN_PROCESS) > 64:  # a long-lived process runs many runs
+                _IN_PROCESS.pop(next(iter(_IN_PROCESS)))
+        metadata: dict[str, Any] = {
+            OUTCOMES_KEY: dg.MetadataValue.json({f: o.to_dict() for f, o in outcomes.items()})
+        }
+        if error is not None:
+            metadata[ERROR_KEY] = dg.MetadataValue.text(error)
+        self.instance.report_engine_event(
+            summary or ("SQLMesh execution failed" if error else "SQLMesh execution recorded"),
+            dagster_run=self.run,
+            engine_event_data=engine_event_data(metadata),
+            step_key=step_key,
+        )
+        return published
+
+    # --- followers ----------------------------------------------------------------------
+
+    def wait_for(
+        self,
+        leader_step: str,
         *,
-        poll_seconds: float = 0.2,
-        on_wait: Callable[[RunRecord], None] | None = None,
-    ) -> RunRecord:
-        """Block until the run's leader has published, or raise :class:`LeaderLost`."""
+        poll_seconds: float = 0.25,
+        on_wait: Callable[[], None] | None = None,
+    ) -> Published:
+        """Block until ``leader_step`` has published, or raise :class:`LeaderLost`."""
+        local = self.local()
+        if local is not None:
+            return local
+        cursor = None
         delay = 0.02
         announced = False
+        last_status = time.monotonic()
         while True:
-            record = self.record(run_id)
-            if record is None:
-                raise LeaderLost(f"No step of run {run_id} claimed the SQLMesh execution.")
-            if record.finished is not None:
-                return record
+            page = self.instance.get_records_for_run(
+                self.run_id, cursor=cursor, of_type=_FOLLOWED, limit=_PAGE
+            )
+            for record in page.records:
+                found = _published(record.event_log_entry, leader_step)
+                if found is not None:
+                    return found
+            cursor = page.cursor if page.records else cursor
+            if page.has_more:
+                continue
             if not announced and on_wait is not None:
-                on_wait(record)
+                on_wait()
                 announced = True
-            if _is_dead(record):
-                raise LeaderLost(
-                    f"Step '{record.leader_step}' (pid {record.pid} on {record.host}) was "
-                    "executing SQLMesh for this run and stopped before recording what happened. "
-                    "No outcome can be reported; re-execute the run to complete the work."
-                )
+            if time.monotonic() - last_status > _STATUS_EVERY_SECONDS:
+                last_status = time.monotonic()
+                run = self.instance.get_run_by_id(self.run_id)
+                if run is not None and run.status in _RUN_ENDED:
+                    raise LeaderLost(
+                        f"The run is {run.status.value.lower()} and step '{leader_step}', which "
+                        "executes SQLMesh for it, published no outcome."
+                    )
             time.sleep(delay)
             delay = min(poll_seconds, delay * 2)
 
 
-def _is_dead(record: RunRecord) -> bool:
-    if time.time() - record.heartbeat > STALE_AFTER_SECONDS:
-        return True
-    if record.host != socket.gethostname():
-        return False
-    try:
-        os.kill(record.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _published(entry: Any, leader_step: str) -> Published | None:
+    event = entry.dagster_event
+    if event is None or entry.step_key != leader_step:
+        return None
+    if event.event_type is dg.DagsterEventType.ENGINE_EVENT:
+        metadata = event.engine_event_data.metadata or {}
+        if OUTCOMES_KEY not in metadata:
+            return None
+        outcomes = {
+            fqn: ModelOutcome.from_dict(data)
+            for fqn, data in (metadata[OUTCOMES_KEY].value or {}).items()
+        }
+        error = metadata[ERROR_KEY].value if ERROR_KEY in metadata else None
+        return Published(leader_step, outcomes, error)
+    raise LeaderLost(
+        f"Step '{leader_step}' was executing SQLMesh for this run and "
+        f"{'failed' if event.event_type is dg.DagsterEventType.STEP_FAILURE else 'ended'} "
+        "before publishing what happened (its process died or was stopped). No outcome can be "
+        "reported; re-execute the run to complete the work."
+    )
 
 
-class EnvironmentBusy(RuntimeError):
-    """Another run kept the environment locked longer than we were willing to wait."""
-
-
-@contextlib.contextmanager
-def environment_lock(
-    directory: str | Path,
-    key: str,
-    *,
-    holder: str,
-    timeout_seconds: float,
-    on_wait: Callable[[str], None] | None = None,
-) -> Iterator[None]:
-    """Hold an exclusive lock on a SQLMesh environment across processes.
-
-    ``key`` identifies the environment (project, gateway, environment name); the
-    holder's description is written into the lock file so that waiters can say who
-    they are waiting for.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    path = directory / f"environment-{digest}.lock"
-    with open(path, "a+") as handle:
-        deadline = time.monotonic() + timeout_seconds
-        announced = False
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                handle.seek(0)
-                current = handle.read().strip() or "another run"
-                if time.monotonic() >= deadline:
-                    raise EnvironmentBusy(
-                        f"{key} is still being run by {current} after waiting "
-                        f"{timeout_seconds:.0f} s. Wait for that run to finish, or raise "
-                        "SQLMeshResource(environment_lock_timeout=...)."
-                    ) from None
-                if not announced and on_wait is not None:
-                    on_wait(current)
-                    announced = True
-                time.sleep(0.5)
-        try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(holder)
-            handle.flush()
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-            handle.flush()
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def recorded_executions(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
+    """The SQLMesh executions a run's leader recorded (attempt, pid, host), in order."""
+    found = []
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    for record in records:
+        metadata = record.event_log_entry.dagster_event.engine_event_data.metadata or {}
+        if EXECUTION_KEY in metadata:
+            found.append({**metadata[EXECUTION_KEY].value, "step": record.event_log_entry.step_key})
+    return found

@@ -9,9 +9,8 @@ one :class:`ModelOutcome` per selected model.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dg_sqlmesh.errors import (
@@ -21,7 +20,6 @@ from dg_sqlmesh.errors import (
     classify_error,
 )
 from dg_sqlmesh.execution.console import EventRecorder, LogFn
-from dg_sqlmesh.execution.coordinator import environment_lock
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState, merge_attempts
 from dg_sqlmesh.project import ProjectDescription
 
@@ -47,100 +45,88 @@ def execute(
     selection: Sequence[str],
     *,
     log: LogFn,
-    lock_dir: Path,
-    holder: str,
-    on_execution: callable = lambda: None,  # type: ignore[valid-type]
+    on_execution: Callable[[], None] = lambda: None,
 ) -> ExecutionReport:
-    """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome."""
-    environment = resource.environment
+    """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
+
+    The caller holds the environment (``guard.hold_environment``); ``on_execution`` is
+    called each time SQLMesh's ``run`` is about to start (the first attempt and retries).
+    """
     key = (
-        f"SQLMesh environment '{environment}' of {description.project_dir} "
+        f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
         f"(gateway {description.gateway})"
     )
-    with environment_lock(
-        lock_dir,
-        key,
-        holder=holder,
-        timeout_seconds=resource.environment_lock_timeout,
-        on_wait=lambda current: log(
-            "warning", f"Waiting for {current} to finish with {key} before running SQLMesh"
-        ),
-    ):
-        recorder = EventRecorder(description.models_by_fqn, selection, log)
-        report = ExecutionReport(outcomes={})
-        merged: dict[str, ModelOutcome] = {}
-        prepared = False
-        runnable = list(selection)
-        for attempt in range(resource.max_transient_retries + 1):
-            report.attempts = attempt + 1
-            recorder.reset()
-            context = resource.create_context(
-                console=recorder.console, notification_targets=[recorder.notification_target]
-            )
-            try:
-                if not prepared:
-                    report.unapplied_changes, report.planned = prepare_environment(
-                        context, resource, description, log
-                    )
-                    prepared = True
-                    promoted = environment_models(context, resource.environment)
-                    runnable = [fqn for fqn in selection if fqn in promoted]
-                    warn_stale_upstreams(context, resource.environment, description, runnable, log)
-                on_execution()
-                outcomes = _run_once(context, resource, recorder, runnable)
-            except SQLMeshEnvironmentError:
-                raise
-            except Exception as exc:  # before SQLMesh ran: connecting, reading state
-                error_class, reason = classify_error(exc)
-                if (
-                    error_class is not ErrorClass.TRANSIENT
-                    or attempt == resource.max_transient_retries
-                ):
-                    failed = [  # a failed plan reports its failing models to the console
-                        f"{recorder._name(o.fqn)}: {o.error}"
-                        for o in recorder.outcomes.values()
-                        if o.state in (ModelState.FAILED, ModelState.AUDIT_FAILED)
-                    ]
-                    raise _startup_failure(
-                        exc, key, description.project_dir, (error_class, reason), attempt, failed
-                    ) from exc
-                retry = [f"connecting ({reason})"]
-            else:
-                merged = (
-                    outcomes
-                    if not merged
-                    else {fqn: merge_attempts(merged[fqn], o) for fqn, o in outcomes.items()}
+    recorder = EventRecorder(description.models_by_fqn, selection, log)
+    report = ExecutionReport(outcomes={})
+    merged: dict[str, ModelOutcome] = {}
+    prepared = False
+    runnable = list(selection)
+    for attempt in range(resource.max_transient_retries + 1):
+        report.attempts = attempt + 1
+        recorder.reset()
+        context = resource.create_context(
+            console=recorder.console, notification_targets=[recorder.notification_target]
+        )
+        try:
+            if not prepared:
+                report.unapplied_changes, report.planned = prepare_environment(
+                    context, resource, description, log
                 )
-                retry = _transient_failures(merged)
-                if not retry or attempt == resource.max_transient_retries:
-                    break
-            finally:
-                context.close()  # release the warehouse (a DuckDB file admits one writer)
-            delay = resource.retry_backoff_seconds * (2**attempt)
-            log(
-                "warning",
-                f"Transient failure of {', '.join(sorted(retry))}; retrying in {delay:.1f} s "
-                f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
+                prepared = True
+                promoted = environment_models(context, resource.environment)
+                runnable = [fqn for fqn in selection if fqn in promoted]
+                warn_stale_upstreams(context, resource.environment, description, runnable, log)
+            on_execution()
+            outcomes = _run_once(context, resource, recorder, runnable)
+        except SQLMeshEnvironmentError:
+            raise
+        except Exception as exc:  # before SQLMesh ran: connecting, reading state
+            error_class, reason = classify_error(exc)
+            if error_class is not ErrorClass.TRANSIENT or attempt == resource.max_transient_retries:
+                failed = [  # a failed plan reports its failing models to the console
+                    f"{recorder._name(o.fqn)}: {o.error}"
+                    for o in recorder.outcomes.values()
+                    if o.state in (ModelState.FAILED, ModelState.AUDIT_FAILED)
+                ]
+                raise _startup_failure(
+                    exc, key, description.project_dir, (error_class, reason), attempt, failed
+                ) from exc
+            retry = [f"connecting ({reason})"]
+        else:
+            merged = (
+                outcomes
+                if not merged
+                else {fqn: merge_attempts(merged[fqn], o) for fqn, o in outcomes.items()}
             )
-            time.sleep(delay)
-        for fqn in _transient_failures(merged):  # retries exhausted: say so
-            outcome = merged[fqn]
-            outcome.error = (
-                f"{outcome.error} (transient failure, still failing after "
-                f"{report.attempts} attempt(s))"
+            retry = _transient_failures(merged)
+            if not retry or attempt == resource.max_transient_retries:
+                break
+        finally:
+            context.close()  # release the warehouse (a DuckDB file admits one writer)
+        delay = resource.retry_backoff_seconds * (2**attempt)
+        log(
+            "warning",
+            f"Transient failure of {', '.join(sorted(retry))}; retrying in {delay:.1f} s "
+            f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
+        )
+        time.sleep(delay)
+    for fqn in _transient_failures(merged):  # retries exhausted: say so
+        outcome = merged[fqn]
+        outcome.error = (
+            f"{outcome.error} (transient failure, still failing after {report.attempts} attempt(s))"
+        )
+    for fqn in selection:
+        if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
+            merged[fqn] = ModelOutcome(
+                fqn=fqn,
+                state=ModelState.NOT_RUN,
+                detail=(
+                    f"the model is not in SQLMesh environment '{resource.environment}' yet; "
+                    f"apply a plan (`sqlmesh plan {resource.environment}`) to add it"
+                ),
             )
-        for fqn in selection:
-            if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
-                merged[fqn] = ModelOutcome(
-                    fqn=fqn,
-                    state=ModelState.NOT_RUN,
-                    detail=(
-                        f"the model is not in SQLMesh environment '{resource.environment}' yet; "
-                        f"apply a plan (`sqlmesh plan {resource.environment}`) to add it"
-                    ),
-                )
-        report.outcomes = merged
-        return report
+    report.outcomes = merged
+    return report
 
 
 def _startup_failure(

@@ -1,7 +1,8 @@
 """What one model's Dagster step does.
 
-The first SQLMesh step of a run to start becomes the run's leader: it executes
-SQLMesh once for every SQLMesh model the run selected and publishes the outcomes.
+The first SQLMesh step of a run to be launched becomes the run's leader (see
+``coordinator``): it executes SQLMesh once for every SQLMesh model the run selected and
+publishes the outcomes in the run's event log.
 Every step, the leader included, then reports its own model from that record:
 a materialization only for data SQLMesh really wrote (or confirmed up to date),
 check results for the audits that ran, and a failure otherwise.
@@ -10,8 +11,6 @@ check results for the audits that ran, and a failure otherwise.
 from __future__ import annotations
 
 import hashlib
-import os
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,8 @@ import dagster as dg
 from dg_sqlmesh.checks import check_results
 from dg_sqlmesh.dagster_compat import latest_data_version, run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
-from dg_sqlmesh.execution.coordinator import LeaderLost, RunCoordinator
+from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinator
+from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
@@ -31,16 +31,40 @@ NO_OP = "dagster_sqlmesh/no_op"
 def sqlmesh_step(
     context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
 ) -> Iterator[Any]:
-    """Run (if first) or wait for the run's SQLMesh execution, then report ``fqn``."""
+    """Run (if leader) or wait for the run's SQLMesh execution, then report ``fqn``."""
     if graph.specs[fqn].key not in context.selected_asset_keys:
         raise _checks_without_asset(graph, fqn)
-    coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(context.instance)
     step_key = graph.op_names[fqn]
-    if coordinator.claim(context.run_id, step_key):
-        outcome = _lead(context, graph, coordinator, fqn)
-    else:
-        outcome = _follow(context, coordinator, fqn)
+    coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(
+        context.instance, context.run, _materializing_steps(context, graph)
+    )
+    published = coordinator.local()
+    if published is None:
+        leader = coordinator.leader(step_key)
+        if leader == step_key:
+            published = _lead(context, graph, coordinator, step_key)
+        else:
+            published = _follow(context, coordinator, leader)
+    if published.error is not None:
+        raise SQLMeshRunFailure(
+            description=f"The run's SQLMesh execution failed: {published.error}",
+            allow_retries=False,
+        )
+    outcome = published.outcomes.get(fqn) or ModelOutcome(
+        fqn=fqn, detail="SQLMesh did not report this model"
+    )
     yield from report(context, graph, fqn, outcome)
+
+
+def _materializing_steps(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> set[str]:
+    """The steps of SQLMesh models whose assets the run's job materializes (a step can run
+    for a model's checks alone: never the leader, SQLMesh does not run that model)."""
+    assets = selected_asset_keys(context)
+    return {
+        graph.op_names[fqn]
+        for fqn, spec in graph.specs.items()
+        if assets is None or spec.key in assets
+    }
 
 
 def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
@@ -74,40 +98,59 @@ def _lead(
     context: dg.AssetExecutionContext,
     graph: SQLMeshAssetGraph,
     coordinator: RunCoordinator,
-    fqn: str,
-) -> ModelOutcome:
+    step_key: str,
+) -> Published:
     # Imported here: only the leader needs SQLMesh, so loading definitions and the
     # other steps never pay for importing it.
     from dg_sqlmesh.execution.runner import execute
 
+    resource = context.resources.sqlmesh
+    description = graph.description
     selection = selected_models(context, graph)
-    if fqn not in selection:
-        selection.append(fqn)
+    own = next(f for f, op in graph.op_names.items() if op == step_key)
+    if own not in selection:
+        selection.append(own)
     context.log.info(
         f"Executing SQLMesh once for this run's {len(selection)} selected model(s) "
-        f"in environment '{context.resources.sqlmesh.environment}'"
+        f"in environment '{resource.environment}'"
     )
+    attempts = iter(range(1, 1_000_000))
     try:
-        with coordinator.heartbeat(context.run_id):
+        with hold_environment(
+            context.instance,
+            context.run_id,
+            environment_id(description.project_dir, description.gateway, resource.environment),
+            description=(
+                f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
+                f"(gateway {description.gateway})"
+            ),
+            timeout_seconds=resource.environment_lock_timeout,
+            log=_logger(context),
+        ):
             report = execute(
-                context.resources.sqlmesh,
-                graph.description,
+                resource,
+                description,
                 selection,
                 log=_logger(context),
-                lock_dir=coordinator.directory,
-                holder=f"Dagster run {context.run_id} (pid {os.getpid()}, {socket.gethostname()})",
                 on_execution=lambda: coordinator.record_execution(
-                    context.run_id, context.resources.sqlmesh.environment
+                    step_key, next(attempts), len(selection)
                 ),
             )
     except BaseException as exc:
-        coordinator.publish(context.run_id, {}, error=_failure_text(exc))
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
         raise
     for changed, change in report.unapplied_changes.items():
         if changed in report.outcomes:
             report.outcomes[changed].unapplied_change = change
-    coordinator.publish(context.run_id, report.outcomes)
-    return report.outcomes.get(fqn) or ModelOutcome(fqn=fqn, detail="not reported by SQLMesh")
+    return coordinator.publish(step_key, report.outcomes, summary=_summary(report.outcomes))
+
+
+def _summary(outcomes: dict[str, ModelOutcome]) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
+    states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return f"SQLMesh executed for {len(outcomes)} model(s): {states or 'nothing selected'}"
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -117,25 +160,17 @@ def _failure_text(exc: BaseException) -> str:
 
 
 def _follow(
-    context: dg.AssetExecutionContext, coordinator: RunCoordinator, fqn: str
-) -> ModelOutcome:
+    context: dg.AssetExecutionContext, coordinator: RunCoordinator, leader: str
+) -> Published:
     try:
-        record = coordinator.wait_for_leader(
-            context.run_id,
-            on_wait=lambda r: context.log.info(
-                f"Waiting for step '{r.leader_step}', which executes SQLMesh for this run"
+        return coordinator.wait_for(
+            leader,
+            on_wait=lambda: context.log.info(
+                f"Waiting for step '{leader}', which executes SQLMesh for this run"
             ),
         )
     except LeaderLost as exc:
         raise SQLMeshRunFailure(description=str(exc), allow_retries=False) from None
-    if record.error:
-        raise SQLMeshRunFailure(
-            description=f"The run's SQLMesh execution failed: {record.error}",
-            allow_retries=False,
-        )
-    return coordinator.outcome(context.run_id, fqn) or ModelOutcome(
-        fqn=fqn, detail="SQLMesh did not report this model"
-    )
 
 
 def _logger(context: dg.AssetExecutionContext):  # noqa: ANN202
