@@ -16,13 +16,12 @@ from helpers.reliability import (
     MARKER_DIR_ENV,
     SLOW_SECONDS_ENV,
     coordinator_runs,
-    executions_of,
     duckdb_connection,
+    executions_of,
     launch,
     run_in_process,
     write_slow_project,
 )
-
 
 
 def start(days: int) -> str:

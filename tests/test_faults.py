@@ -23,8 +23,8 @@ from helpers.reliability import (
     ROWS_PER_DAY,
     SLOW_SECONDS_ENV,
     coordinator_runs,
-    executions_of,
     duckdb_connection,
+    executions_of,
     launch,
     merged,
     postgres_connection,
@@ -33,7 +33,6 @@ from helpers.reliability import (
     write_slow_project,
 )
 from pg_server import PostgresServer, postgres_available
-
 
 DAY_MS = 86_400_000
 DAYS = 10
