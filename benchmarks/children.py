@@ -174,11 +174,10 @@ def _step_times(instance, run_id: str) -> dict[str, tuple[float, float | None]]:
 
 
 def _leader(instance, run_id: str) -> str | None:  # noqa: ANN001
-    from dg_sqlmesh.resource import SQLMeshResultsResource
+    from dg_sqlmesh.execution.coordinator import recorded_executions
 
-    coordinator = SQLMeshResultsResource().coordinator(instance)
-    record = coordinator.record(run_id)
-    return None if record is None else record.leader_step
+    executions = recorded_executions(instance, run_id)
+    return executions[0]["step"] if executions else None
 
 
 def _materializations(instance, run_id: str) -> int:  # noqa: ANN001
@@ -319,11 +318,10 @@ def multiprocess(args: dict) -> dict:
             "steps": {k: [s, e] for k, (s, e) in steps.items()},
         }
         if not trivial:
-            from dg_sqlmesh.resource import SQLMeshResultsResource
+            from dg_sqlmesh.execution.coordinator import recorded_executions
 
-            coordinator = SQLMeshResultsResource().coordinator(instance)
             out["leader"] = _leader(instance, result.run_id)
-            out["store_executions"] = coordinator.executions(result.run_id)
+            out["store_executions"] = len(recorded_executions(instance, result.run_id))
             out["executions"] = _executions(Path(args["project"]))
     return out
 

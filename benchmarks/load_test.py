@@ -88,7 +88,8 @@ def run_load_test(pg, work: Path, args: argparse.Namespace) -> list[str]:
     from helpers.harness import copy_project
     from helpers.reliability import launch
 
-    from dg_sqlmesh import SQLMeshResultsResource, load_project
+    from dg_sqlmesh import load_project
+    from dg_sqlmesh.execution.coordinator import recorded_executions as executions_of
 
     pg.create_database("shop")
     pg.create_database("dagster")
@@ -154,8 +155,7 @@ def run_load_test(pg, work: Path, args: argparse.Namespace) -> list[str]:
                 results.append({"run_id": None, "success": False, "error": str(exc)})
                 print(f"run{i}: no result\n{exc}")
         wall = time.monotonic() - t0
-        coordinator = SQLMeshResultsResource().coordinator(instance)
-        return check(pg, project, instance, coordinator, models, selections, results, wall)
+        return check(pg, project, instance, executions_of, models, selections, results, wall)
     finally:
         instance.dispose()
 
@@ -198,7 +198,7 @@ def make_selections(models: dict, runs: int, seed: int) -> list[list[str]]:
     return selections
 
 
-def check(pg, project, instance, coordinator, models, selections, results, wall) -> list[str]:
+def check(pg, project, instance, executions_of, models, selections, results, wall) -> list[str]:
     import dagster as dg
 
     failures: list[str] = []
@@ -215,7 +215,7 @@ def check(pg, project, instance, coordinator, models, selections, results, wall)
             continue
         run = instance.get_run_by_id(run_id)
         statuses[run.status.value] += 1
-        executions[run_id] = coordinator.executions(run_id)
+        executions[run_id] = len(executions_of(instance, run_id))
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
         ).records
