@@ -1,0 +1,220 @@
+"""Runs whose steps share nothing but the Dagster instance's PostgreSQL database.
+
+Every process that opens the instance gets a local storage folder of its own
+(``helpers.split_storage``), as the step pods of the Kubernetes job executor do, and the
+runs of the concurrency test also get host lock folders of their own, as runs on different
+hosts do. What is counted comes from the warehouse (``before_all``/``after_all`` stamps
+SQLMesh writes itself), not from what the runs report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from helpers.harness import _env, executions, materialized, plan_project, step_failures
+from helpers.reliability import (
+    BATCH_SECONDS_ENV,
+    MARKER_DIR_ENV,
+    coordinator_runs,
+    duckdb_connection,
+    executions_of,
+    launch,
+    run_in_process,
+    write_slow_project,
+)
+from helpers.split_storage import files_under, split_storage_overrides
+from pg_server import PostgresServer, postgres_available
+
+from dg_sqlmesh.execution.guard import LOCK_DIR_ENV
+
+_reason = postgres_available()
+pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
+
+
+@pytest.fixture(scope="module")
+def pg():
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def split_instance(pg, tmp_path, request):
+    """A Dagster instance on ``pg`` whose every process has its own local storage folder."""
+    dbname = "dagster_" + request.node.name.split("[")[-1].strip("]").replace("-", "_")[-30:]
+    dbname = dbname.lower()
+    pg.drop_database(dbname)
+    pg.create_database(dbname)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    local = tmp_path / "local"
+    with dg.instance_for_test(
+        temp_dir=str(home), overrides=split_storage_overrides(pg.dagster_storage(dbname), local)
+    ) as instance:
+        yield instance, local
+
+
+def _no_coordination_files(local: Path) -> None:
+    written = files_under(local)
+    assert not [f for f in written if "dg_sqlmesh" in f or f.endswith((".sqlite", ".lock"))], (
+        written
+    )
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_steps_sharing_only_the_instance_execute_sqlmesh_once(
+    generated, split_instance, start_method
+):
+    instance, local = split_instance
+    project = generated(8)
+    before = executions(project / "db.duckdb")  # planning ran before_all too
+    from helpers.defs_from_env import sqlmesh_job
+
+    multiprocess: dict = {"max_concurrent": 4}
+    if start_method == "forkserver":
+        multiprocess["start_method"] = {
+            "forkserver": {"preload_modules": ["dagster", "dg_sqlmesh", "helpers.defs_from_env"]}
+        }
+    with _env(project, {}):
+        result = dg.execute_job(
+            dg.reconstructable(sqlmesh_job),
+            instance=instance,
+            run_config={"execution": {"config": {"multiprocess": multiprocess}}},
+            raise_on_error=False,
+        )
+    assert result.success, step_failures(instance, result.run_id)
+    assert executions(project / "db.duckdb") - before == 1  # counted by SQLMesh in the warehouse
+    assert executions_of(instance, result.run_id) == 1
+    shown = materialized(instance, result.run_id)
+    assert len(shown) == 8 and {m["sqlmesh/state"] for m in shown.values()} == {"materialized"}
+    # the steps really had separate folders, and nothing of ours was written to any of them
+    assert len(list(local.iterdir())) >= 8
+    _no_coordination_files(local)
+
+
+def _start(days: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_concurrent_runs_on_separate_hosts_execute_one_at_a_time(
+    split_instance, tmp_path, monkeypatch
+):
+    instance, local = split_instance
+    db = tmp_path / "db.duckdb"
+    project = write_slow_project(tmp_path / "p", duckdb_connection(db), start=_start(3))
+    plan_project(project)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        (planned,) = conn.execute("SELECT COUNT(*) FROM _meta.marks").fetchone()
+
+    go = tmp_path / "go"
+    selections = {
+        "a": ["db/src/events_a", "db/src/slow"],
+        "b": ["db/src/slow", "db/src/events_b"],
+        "c": ["db/src/events_b", "db/mart/daily", "db/src/events_a"],
+    }
+    runs = {
+        name: launch(
+            instance,
+            {"project_dir": str(project)},
+            tmp_path / "work",
+            select=select,
+            max_concurrent=2,
+            go_file=go,
+            env={LOCK_DIR_ENV: str(tmp_path / f"host_{name}"), BATCH_SECONDS_ENV: "0.3"},
+            name=name,
+        )
+        for name, select in selections.items()
+    }
+    _wait_for(lambda: all(r.ready for r in runs.values()), 180, "the runs to be ready")
+    go.touch()
+    results = {name: run.wait(timeout=300) for name, run in runs.items()}
+    assert all(r["success"] for r in results.values()), {n: r.log_tail() for n, r in runs.items()}
+
+    # SQLMesh's own start/end stamps never interleave: one execution at a time
+    with duckdb.connect(str(db), read_only=True) as conn:
+        marks = conn.execute(
+            "SELECT what FROM _meta.marks ORDER BY marked_at, what DESC"
+        ).fetchall()
+    assert [w for (w,) in marks[planned:]] == ["start", "end"] * 3, marks
+    run_ids = [r["run_id"] for r in results.values()]
+    assert all(executions_of(instance, run_id) == 1 for run_id in run_ids)
+    # the runs that waited said whom they waited for (no host lock could tell them)
+    waits = [
+        r.user_message
+        for run_id in run_ids
+        for r in instance.all_logs(run_id)
+        if r.user_message.startswith("Waiting for Dagster run ")
+    ]
+    assert len(waits) >= 2, waits
+    assert all(any(other in w for other in run_ids) for w in waits), waits
+    _no_coordination_files(local)
+
+
+def test_a_killed_leader_fails_its_followers_promptly_and_the_next_run_completes(
+    split_instance, tmp_path, monkeypatch
+):
+    instance, local = split_instance
+    db = tmp_path / "db.duckdb"
+    project = write_slow_project(tmp_path / "p", duckdb_connection(db), start=_start(10))
+    plan_project(project)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    run = launch(
+        instance,
+        {"project_dir": str(project)},
+        tmp_path / "work",
+        max_concurrent=4,
+        env={BATCH_SECONDS_ENV: "1", MARKER_DIR_ENV: str(markers)},
+    )
+    try:
+        _wait_for(
+            lambda: (
+                len(list(markers.glob("events_a-*.started"))) >= 2 or run.process.poll() is not None
+            ),
+            180,
+            "SQLMesh to be evaluating src.events_a",
+        )
+        assert run.process.poll() is None, run.log_tail()
+        (leader,) = coordinator_runs(instance)
+        os.kill(leader["pid"], signal.SIGKILL)  # the leader step only: the run goes on
+        killed_at = time.monotonic()
+        result = run.wait(timeout=120)
+    finally:
+        run.kill()
+    assert time.monotonic() - killed_at < 30  # followers did not wait for a dead leader
+    assert not result["success"]
+    failures = step_failures(instance, leader["run_id"])
+    followers = {k: v for k, v in failures.items() if k != leader["step"]}
+    assert leader["step"] in failures and followers, failures
+    for message in followers.values():
+        assert f"Step '{leader['step']}' was executing SQLMesh for this run and failed" in message
+    assert materialized(instance, leader["run_id"]) == {}  # nothing false shown
+
+    monkeypatch.setenv(BATCH_SECONDS_ENV, "0")
+    again = run_in_process({"project_dir": str(project)}, instance)
+    assert again.success
+    shown = materialized(instance, again.run_id)
+    assert {m["sqlmesh/state"] for m in shown.values()} == {"materialized"}
+    assert len(shown) == 4
+    with duckdb.connect(str(db), read_only=True) as conn:
+        dupes = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT id, ds FROM src.events_a GROUP BY ALL "
+            "HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
+        days = conn.execute("SELECT COUNT(DISTINCT ds) FROM src.events_a").fetchone()[0]
+    assert dupes == 0 and days == 10
+    _no_coordination_files(local)
