@@ -141,7 +141,8 @@ def sqlmesh_run(args: dict) -> dict:
     start = _clock()
     context = sqlmesh.Context(paths=[project])
     loaded = _since(start)
-    status = context.run()
+    select = args.get("select")
+    status = context.run(select_models=select, no_auto_upstream=True) if select else context.run()
     total = _since(start)
     context.close()
     return {
@@ -283,6 +284,51 @@ def sqlmesh_job():  # noqa: ANN201 - re-imported by every step process
     return defs.resolve_job_def("sqlmesh_job")
 
 
+def __getattr__(name: str):  # noqa: ANN202 - ``ui_defs``: the code location of ui_run
+    if name != "ui_defs":
+        raise AttributeError(name)
+    import dg_sqlmesh
+
+    return dg_sqlmesh.sqlmesh_definitions_factory(project_dir=os.environ[ENV_PROJECT])
+
+
+def ui_run(args: dict) -> dict:
+    """A run as the UI launches it: the implicit asset job on the code location's default
+    executor, no run config; definitions loaded in the run's process, as a run worker does."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    os.environ[ENV_PROJECT] = args["project"]
+    select = args.get("select")
+    repository = ReconstructableRepository.for_file(__file__, "ui_defs")
+    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+        start = _clock()
+        result = dg.execute_job(
+            repository.get_reconstructable_job("__ASSET_JOB"),
+            instance=instance,
+            asset_selection=[dg.AssetKey(["db", *m.split(".")]) for m in select]
+            if select
+            else None,
+            raise_on_error=False,
+        )
+        total = _since(start)
+        materialized = _materializations(instance, result.run_id)
+        executions = len(_recorded(instance, result.run_id))
+    return {
+        "total": total,
+        "ok": bool(result.success) and materialized == args["models"],
+        "materialized": materialized,
+        "store_executions": executions,
+        "executions": _executions(Path(args["project"])),
+    }
+
+
+def _recorded(instance, run_id: str) -> list:  # noqa: ANN001
+    from dg_sqlmesh.execution.coordinator import recorded_executions
+
+    return recorded_executions(instance, run_id)
+
+
 def trivial_job():  # noqa: ANN201 - re-imported by every step process
     models = json.loads(os.environ[ENV_MODELS])
     defs = _trivial_definitions(models, int(os.environ[ENV_CHECKS]))
@@ -354,6 +400,7 @@ KINDS = {
     "dagster_run": dagster_run,
     "dagster_floor": dagster_floor,
     "multiprocess": multiprocess,
+    "ui_run": ui_run,
 }
 
 

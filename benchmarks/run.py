@@ -38,8 +38,10 @@ CACHED_LOAD_SLACK_S = 0.30  # cached load <= `python -c "import dagster, sqlmesh
 RUN_RATIO = 1.15  # in-process run <= 1.15 x (sqlmesh run + Dagster floor)
 FOLLOWER_RATIO = 1.20  # non-leader step <= 1.2 x trivial step (multiprocess executor)
 MEMORY_RATIO = 1.50  # peak RSS of an in-process run <= 1.5 x sqlmesh run's
+UI_RATIO = 1.30  # "Materialize all" from the UI <= 1.3 x (sqlmesh run + in-process floor)
+UI_SUBSET = 10  # models of the subset launched from the UI
 
-SECTIONS = ("load", "run", "multiprocess", "memory")
+SECTIONS = ("load", "run", "multiprocess", "memory", "ui")
 
 
 # --- processes ------------------------------------------------------------------------
@@ -252,6 +254,8 @@ class Bench:
             planned |= set(args.models)
         if "multiprocess" in args.only:
             planned |= set(args.mp_models)
+        if "ui" in args.only:
+            planned |= set(args.ui_models)
         self.projects = Projects(args.workdir, args.audits, args.seed, planned)
         self.rows: list[Row] = []
         self.raw: dict = {}
@@ -439,6 +443,72 @@ class Bench:
                             + f"with forked workers (wait4): {tree[0]:.0f} vs {tree[1]:.0f} MB"
                         ),
                         valid=valid,
+                    )
+                )
+
+    # as the UI launches runs ------------------------------------------------------------
+
+    def ui(self) -> None:
+        """The implicit asset job on the code location's default executor, all models due,
+        against ``sqlmesh run`` on the same work plus the in-process Dagster floor; then a
+        subset of models launched the same way against SQLMesh running just those."""
+        args = self.args
+        for n in args.ui_models:
+            self.projects.prepare(n, plan=True)
+            models = self.projects.models(n)
+            subset = [name for name, _ in models[-UI_SUBSET:]]
+            for label, select in (("all models", None), (f"{len(subset)} models", subset)):
+                chosen = [m for m in models if select is None or m[0] in select]
+                trivial = json.dumps(
+                    [
+                        [name, [p for p in parents if select is None or p in select]]
+                        for name, parents in chosen
+                    ]
+                )
+                samples: dict[str, list[dict]] = {"ui": [], "sqlmesh": [], "floor": []}
+                problems: list[str] = []
+                for rep, side in alternate(args.reps, list(samples)):
+                    if side == "floor":
+                        payload = {"trivial_models": trivial, "checks": args.audits}
+                        proc = child("dagster_floor", payload)
+                    else:
+                        payload = {"project": str(self.projects.restore(n)), "models": len(chosen)}
+                        if select:
+                            payload["select"] = select
+                        proc = child("ui_run" if side == "ui" else "sqlmesh_run", payload)
+                        executed = proc.result["executions"] - (
+                            self.projects.planned_executions or 0
+                        )
+                        if executed != 1:
+                            problems.append(f"{side} rep {rep + 1}: {executed} executions")
+                    if not proc.result.get("ok"):
+                        problems.append(f"{side} rep {rep + 1}: not successful")
+                    samples[side].append(proc.result["total"])
+                    log(
+                        f"  ui {n:>5} {label} rep {rep + 1} {side:<7} "
+                        f"{proc.result['total']['wall']:.2f} s wall"
+                    )
+                self.raw[f"ui_{n}_{len(chosen)}"] = samples
+                ours = median([self.pick(s) for s in samples["ui"]])
+                sm = median([self.pick(s) for s in samples["sqlmesh"]])
+                floor = median([self.pick(s) for s in samples["floor"]])
+                self.rows.append(
+                    Row(
+                        "ui",
+                        n,
+                        f'"Materialize" from the UI, {label} (default executor)',
+                        ours,
+                        sm + floor,
+                        f"sqlmesh run {sm:.1f} + floor {floor:.1f}",
+                        ours / (sm + floor) if select is None else None,
+                        UI_RATIO,
+                        "x",
+                        note="; ".join(problems)
+                        or (
+                            "definitions loaded in the run's process"
+                            + ("" if select is None else f"; no target, {ours / (sm + floor):.2f}x")
+                        ),
+                        valid=not problems,
                     )
                 )
 
@@ -634,6 +704,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="sizes of the multiprocess measurement (default: 100)",
     )
+    p.add_argument(
+        "--ui-models",
+        type=int,
+        nargs="+",
+        default=[100],
+        help="sizes of the runs launched as the UI launches them (default: 100)",
+    )
     p.add_argument("--reps", type=int, default=3, help="repetitions of each measurement")
     p.add_argument(
         "--load-reps",
@@ -695,6 +772,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.load_models = args.load_models or [30]
         args.cold_models = args.cold_models or [30]
         args.mp_models = args.mp_models or [30]
+        args.ui_models = [30]
         args.reps = 1
         args.load_reps = 1
     args.load_models = args.load_models or sorted(set(args.models) | {1000})
@@ -723,6 +801,9 @@ def main(argv: list[str] | None = None) -> int:
         if "run" in args.only or "memory" in args.only:
             log("run:")
             bench.run(times="run" in args.only, memory="memory" in args.only)
+        if "ui" in args.only:
+            log("ui:")
+            bench.ui()
         if "multiprocess" in args.only:
             log("multiprocess:")
             bench.multiprocess()

@@ -44,7 +44,14 @@ def main() -> int:
             instance=instance, raise_on_error=False
         )
     else:
-        result = dg.execute_job(dg.reconstructable(_job), instance=instance, raise_on_error=False)
+        from dg_sqlmesh.assets import FORKSERVER_RUN_CONFIG
+
+        result = dg.execute_job(
+            dg.reconstructable(_job),
+            instance=instance,
+            run_config=FORKSERVER_RUN_CONFIG,
+            raise_on_error=False,
+        )
     print_outcomes(instance, result.run_id, defs)
     return 0 if result.success else 1
 

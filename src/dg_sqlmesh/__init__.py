@@ -19,6 +19,7 @@ from dg_sqlmesh.errors import (
     classify_error,
 )
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.executor import sqlmesh_executor
 from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.schedules import find_due_models, sqlmesh_adaptive_schedule_factory
@@ -48,5 +49,6 @@ __all__ = [
     "sqlmesh_adaptive_schedule_factory",
     "sqlmesh_assets_factory",
     "sqlmesh_definitions_factory",
+    "sqlmesh_executor",
     "sqlmesh_job",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.execution.step import sqlmesh_step
+from dg_sqlmesh.executor import sqlmesh_executor
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translator import SQLMeshTranslator
@@ -19,9 +20,9 @@ JOB_NAME = "sqlmesh_job"
 # the run's SQLMesh execution instead, with backoff).
 NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
 
-# Under the multiprocess executor every step is a process that imports Dagster and
-# SQLMesh; forking them from a server that has imported both already makes a step
-# that only reports its model cost little more than a trivial asset step.
+# For runs that choose the multiprocess executor: every step is a process that imports
+# Dagster and SQLMesh; forking them from a server that has imported both already makes a
+# step that only reports its model cost little more than a trivial asset step.
 FORKSERVER_RUN_CONFIG = {
     "execution": {
         "config": {
@@ -123,11 +124,13 @@ def sqlmesh_job(
     name: str = JOB_NAME,
     *,
     environment: str | None = None,
+    executor_def: dg.ExecutorDefinition | None = None,
 ) -> dg.UnresolvedAssetJobDefinition:
     """A job selecting all the given SQLMesh assets, with run retries off for failures.
 
     Its runs carry the tag ``dg_sqlmesh/environment`` so that Dagster's run queue can cap
-    concurrent runs of one SQLMesh environment across machines.
+    concurrent runs of one SQLMesh environment across machines. Without ``executor_def``
+    it runs on the executor of the ``Definitions`` it is in.
     """
     keys = [key for a in assets for key in a.keys]
     tags = dict(NO_RUN_RETRY_TAGS)
@@ -137,7 +140,7 @@ def sqlmesh_job(
         name,
         selection=dg.AssetSelection.assets(*keys),
         tags=tags,
-        config=FORKSERVER_RUN_CONFIG,
+        executor_def=executor_def,
         description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
     )
 
@@ -159,8 +162,16 @@ def sqlmesh_definitions_factory(
     allow_prod_plan: bool = False,
     cache_dir: str | None = None,
     pool: str | bool = True,
+    executor: dg.ExecutorDefinition | None = sqlmesh_executor,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
+
+    ``executor`` is the code location's default executor, used by "Materialize" in the UI
+    as well as by ``sqlmesh_job``. The default, :data:`~dg_sqlmesh.sqlmesh_executor`, runs
+    in one process unless a run's config picks ``multiprocess`` (a SQLMesh step that only
+    reports its model then costs no process start nor code-location load). Pass ``None``
+    to leave the choice to ``Definitions`` you merge these with (``Definitions.merge``
+    refuses two different executors), or any executor definition.
 
     ``enable_schedule`` adds the adaptive schedule (``dg_sqlmesh.schedules``), which runs
     the due models on the project's finest cron; ``automation_from_cron`` instead gives
@@ -218,4 +229,5 @@ def sqlmesh_definitions_factory(
         jobs=[job],
         schedules=schedules,
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
+        executor=executor,
     )

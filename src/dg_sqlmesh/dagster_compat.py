@@ -6,7 +6,7 @@ when Dagster's internals move.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -68,3 +68,21 @@ def engine_event_data(metadata: Mapping[str, Any]) -> Any:
     from dagster._core.events import EngineEventData
 
     return EngineEventData(metadata=dict(metadata))
+
+
+def executor_modes() -> tuple[Any, Any, Callable[..., Any], Callable[..., Any], Any]:
+    """The pieces of Dagster's default ``multi_or_in_process_executor``: its two config
+    fields, its two executor constructors and its requirements function.
+
+    Reused so that our executor takes exactly the run config Dagster's default takes
+    (checked against Dagster 1.11 to 1.13).
+    """
+    from dagster._core.definitions import executor_definition as ed
+
+    return (
+        ed.MULTI_PROC_CONFIG,
+        ed.IN_PROC_CONFIG,
+        ed._core_multiprocess_executor_creation,
+        ed._core_in_process_executor_creation,
+        ed._get_default_executor_requirements,
+    )
