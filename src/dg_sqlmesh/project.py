@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILENAMES = ("config.yaml", "config.yml", "config.py")
+# The config files SQLMesh reads from a project folder (``sqlmesh init -t dbt`` writes
+# ``sqlmesh.yaml``); the first one present names the project's config in messages.
+CONFIG_FILENAMES = ("config.yaml", "config.yml", "config.py", "sqlmesh.yaml", "sqlmesh.yml")
 
 
 @dataclass(frozen=True)
@@ -131,23 +133,34 @@ class ProjectDescription:
         )
 
 
+_CONFIG_NAMES = ", ".join(CONFIG_FILENAMES)
+
+
+def config_file(project_dir: Path) -> Path:
+    """The project's config file (the first of ``CONFIG_FILENAMES`` present)."""
+    return next(
+        (project_dir / n for n in CONFIG_FILENAMES if (project_dir / n).is_file()),
+        project_dir / CONFIG_FILENAMES[0],
+    )
+
+
 def resolve_project_dir(project_dir: str | Path) -> Path:
     """Return the absolute project folder, or raise a clear error if it is not one."""
     path = Path(project_dir).expanduser()
     if not path.exists():
         raise SQLMeshDefinitionError(
             f"SQLMesh project folder '{path}' does not exist. "
-            "Pass project_dir= the folder that holds the project's config.yaml."
+            f"Pass project_dir= the folder that holds the project's config ({_CONFIG_NAMES})."
         )
     if not path.is_dir():
         raise SQLMeshDefinitionError(
             f"SQLMesh project path '{path}' is a file, not a folder. "
-            "Pass project_dir= the folder that holds the project's config.yaml."
+            f"Pass project_dir= the folder that holds the project's config ({_CONFIG_NAMES})."
         )
     path = path.resolve()
     if not any((path / name).is_file() for name in CONFIG_FILENAMES):
         raise SQLMeshDefinitionError(
-            f"'{path}' is not a SQLMesh project: it has no config.yaml or config.py. "
+            f"'{path}' is not a SQLMesh project: it has no config file ({_CONFIG_NAMES}). "
             "Point project_dir at the project root, or create one with `sqlmesh init duckdb`."
         )
     return path
@@ -178,7 +191,7 @@ def load_config(project_dir: Path, gateway: str | None) -> tuple[Config, str]:
     chosen = gateway or config.default_gateway or next(iter(gateways), "")
     if gateways and chosen.lower() not in names:
         raise SQLMeshDefinitionError(
-            f"Gateway '{chosen}' is not defined in {project_dir}/config.yaml. "
+            f"Gateway '{chosen}' is not defined in {config_file(project_dir)}. "
             f"Known gateways: {', '.join(sorted(gateways)) or 'none'}. "
             "Pass one of them as gateway=, or add it to the config."
         )

@@ -27,7 +27,7 @@ class SQLMeshResource(dg.ConfigurableResource):
         ... # doctest: +SKIP
     """
 
-    project_dir: str = Field(description="Folder of the SQLMesh project (holds config.yaml).")
+    project_dir: str = Field(description="Folder of the SQLMesh project (holds its config file).")
     gateway: str | None = Field(
         default=None, description="Gateway; the project's default if unset."
     )
