@@ -2,9 +2,11 @@
 
 Dagster loads a code location often: the webserver, the daemon, and every step
 process of the multiprocess executor. The description is stored as JSON under a
-key that hashes every project file (models, macros, audits, seeds, config), the
-SQLMesh and library versions and the gateway; any change makes a miss and a full
-load. An unreadable, corrupt or read-only cache never fails a load.
+key that hashes every project file SQLMesh reads (models, macros, audits, seeds,
+config), the SQLMesh and library versions and the gateway; any change makes a miss
+and a full load. Other files (data, dangling links, unreadable files) are skipped,
+and big files count by size and modification time. An unreadable, corrupt or
+read-only cache never fails a load.
 """
 
 from __future__ import annotations
@@ -24,8 +26,16 @@ logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 3  # 2: ModelInfo.cron_tz; 3: audit queries as written
 _SKIP_DIRS = {".cache", "logs", "__pycache__", ".git", ".venv", "target", ".dagster_home"}
-_SKIP_SUFFIXES = (".duckdb", ".db", ".wal", ".pyc", ".lock", ".sqlite", ".tmp")
+# The files SQLMesh (and its dbt loader) reads to load a project: models, macros, audits,
+# tests and configs (SQL, Python, YAML, Jinja), seeds (CSV), dbt docs blocks (Markdown).
+# Anything else in the folder (warehouse files, data files, notebooks...) cannot change
+# the description and is not read.
+_READ_SUFFIXES = {".sql", ".py", ".yaml", ".yml", ".j2", ".jinja", ".csv", ".tsv", ".md", ".json"}
+_READ_NAMES = {".env", "sqlmesh-requirements.lock"}
 _ENV_READING_SUFFIXES = {".sql", ".py", ".yaml", ".yml", ".j2", ".jinja"}
+# Files larger than this (a big seed, say) are fingerprinted by size and modification
+# time instead of their bytes: reading gigabytes would make every load slow.
+LARGE_FILE_BYTES = 32 * 1024 * 1024
 _ENV_REFERENCE = re.compile(
     r"""(?:env_var|getenv|environ\.get)\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]"""
     r"""|environ\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"""
@@ -53,9 +63,9 @@ def project_fingerprint(project_dir: Path, gateway: str | None) -> str:
         digest.update(b"\0")
     env_names = {name for name in os.environ if name.upper().startswith("SQLMESH__")}
     for path in _project_files(project_dir):
-        content = path.read_bytes()
         digest.update(str(path.relative_to(project_dir)).encode())
         digest.update(b"\0")
+        content = _file_content(path)
         digest.update(content)
         digest.update(b"\0")
         if path.suffix in _ENV_READING_SUFFIXES:
@@ -79,15 +89,48 @@ def _library_version() -> str:
 
 
 def _project_files(project_dir: Path) -> list[Path]:
+    """The files of the project SQLMesh may read, in a stable order.
+
+    Skipped, and said so at debug level: files SQLMesh does not read, and entries that
+    are not regular files (a dangling or looping link, a socket, a pipe).
+    """
     files = []
     for root, dirs, names in os.walk(project_dir):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
         for name in sorted(names):
-            if name.endswith(_SKIP_SUFFIXES) or name.startswith("."):
-                if name != ".env":
-                    continue
-            files.append(Path(root) / name)
+            path = Path(root) / name
+            if name not in _READ_NAMES and (
+                name.startswith(".") or path.suffix.lower() not in _READ_SUFFIXES
+            ):
+                logger.debug("Project fingerprint: skipping %s (not a file SQLMesh reads)", path)
+                continue
+            try:
+                regular = path.is_file()  # follows links: False for a dangling one
+            except OSError as exc:  # a link loop, a name too long...
+                logger.debug("Project fingerprint: skipping %s (%s)", path, exc)
+                continue
+            if not regular:
+                logger.debug("Project fingerprint: skipping %s (not a regular file)", path)
+                continue
+            files.append(path)
     return files
+
+
+def _file_content(path: Path) -> bytes:
+    """What stands for the file in the fingerprint: its bytes, or a stand-in."""
+    try:
+        stat = path.stat()
+        if stat.st_size > LARGE_FILE_BYTES:
+            logger.debug(
+                "Project fingerprint: %s has %d bytes; using its size and modification time",
+                path,
+                stat.st_size,
+            )
+            return f"large:{stat.st_size}:{stat.st_mtime_ns}".encode()
+        return path.read_bytes()
+    except OSError as exc:  # unreadable: SQLMesh will say so if it needs it
+        logger.debug("Project fingerprint: cannot read %s (%s)", path, exc)
+        return f"unreadable:{type(exc).__name__}".encode()
 
 
 def _cache_file(cache_dir: Path, gateway: str | None) -> Path:
