@@ -18,9 +18,11 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from dg_sqlmesh.project import ProjectDescription, load_project, resolve_project_dir
+from dg_sqlmesh.project import ProjectDescription, load_project
+from dg_sqlmesh.project_dirs import ProjectDirs, primary_project_dir, resolve_project_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +48,11 @@ def default_cache_dir(project_dir: Path) -> Path:
     return project_dir / ".cache" / "dg_sqlmesh"
 
 
-def project_fingerprint(project_dir: Path, gateway: str | None) -> str:
-    """A hash of everything the description depends on."""
+def project_fingerprint(project_dir: Path | Sequence[Path], gateway: str | None) -> str:
+    """A hash of everything the description depends on: every repo's files."""
     from importlib.metadata import version
+
+    repos = (project_dir,) if isinstance(project_dir, Path) else tuple(project_dir)
 
     digest = hashlib.sha256()
     for part in (
@@ -57,20 +61,21 @@ def project_fingerprint(project_dir: Path, gateway: str | None) -> str:
         f"dg_sqlmesh={_library_version()}",
         f"python={sys.version_info[:2]}",
         f"gateway={gateway or ''}",
-        f"project={project_dir}",
+        *(f"project={repo}" for repo in repos),
     ):
         digest.update(part.encode())
         digest.update(b"\0")
     env_names = {name for name in os.environ if name.upper().startswith("SQLMESH__")}
-    for path in _project_files(project_dir):
-        digest.update(str(path.relative_to(project_dir)).encode())
-        digest.update(b"\0")
-        content = _file_content(path)
-        digest.update(content)
-        digest.update(b"\0")
-        if path.suffix in _ENV_READING_SUFFIXES:
-            text = content.decode("utf-8", errors="ignore")
-            env_names.update(a or b for a, b in _ENV_REFERENCE.findall(text))
+    for repo in repos:
+        for path in _project_files(repo):
+            digest.update(str(path).encode())
+            digest.update(b"\0")
+            content = _file_content(path)
+            digest.update(content)
+            digest.update(b"\0")
+            if path.suffix in _ENV_READING_SUFFIXES:
+                text = content.decode("utf-8", errors="ignore")
+                env_names.update(a or b for a, b in _ENV_REFERENCE.findall(text))
     # The project can read environment variables (config ``env_var('X')``, macros'
     # ``os.environ``): their values are part of what the description depends on.
     for name in sorted(env_names):
@@ -177,21 +182,23 @@ def write_cached(
 
 
 def load_description(
-    project_dir: str | Path,
+    project_dir: ProjectDirs,
     gateway: str | None = None,
     *,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
 ) -> ProjectDescription:
-    """Describe the project, from the cache when its files have not changed."""
-    path = resolve_project_dir(project_dir)
+    """Describe the project, from the cache when none of its repos' files has changed."""
+    repos = resolve_project_dirs(project_dir)
     if not use_cache:
-        return load_project(path, gateway)
-    directory = Path(cache_dir) if cache_dir else default_cache_dir(path)
-    key = project_fingerprint(path, gateway)
+        return load_project(project_dir, gateway)
+    directory = (
+        Path(cache_dir) if cache_dir else default_cache_dir(primary_project_dir(project_dir))
+    )
+    key = project_fingerprint(repos, gateway)
     cached = read_cached(directory, gateway, key)
     if cached is not None:
         return cached
-    description = load_project(path, gateway)
+    description = load_project(project_dir, gateway)
     write_cached(directory, gateway, key, description)
     return description

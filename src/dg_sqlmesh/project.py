@@ -8,13 +8,22 @@ it opens no connection to the warehouse.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.project_dirs import (  # noqa: F401 - re-exported, imported from here
+    CONFIG_FILENAMES,
+    ProjectDirs,
+    config_file,
+    primary_project_dir,
+    resolve_project_dir,
+    resolve_project_dirs,
+)
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -22,10 +31,6 @@ if TYPE_CHECKING:
     from sqlmesh.core.model import Model
 
 logger = logging.getLogger(__name__)
-
-# The config files SQLMesh reads from a project folder (``sqlmesh init -t dbt`` writes
-# ``sqlmesh.yaml``); the first one present names the project's config in messages.
-CONFIG_FILENAMES = ("config.yaml", "config.yml", "config.py", "sqlmesh.yaml", "sqlmesh.yml")
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,8 @@ class ProjectDescription:
     engine: str
     default_catalog: str | None
     models: tuple[ModelInfo, ...]
+    # Every repo of a multi-repo project (``project_dir`` is the first, or their parent).
+    project_dirs: tuple[str, ...] = ()
 
     @cached_property
     def models_by_fqn(self) -> dict[str, ModelInfo]:
@@ -120,6 +127,7 @@ class ProjectDescription:
             "engine": self.engine,
             "default_catalog": self.default_catalog,
             "models": [m.to_dict() for m in self.models],
+            "project_dirs": list(self.project_dirs),
         }
 
     @classmethod
@@ -130,48 +138,20 @@ class ProjectDescription:
             engine=data["engine"],
             default_catalog=data.get("default_catalog"),
             models=tuple(ModelInfo.from_dict(m) for m in data["models"]),
+            project_dirs=tuple(data.get("project_dirs", ())),
         )
 
 
-_CONFIG_NAMES = ", ".join(CONFIG_FILENAMES)
-
-
-def config_file(project_dir: Path) -> Path:
-    """The project's config file (the first of ``CONFIG_FILENAMES`` present)."""
-    return next(
-        (project_dir / n for n in CONFIG_FILENAMES if (project_dir / n).is_file()),
-        project_dir / CONFIG_FILENAMES[0],
-    )
-
-
-def resolve_project_dir(project_dir: str | Path) -> Path:
-    """Return the absolute project folder, or raise a clear error if it is not one."""
-    path = Path(project_dir).expanduser()
-    if not path.exists():
-        raise SQLMeshDefinitionError(
-            f"SQLMesh project folder '{path}' does not exist. "
-            f"Pass project_dir= the folder that holds the project's config ({_CONFIG_NAMES})."
-        )
-    if not path.is_dir():
-        raise SQLMeshDefinitionError(
-            f"SQLMesh project path '{path}' is a file, not a folder. "
-            f"Pass project_dir= the folder that holds the project's config ({_CONFIG_NAMES})."
-        )
-    path = path.resolve()
-    if not any((path / name).is_file() for name in CONFIG_FILENAMES):
-        raise SQLMeshDefinitionError(
-            f"'{path}' is not a SQLMesh project: it has no config file ({_CONFIG_NAMES}). "
-            "Point project_dir at the project root, or create one with `sqlmesh init duckdb`."
-        )
-    return path
-
-
-def load_config(project_dir: Path, gateway: str | None) -> tuple[Config, str]:
+def load_config(
+    project_dir: Path, gateway: str | None, *, check_gateway: bool = True
+) -> tuple[Config, str]:
     """Load the project's config with relative DuckDB paths made absolute.
 
     SQLMesh resolves a DuckDB ``database: db.duckdb`` against the process's working
     directory; we resolve it against the project so that Dagster finds the same
-    file wherever it was started.
+    file wherever it was started. ``check_gateway=False`` accepts a gateway the config
+    does not define (the other repos of a multi-repo project: SQLMesh connects with
+    the first repo's config).
 
     Returns the config and the name of the gateway to use.
     """
@@ -189,7 +169,7 @@ def load_config(project_dir: Path, gateway: str | None) -> tuple[Config, str]:
     gateways = config.gateways if isinstance(config.gateways, Mapping) else {}
     names = {name.lower(): name for name in gateways}
     chosen = gateway or config.default_gateway or next(iter(gateways), "")
-    if gateways and chosen.lower() not in names:
+    if check_gateway and gateways and chosen.lower() not in names:
         raise SQLMeshDefinitionError(
             f"Gateway '{chosen}' is not defined in {config_file(project_dir)}. "
             f"Known gateways: {', '.join(sorted(gateways)) or 'none'}. "
@@ -236,43 +216,65 @@ def _absolute_connection(conn: Any, project_dir: Path) -> Any:
 
 
 def create_context(
-    project_dir: Path,
+    project_dir: Path | Sequence[Path],
     gateway: str | None,
     *,
     console: Any | None = None,
     notification_targets: list[Any] | None = None,
+    load_state: bool = True,
 ) -> Context:
-    """Build a SQLMesh context for the project (loads models; opens no connection)."""
+    """Build a SQLMesh context for the project (loads models; opens no connection).
+
+    ``project_dir`` may be the repo folders of a multi-repo project, loaded together as
+    ``sqlmesh -p a -p b`` loads them. With ``load_state`` (SQLMesh's default), a
+    multi-repo project's ``load`` reads the models of repos not given from the state,
+    which connects to the state database; describing the project passes ``False``.
+    The caller closes the context.
+    """
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    config, gateway_name = load_config(project_dir, gateway)
+    paths = (project_dir,) if isinstance(project_dir, Path) else tuple(project_dir)
+    configs: dict[Path, Config] = {}
+    gateway_name = ""
+    for index, path in enumerate(paths):
+        config, name = load_config(path, gateway, check_gateway=index == 0)
+        configs[path] = config
+        gateway_name = gateway_name or name
     set_console(console or NoopConsole())
     try:
         return Context(
-            paths=[project_dir],
-            config=config,
+            paths=list(paths),
+            config=configs,
             gateway=gateway_name,
             notification_targets=notification_targets,
             load=True,
+            load_state=load_state,
         )
     except SQLMeshDefinitionError:
         raise
     except Exception as exc:  # SQLMesh raises ConfigError, SQLMeshError, ParseError...
-        raise SQLMeshDefinitionError(
-            f"SQLMesh could not load the project '{project_dir}': {exc}"
-        ) from exc
+        where = ", ".join(f"'{p}'" for p in paths)
+        raise SQLMeshDefinitionError(f"SQLMesh could not load the project {where}: {exc}") from exc
 
 
 def describe_context(
-    context: Context, project_dir: Path, gateway: str, *, discard_context: bool = False
+    context: Context,
+    project_dir: Path,
+    gateway: str,
+    *,
+    discard_context: bool = False,
+    repo_dirs: Sequence[Path] = (),
 ) -> ProjectDescription:
     """Turn a loaded SQLMesh context into a :class:`ProjectDescription`.
 
     With ``discard_context=True`` the caller promises to drop ``context`` afterwards,
     so rendered queries are printed in place instead of from a copy (faster, but it
-    leaves SQLMesh's cached query trees modified).
+    leaves SQLMesh's cached query trees modified). ``repo_dirs``: the repos of a
+    multi-repo project; model files are then named relative to their common parent.
     """
+    if len(repo_dirs) > 1:
+        project_dir = Path(os.path.commonpath([str(p) for p in repo_dirs]))
     models = context.models
     dag_order = [fqn for fqn in context.dag if fqn in models]
     engine = _engine_type(context, gateway)
@@ -293,6 +295,7 @@ def describe_context(
         engine=engine,
         default_catalog=context.default_catalog,
         models=tuple(described),
+        project_dirs=tuple(str(p) for p in repo_dirs) if len(repo_dirs) > 1 else (),
     )
 
 
@@ -434,20 +437,31 @@ def _rendered_query(model: Model, *, copy: bool = True) -> str | None:
     return None if query is None else query.sql(dialect=model.dialect, pretty=True, copy=copy)
 
 
-def load_project(project_dir: str | Path, gateway: str | None = None) -> ProjectDescription:
+def load_project(project_dir: ProjectDirs, gateway: str | None = None) -> ProjectDescription:
     """Load a SQLMesh project and describe its models (no warehouse connection).
+
+    ``project_dir``: the project folder, or the repos of a multi-repo project (several
+    folders, or their parent). The models of repos not given are not read from the
+    state: a model they provide is an upstream (external) asset key.
 
     Example:
         >>> description = load_project("examples/shop")  # doctest: +SKIP
         >>> [m.name for m in description.models][:2]  # doctest: +SKIP
         ['raw.customers', 'raw.orders']
     """
-    path = resolve_project_dir(project_dir)
-    context = create_context(path, gateway)
-    description = describe_context(context, path, context.selected_gateway, discard_context=True)
+    repos = resolve_project_dirs(project_dir)
+    path = primary_project_dir(project_dir)
+    context = create_context(repos, gateway, load_state=False)
+    try:
+        description = describe_context(
+            context, path, context.selected_gateway, discard_context=True, repo_dirs=repos
+        )
+    finally:
+        context.close()  # nothing should be open; never keep the warehouse held if it is
     if not any(not m.is_external for m in description.models):
+        where = ", ".join(f"'{r}'" for r in repos)
         raise SQLMeshDefinitionError(
-            f"The SQLMesh project '{path}' has no models. Add a model under models/, "
+            f"The SQLMesh project {where} has no models. Add a model under models/, "
             "or point project_dir at the right folder."
         )
     return description
