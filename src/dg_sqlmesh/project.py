@@ -51,6 +51,20 @@ class AuditInfo:
 
 
 @dataclass(frozen=True)
+class StandaloneAuditInfo:
+    """A standalone audit (``AUDIT (name ..., standalone true)``, or a dbt test SQLMesh
+    loads as one, such as ``relationships``): it belongs to no model and reads
+    ``depends_on``. SQLMesh never makes one blocking."""
+
+    name: str
+    depends_on: tuple[str, ...] = ()
+    blocking: bool = False
+    query: str | None = None
+    description: str | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What Dagster needs to know about one SQLMesh model.
 
@@ -113,6 +127,7 @@ class ProjectDescription:
     models: tuple[ModelInfo, ...]
     # Every repo of a multi-repo project (``project_dir`` is the first, or their parent).
     project_dirs: tuple[str, ...] = ()
+    standalone_audits: tuple[StandaloneAuditInfo, ...] = ()
 
     @cached_property
     def models_by_fqn(self) -> dict[str, ModelInfo]:
@@ -128,6 +143,7 @@ class ProjectDescription:
             "default_catalog": self.default_catalog,
             "models": [m.to_dict() for m in self.models],
             "project_dirs": list(self.project_dirs),
+            "standalone_audits": [dict(vars(a)) for a in self.standalone_audits],
         }
 
     @classmethod
@@ -139,6 +155,10 @@ class ProjectDescription:
             default_catalog=data.get("default_catalog"),
             models=tuple(ModelInfo.from_dict(m) for m in data["models"]),
             project_dirs=tuple(data.get("project_dirs", ())),
+            standalone_audits=tuple(
+                StandaloneAuditInfo(**{**a, "depends_on": tuple(a.get("depends_on", ()))})
+                for a in data.get("standalone_audits", ())
+            ),
         )
 
 
@@ -296,6 +316,10 @@ def describe_context(
         default_catalog=context.default_catalog,
         models=tuple(described),
         project_dirs=tuple(str(p) for p in repo_dirs) if len(repo_dirs) > 1 else (),
+        standalone_audits=tuple(
+            describe_standalone_audit(audit, project_dir)
+            for _, audit in sorted(context.standalone_audits.items())
+        ),
     )
 
 
@@ -356,10 +380,28 @@ def describe_model(
             for name, dtype in columns.items()
         ),
         depends_on=tuple(sorted(model.depends_on)),
-        audits=() if is_external else tuple(describe_audits(model, sql_cache)),
+        audits=tuple(describe_audits(model, sql_cache)),  # external models' audits too
         rendered_query=None if is_external else _rendered_query(model, copy=copy_queries),
         data_hash=None if is_external else model.data_hash,
         path=path,
+    )
+
+
+def describe_standalone_audit(audit: Any, project_dir: Path) -> StandaloneAuditInfo:
+    """Describe one of SQLMesh's standalone audits (no warehouse access)."""
+    path = getattr(audit, "_path", None)
+    if path:
+        try:
+            path = str(Path(path).resolve().relative_to(project_dir))
+        except ValueError:
+            path = str(path)
+    return StandaloneAuditInfo(
+        name=audit.name,
+        depends_on=tuple(sorted(audit.depends_on)),
+        blocking=bool(audit.blocking),
+        query=_audit_source_sql(audit, audit.dialect),
+        description=audit.description,
+        path=path or None,
     )
 
 
