@@ -147,7 +147,7 @@ def sqlmesh_job(
 
 def sqlmesh_definitions_factory(
     *,
-    project_dir: str,
+    project_dir: str | Sequence[str],
     gateway: str | None = None,
     environment: str = "prod",
     translator: SQLMeshTranslator | None = None,
@@ -166,16 +166,18 @@ def sqlmesh_definitions_factory(
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
 
+    ``project_dir`` is the project folder; for a multi-repo project, the repo folders
+    (a list) or their parent folder. ``enable_schedule`` adds the adaptive schedule
+    (``dg_sqlmesh.schedules``), which runs the due models on the project's finest cron;
+    ``automation_from_cron`` instead gives each asset an automation condition following
+    its own cron. Pick one of the two.
+
     ``executor`` is the code location's default executor, used by "Materialize" in the UI
     as well as by ``sqlmesh_job``. The default, :data:`~dg_sqlmesh.sqlmesh_executor`, runs
     in one process unless a run's config picks ``multiprocess`` (a SQLMesh step that only
     reports its model then costs no process start nor code-location load). Pass ``None``
     to leave the choice to ``Definitions`` you merge these with (``Definitions.merge``
     refuses two different executors), or any executor definition.
-
-    ``enable_schedule`` adds the adaptive schedule (``dg_sqlmesh.schedules``), which runs
-    the due models on the project's finest cron; ``automation_from_cron`` instead gives
-    each asset an automation condition following its own cron. Pick one of the two.
 
     Example:
         >>> defs = sqlmesh_definitions_factory(  # doctest: +SKIP
@@ -192,8 +194,12 @@ def sqlmesh_definitions_factory(
             "every model would run twice. Pick one: the adaptive schedule "
             "(enable_schedule=True) or per-model automation conditions (automation_from_cron=True)."
         )
+    from dg_sqlmesh.project_dirs import split_project_dirs
+
+    first_dir, other_dirs = split_project_dirs(project_dir)
     resource = SQLMeshResource(
-        project_dir=project_dir,
+        project_dir=first_dir,
+        additional_project_dirs=other_dirs,
         gateway=gateway,
         environment=environment,
         apply_plan=apply_plan,

@@ -2,9 +2,11 @@
 
 Dagster loads a code location often: the webserver, the daemon, and every step
 process of the multiprocess executor. The description is stored as JSON under a
-key that hashes every project file (models, macros, audits, seeds, config), the
-SQLMesh and library versions and the gateway; any change makes a miss and a full
-load. An unreadable, corrupt or read-only cache never fails a load.
+key that hashes every project file SQLMesh reads (models, macros, audits, seeds,
+config), the SQLMesh and library versions and the gateway; any change makes a miss
+and a full load. Other files (data, dangling links, unreadable files) are skipped,
+and big files count by size and modification time. An unreadable, corrupt or
+read-only cache never fails a load.
 """
 
 from __future__ import annotations
@@ -16,16 +18,27 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from dg_sqlmesh.project import ProjectDescription, load_project, resolve_project_dir
+from dg_sqlmesh.project import ProjectDescription, load_project
+from dg_sqlmesh.project_dirs import ProjectDirs, primary_project_dir, resolve_project_dirs
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 3  # 2: ModelInfo.cron_tz; 3: audit queries as written
+CACHE_FORMAT = 4  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
+# external-model audits
 _SKIP_DIRS = {".cache", "logs", "__pycache__", ".git", ".venv", "target", ".dagster_home"}
-_SKIP_SUFFIXES = (".duckdb", ".db", ".wal", ".pyc", ".lock", ".sqlite", ".tmp")
+# The files SQLMesh (and its dbt loader) reads to load a project: models, macros, audits,
+# tests and configs (SQL, Python, YAML, Jinja), seeds (CSV), dbt docs blocks (Markdown).
+# Anything else in the folder (warehouse files, data files, notebooks...) cannot change
+# the description and is not read.
+_READ_SUFFIXES = {".sql", ".py", ".yaml", ".yml", ".j2", ".jinja", ".csv", ".tsv", ".md", ".json"}
+_READ_NAMES = {".env", "sqlmesh-requirements.lock"}
 _ENV_READING_SUFFIXES = {".sql", ".py", ".yaml", ".yml", ".j2", ".jinja"}
+# Files larger than this (a big seed, say) are fingerprinted by size and modification
+# time instead of their bytes: reading gigabytes would make every load slow.
+LARGE_FILE_BYTES = 32 * 1024 * 1024
 _ENV_REFERENCE = re.compile(
     r"""(?:env_var|getenv|environ\.get)\(\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]"""
     r"""|environ\[\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\]"""
@@ -36,9 +49,11 @@ def default_cache_dir(project_dir: Path) -> Path:
     return project_dir / ".cache" / "dg_sqlmesh"
 
 
-def project_fingerprint(project_dir: Path, gateway: str | None) -> str:
-    """A hash of everything the description depends on."""
+def project_fingerprint(project_dir: Path | Sequence[Path], gateway: str | None) -> str:
+    """A hash of everything the description depends on: every repo's files."""
     from importlib.metadata import version
+
+    repos = (project_dir,) if isinstance(project_dir, Path) else tuple(project_dir)
 
     digest = hashlib.sha256()
     for part in (
@@ -47,20 +62,21 @@ def project_fingerprint(project_dir: Path, gateway: str | None) -> str:
         f"dg_sqlmesh={_library_version()}",
         f"python={sys.version_info[:2]}",
         f"gateway={gateway or ''}",
-        f"project={project_dir}",
+        *(f"project={repo}" for repo in repos),
     ):
         digest.update(part.encode())
         digest.update(b"\0")
     env_names = {name for name in os.environ if name.upper().startswith("SQLMESH__")}
-    for path in _project_files(project_dir):
-        content = path.read_bytes()
-        digest.update(str(path.relative_to(project_dir)).encode())
-        digest.update(b"\0")
-        digest.update(content)
-        digest.update(b"\0")
-        if path.suffix in _ENV_READING_SUFFIXES:
-            text = content.decode("utf-8", errors="ignore")
-            env_names.update(a or b for a, b in _ENV_REFERENCE.findall(text))
+    for repo in repos:
+        for path in _project_files(repo):
+            digest.update(str(path).encode())
+            digest.update(b"\0")
+            content = _file_content(path)
+            digest.update(content)
+            digest.update(b"\0")
+            if path.suffix in _ENV_READING_SUFFIXES:
+                text = content.decode("utf-8", errors="ignore")
+                env_names.update(a or b for a, b in _ENV_REFERENCE.findall(text))
     # The project can read environment variables (config ``env_var('X')``, macros'
     # ``os.environ``): their values are part of what the description depends on.
     for name in sorted(env_names):
@@ -79,15 +95,48 @@ def _library_version() -> str:
 
 
 def _project_files(project_dir: Path) -> list[Path]:
+    """The files of the project SQLMesh may read, in a stable order.
+
+    Skipped, and said so at debug level: files SQLMesh does not read, and entries that
+    are not regular files (a dangling or looping link, a socket, a pipe).
+    """
     files = []
     for root, dirs, names in os.walk(project_dir):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
         for name in sorted(names):
-            if name.endswith(_SKIP_SUFFIXES) or name.startswith("."):
-                if name != ".env":
-                    continue
-            files.append(Path(root) / name)
+            path = Path(root) / name
+            if name not in _READ_NAMES and (
+                name.startswith(".") or path.suffix.lower() not in _READ_SUFFIXES
+            ):
+                logger.debug("Project fingerprint: skipping %s (not a file SQLMesh reads)", path)
+                continue
+            try:
+                regular = path.is_file()  # follows links: False for a dangling one
+            except OSError as exc:  # a link loop, a name too long...
+                logger.debug("Project fingerprint: skipping %s (%s)", path, exc)
+                continue
+            if not regular:
+                logger.debug("Project fingerprint: skipping %s (not a regular file)", path)
+                continue
+            files.append(path)
     return files
+
+
+def _file_content(path: Path) -> bytes:
+    """What stands for the file in the fingerprint: its bytes, or a stand-in."""
+    try:
+        stat = path.stat()
+        if stat.st_size > LARGE_FILE_BYTES:
+            logger.debug(
+                "Project fingerprint: %s has %d bytes; using its size and modification time",
+                path,
+                stat.st_size,
+            )
+            return f"large:{stat.st_size}:{stat.st_mtime_ns}".encode()
+        return path.read_bytes()
+    except OSError as exc:  # unreadable: SQLMesh will say so if it needs it
+        logger.debug("Project fingerprint: cannot read %s (%s)", path, exc)
+        return f"unreadable:{type(exc).__name__}".encode()
 
 
 def _cache_file(cache_dir: Path, gateway: str | None) -> Path:
@@ -134,21 +183,23 @@ def write_cached(
 
 
 def load_description(
-    project_dir: str | Path,
+    project_dir: ProjectDirs,
     gateway: str | None = None,
     *,
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
 ) -> ProjectDescription:
-    """Describe the project, from the cache when its files have not changed."""
-    path = resolve_project_dir(project_dir)
+    """Describe the project, from the cache when none of its repos' files has changed."""
+    repos = resolve_project_dirs(project_dir)
     if not use_cache:
-        return load_project(path, gateway)
-    directory = Path(cache_dir) if cache_dir else default_cache_dir(path)
-    key = project_fingerprint(path, gateway)
+        return load_project(project_dir, gateway)
+    directory = (
+        Path(cache_dir) if cache_dir else default_cache_dir(primary_project_dir(project_dir))
+    )
+    key = project_fingerprint(repos, gateway)
     cached = read_cached(directory, gateway, key)
     if cached is not None:
         return cached
-    description = load_project(path, gateway)
+    description = load_project(project_dir, gateway)
     write_cached(directory, gateway, key, description)
     return description

@@ -1,4 +1,9 @@
-"""SQLMesh audits as Dagster asset checks: specs at load time, results after a run."""
+"""SQLMesh audits as Dagster asset checks: specs at load time, results after a run.
+
+A model's audits are checks on its asset; an external model's audits are checks on its
+external asset key; a standalone audit is a check on the most downstream model asset
+it reads (or, if it reads only external tables, on the first of them).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from dg_sqlmesh.execution.outcomes import AuditOutcome
-from dg_sqlmesh.project import AuditInfo, ModelInfo
+from dg_sqlmesh.project import AuditInfo, ModelInfo, StandaloneAuditInfo
 
 # Dagster names are ``[A-Za-z0-9_]+``; anything else in an audit name becomes ``_``.
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
@@ -38,6 +43,35 @@ def default_check_specs(model: ModelInfo, asset_key: dg.AssetKey) -> list[dg.Ass
             },
         )
     return list(specs.values())
+
+
+def standalone_check_spec(
+    audit: StandaloneAuditInfo,
+    asset_key: dg.AssetKey,
+    reads: Sequence[dg.AssetKey] = (),
+    *,
+    taken: Sequence[str] = (),
+) -> dg.AssetCheckSpec:
+    """The check of a standalone audit, on ``asset_key`` (the most downstream asset it
+    reads), depending on the other assets it ``reads``. Never blocking: SQLMesh does
+    not allow a blocking standalone audit."""
+    name = _NOT_NAME_CHAR.sub("_", audit.name)
+    if name in taken:  # a model audit of the same name on the same asset
+        name = f"{name}_standalone"
+    return dg.AssetCheckSpec(
+        name=name,
+        asset=asset_key,
+        additional_deps=[key for key in reads if key != asset_key],
+        description=audit.description or f"SQLMesh standalone audit {audit.name}, non-blocking",
+        blocking=audit.blocking,
+        metadata={
+            "sqlmesh/audit": audit.name,
+            "sqlmesh/blocking": audit.blocking,
+            "sqlmesh/audit_args": {},
+            "sqlmesh/standalone": True,
+            **({"sqlmesh/file": audit.path} if audit.path else {}),
+        },
+    )
 
 
 def _describe(audit: AuditInfo) -> str:

@@ -8,13 +8,22 @@ it opens no connection to the warehouse.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.project_dirs import (  # noqa: F401 - re-exported, imported from here
+    CONFIG_FILENAMES,
+    ProjectDirs,
+    config_file,
+    primary_project_dir,
+    resolve_project_dir,
+    resolve_project_dirs,
+)
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -22,8 +31,6 @@ if TYPE_CHECKING:
     from sqlmesh.core.model import Model
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILENAMES = ("config.yaml", "config.yml", "config.py")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,20 @@ class AuditInfo:
     blocking: bool
     args: dict[str, str] = field(default_factory=dict)
     query: str | None = None
+
+
+@dataclass(frozen=True)
+class StandaloneAuditInfo:
+    """A standalone audit (``AUDIT (name ..., standalone true)``, or a dbt test SQLMesh
+    loads as one, such as ``relationships``): it belongs to no model and reads
+    ``depends_on``. SQLMesh never makes one blocking."""
+
+    name: str
+    depends_on: tuple[str, ...] = ()
+    blocking: bool = False
+    query: str | None = None
+    description: str | None = None
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,9 @@ class ProjectDescription:
     engine: str
     default_catalog: str | None
     models: tuple[ModelInfo, ...]
+    # Every repo of a multi-repo project (``project_dir`` is the first, or their parent).
+    project_dirs: tuple[str, ...] = ()
+    standalone_audits: tuple[StandaloneAuditInfo, ...] = ()
 
     @cached_property
     def models_by_fqn(self) -> dict[str, ModelInfo]:
@@ -118,6 +142,8 @@ class ProjectDescription:
             "engine": self.engine,
             "default_catalog": self.default_catalog,
             "models": [m.to_dict() for m in self.models],
+            "project_dirs": list(self.project_dirs),
+            "standalone_audits": [dict(vars(a)) for a in self.standalone_audits],
         }
 
     @classmethod
@@ -128,37 +154,24 @@ class ProjectDescription:
             engine=data["engine"],
             default_catalog=data.get("default_catalog"),
             models=tuple(ModelInfo.from_dict(m) for m in data["models"]),
+            project_dirs=tuple(data.get("project_dirs", ())),
+            standalone_audits=tuple(
+                StandaloneAuditInfo(**{**a, "depends_on": tuple(a.get("depends_on", ()))})
+                for a in data.get("standalone_audits", ())
+            ),
         )
 
 
-def resolve_project_dir(project_dir: str | Path) -> Path:
-    """Return the absolute project folder, or raise a clear error if it is not one."""
-    path = Path(project_dir).expanduser()
-    if not path.exists():
-        raise SQLMeshDefinitionError(
-            f"SQLMesh project folder '{path}' does not exist. "
-            "Pass project_dir= the folder that holds the project's config.yaml."
-        )
-    if not path.is_dir():
-        raise SQLMeshDefinitionError(
-            f"SQLMesh project path '{path}' is a file, not a folder. "
-            "Pass project_dir= the folder that holds the project's config.yaml."
-        )
-    path = path.resolve()
-    if not any((path / name).is_file() for name in CONFIG_FILENAMES):
-        raise SQLMeshDefinitionError(
-            f"'{path}' is not a SQLMesh project: it has no config.yaml or config.py. "
-            "Point project_dir at the project root, or create one with `sqlmesh init duckdb`."
-        )
-    return path
-
-
-def load_config(project_dir: Path, gateway: str | None) -> tuple[Config, str]:
+def load_config(
+    project_dir: Path, gateway: str | None, *, check_gateway: bool = True
+) -> tuple[Config, str]:
     """Load the project's config with relative DuckDB paths made absolute.
 
     SQLMesh resolves a DuckDB ``database: db.duckdb`` against the process's working
     directory; we resolve it against the project so that Dagster finds the same
-    file wherever it was started.
+    file wherever it was started. ``check_gateway=False`` accepts a gateway the config
+    does not define (the other repos of a multi-repo project: SQLMesh connects with
+    the first repo's config).
 
     Returns the config and the name of the gateway to use.
     """
@@ -176,9 +189,9 @@ def load_config(project_dir: Path, gateway: str | None) -> tuple[Config, str]:
     gateways = config.gateways if isinstance(config.gateways, Mapping) else {}
     names = {name.lower(): name for name in gateways}
     chosen = gateway or config.default_gateway or next(iter(gateways), "")
-    if gateways and chosen.lower() not in names:
+    if check_gateway and gateways and chosen.lower() not in names:
         raise SQLMeshDefinitionError(
-            f"Gateway '{chosen}' is not defined in {project_dir}/config.yaml. "
+            f"Gateway '{chosen}' is not defined in {config_file(project_dir)}. "
             f"Known gateways: {', '.join(sorted(gateways)) or 'none'}. "
             "Pass one of them as gateway=, or add it to the config."
         )
@@ -223,43 +236,65 @@ def _absolute_connection(conn: Any, project_dir: Path) -> Any:
 
 
 def create_context(
-    project_dir: Path,
+    project_dir: Path | Sequence[Path],
     gateway: str | None,
     *,
     console: Any | None = None,
     notification_targets: list[Any] | None = None,
+    load_state: bool = True,
 ) -> Context:
-    """Build a SQLMesh context for the project (loads models; opens no connection)."""
+    """Build a SQLMesh context for the project (loads models; opens no connection).
+
+    ``project_dir`` may be the repo folders of a multi-repo project, loaded together as
+    ``sqlmesh -p a -p b`` loads them. With ``load_state`` (SQLMesh's default), a
+    multi-repo project's ``load`` reads the models of repos not given from the state,
+    which connects to the state database; describing the project passes ``False``.
+    The caller closes the context.
+    """
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    config, gateway_name = load_config(project_dir, gateway)
+    paths = (project_dir,) if isinstance(project_dir, Path) else tuple(project_dir)
+    configs: dict[Path, Config] = {}
+    gateway_name = ""
+    for index, path in enumerate(paths):
+        config, name = load_config(path, gateway, check_gateway=index == 0)
+        configs[path] = config
+        gateway_name = gateway_name or name
     set_console(console or NoopConsole())
     try:
         return Context(
-            paths=[project_dir],
-            config=config,
+            paths=list(paths),
+            config=configs,
             gateway=gateway_name,
             notification_targets=notification_targets,
             load=True,
+            load_state=load_state,
         )
     except SQLMeshDefinitionError:
         raise
     except Exception as exc:  # SQLMesh raises ConfigError, SQLMeshError, ParseError...
-        raise SQLMeshDefinitionError(
-            f"SQLMesh could not load the project '{project_dir}': {exc}"
-        ) from exc
+        where = ", ".join(f"'{p}'" for p in paths)
+        raise SQLMeshDefinitionError(f"SQLMesh could not load the project {where}: {exc}") from exc
 
 
 def describe_context(
-    context: Context, project_dir: Path, gateway: str, *, discard_context: bool = False
+    context: Context,
+    project_dir: Path,
+    gateway: str,
+    *,
+    discard_context: bool = False,
+    repo_dirs: Sequence[Path] = (),
 ) -> ProjectDescription:
     """Turn a loaded SQLMesh context into a :class:`ProjectDescription`.
 
     With ``discard_context=True`` the caller promises to drop ``context`` afterwards,
     so rendered queries are printed in place instead of from a copy (faster, but it
-    leaves SQLMesh's cached query trees modified).
+    leaves SQLMesh's cached query trees modified). ``repo_dirs``: the repos of a
+    multi-repo project; model files are then named relative to their common parent.
     """
+    if len(repo_dirs) > 1:
+        project_dir = Path(os.path.commonpath([str(p) for p in repo_dirs]))
     models = context.models
     dag_order = [fqn for fqn in context.dag if fqn in models]
     engine = _engine_type(context, gateway)
@@ -280,6 +315,11 @@ def describe_context(
         engine=engine,
         default_catalog=context.default_catalog,
         models=tuple(described),
+        project_dirs=tuple(str(p) for p in repo_dirs) if len(repo_dirs) > 1 else (),
+        standalone_audits=tuple(
+            describe_standalone_audit(audit, project_dir)
+            for _, audit in sorted(context.standalone_audits.items())
+        ),
     )
 
 
@@ -340,10 +380,28 @@ def describe_model(
             for name, dtype in columns.items()
         ),
         depends_on=tuple(sorted(model.depends_on)),
-        audits=() if is_external else tuple(describe_audits(model, sql_cache)),
+        audits=tuple(describe_audits(model, sql_cache)),  # external models' audits too
         rendered_query=None if is_external else _rendered_query(model, copy=copy_queries),
         data_hash=None if is_external else model.data_hash,
         path=path,
+    )
+
+
+def describe_standalone_audit(audit: Any, project_dir: Path) -> StandaloneAuditInfo:
+    """Describe one of SQLMesh's standalone audits (no warehouse access)."""
+    path = getattr(audit, "_path", None)
+    if path:
+        try:
+            path = str(Path(path).resolve().relative_to(project_dir))
+        except ValueError:
+            path = str(path)
+    return StandaloneAuditInfo(
+        name=audit.name,
+        depends_on=tuple(sorted(audit.depends_on)),
+        blocking=bool(audit.blocking),
+        query=_audit_source_sql(audit, audit.dialect),
+        description=audit.description,
+        path=path or None,
     )
 
 
@@ -421,20 +479,31 @@ def _rendered_query(model: Model, *, copy: bool = True) -> str | None:
     return None if query is None else query.sql(dialect=model.dialect, pretty=True, copy=copy)
 
 
-def load_project(project_dir: str | Path, gateway: str | None = None) -> ProjectDescription:
+def load_project(project_dir: ProjectDirs, gateway: str | None = None) -> ProjectDescription:
     """Load a SQLMesh project and describe its models (no warehouse connection).
+
+    ``project_dir``: the project folder, or the repos of a multi-repo project (several
+    folders, or their parent). The models of repos not given are not read from the
+    state: a model they provide is an upstream (external) asset key.
 
     Example:
         >>> description = load_project("examples/shop")  # doctest: +SKIP
         >>> [m.name for m in description.models][:2]  # doctest: +SKIP
         ['raw.customers', 'raw.orders']
     """
-    path = resolve_project_dir(project_dir)
-    context = create_context(path, gateway)
-    description = describe_context(context, path, context.selected_gateway, discard_context=True)
+    repos = resolve_project_dirs(project_dir)
+    path = primary_project_dir(project_dir)
+    context = create_context(repos, gateway, load_state=False)
+    try:
+        description = describe_context(
+            context, path, context.selected_gateway, discard_context=True, repo_dirs=repos
+        )
+    finally:
+        context.close()  # nothing should be open; never keep the warehouse held if it is
     if not any(not m.is_external for m in description.models):
+        where = ", ".join(f"'{r}'" for r in repos)
         raise SQLMeshDefinitionError(
-            f"The SQLMesh project '{path}' has no models. Add a model under models/, "
+            f"The SQLMesh project {where} has no models. Add a model under models/, "
             "or point project_dir at the right folder."
         )
     return description

@@ -10,7 +10,12 @@ import dagster as dg
 from pydantic import Field
 
 from dg_sqlmesh.catalog_cache import load_description
-from dg_sqlmesh.project import ProjectDescription, create_context, resolve_project_dir
+from dg_sqlmesh.project import (
+    ProjectDescription,
+    create_context,
+    resolve_project_dir,
+    resolve_project_dirs,
+)
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -28,7 +33,19 @@ class SQLMeshResource(dg.ConfigurableResource):
         ... # doctest: +SKIP
     """
 
-    project_dir: str = Field(description="Folder of the SQLMesh project (holds config.yaml).")
+    project_dir: str = Field(
+        description=(
+            "Folder of the SQLMesh project (holds its config file), or the parent folder of "
+            "the repos of a multi-repo project."
+        )
+    )
+    additional_project_dirs: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The other repos of a multi-repo project, loaded together with project_dir "
+            "as `sqlmesh -p <project_dir> -p <repo>` loads them."
+        ),
+    )
     gateway: str | None = Field(
         default=None, description="Gateway; the project's default if unset."
     )
@@ -66,20 +83,26 @@ class SQLMeshResource(dg.ConfigurableResource):
     def project_path(self) -> Path:
         return resolve_project_dir(self.project_dir)
 
+    @property
+    def project_paths(self) -> tuple[Path, ...]:
+        """Every repo folder of the project (one, unless it is a multi-repo project)."""
+        return resolve_project_dirs([self.project_dir, *self.additional_project_dirs])
+
     def describe(self, *, use_cache: bool = True) -> ProjectDescription:
         """The project's models, from the cache when possible (no warehouse connection)."""
-        key = (str(self.project_path), self.gateway, self.cache_dir)
+        dirs = [self.project_dir, *self.additional_project_dirs]
+        key = (str(self.project_paths), self.gateway, self.cache_dir)
         if use_cache and key in _DESCRIPTIONS:
             return _DESCRIPTIONS[key]
         description = load_description(
-            self.project_path, self.gateway, cache_dir=self.cache_dir, use_cache=use_cache
+            dirs, self.gateway, cache_dir=self.cache_dir, use_cache=use_cache
         )
         _DESCRIPTIONS[key] = description
         return description
 
     def create_context(self, **kwargs: Any) -> Context:
         """A SQLMesh context for this project and gateway. Only executing steps need one."""
-        return create_context(self.project_path, self.gateway, **kwargs)
+        return create_context(self.project_paths, self.gateway, **kwargs)
 
 
 class SQLMeshResultsResource(dg.ConfigurableResource):

@@ -276,9 +276,10 @@ def _state_context(resource: SQLMeshResource) -> Context:
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    config, gateway = load_config(resource.project_path, resource.gateway)
+    path = resource.project_paths[0]  # SQLMesh connects with the first repo's config
+    config, gateway = load_config(path, resource.gateway)
     set_console(NoopConsole())
-    return Context(paths=[resource.project_path], config=config, gateway=gateway, load=False)
+    return Context(paths=[path], config=config, gateway=gateway, load=False)
 
 
 def _read_environment_state(

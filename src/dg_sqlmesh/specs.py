@@ -23,6 +23,9 @@ class SQLMeshAssetGraph:
     specs: dict[str, dg.AssetSpec] = field(default_factory=dict)  # by model fqn
     check_specs: dict[str, list[dg.AssetCheckSpec]] = field(default_factory=dict)
     external_keys: dict[str, dg.AssetKey] = field(default_factory=dict)
+    # Checks on external asset keys: external models' audits, standalone audits reading
+    # only external tables (by external model fqn).
+    external_check_specs: dict[str, list[dg.AssetCheckSpec]] = field(default_factory=dict)
     op_names: dict[str, str] = field(default_factory=dict)  # fqn -> op name
 
     @property
@@ -94,8 +97,39 @@ def build_asset_graph(
         claim(spec.key, model.fqn)
         graph.specs[model.fqn] = spec
         graph.check_specs[model.fqn] = list(translator.get_check_specs(model, spec.key))
+    for model in description.models:
+        if model.is_external and model.audits:
+            key = upstream_key(model.fqn)
+            specs = list(translator.get_check_specs(model, key))
+            if specs:
+                graph.external_check_specs[model.fqn] = specs
+    _add_standalone_checks(graph, upstream_key)
     graph.op_names = _op_names(graph.specs)
     return graph
+
+
+def _add_standalone_checks(graph: SQLMeshAssetGraph, upstream_key) -> None:  # noqa: ANN001
+    """Each standalone audit becomes a check on the most downstream model it reads."""
+    from dg_sqlmesh.checks import standalone_check_spec
+
+    order = {m.fqn: i for i, m in enumerate(graph.description.models)}
+    for audit in graph.description.standalone_audits:
+        reads = sorted(audit.depends_on, key=lambda fqn: (order.get(fqn, -1), fqn))
+        if not reads:
+            continue  # reads no table SQLMesh knows: nothing in Dagster to hang it on
+        own = [fqn for fqn in reads if fqn in graph.specs]
+        host = own[-1] if own else reads[0]
+        bucket = graph.check_specs if own else graph.external_check_specs
+        specs = bucket.setdefault(host, [])
+        key = graph.specs[host].key if own else upstream_key(host)
+        specs.append(
+            standalone_check_spec(
+                audit,
+                key,
+                [upstream_key(fqn) for fqn in reads],
+                taken=[s.name for s in specs],
+            )
+        )
 
 
 def _name(models: dict[str, ModelInfo], fqn: str) -> str:

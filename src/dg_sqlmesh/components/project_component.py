@@ -157,7 +157,7 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
             _resolve_project,
             model_field_type=str,
             description=(
-                "Folder of the SQLMesh project (holds config.yaml), relative to the folder "
+                "Folder of the SQLMesh project (holds its config file), relative to the folder "
                 "of this defs.yaml or absolute."
             ),
             examples=["../../../../sqlmesh_project", "{{ context.project_root }}/sqlmesh"],

@@ -26,7 +26,7 @@ class SQLMeshScaffoldParams(BaseModel):
     """
 
     project_path: str | None = Field(
-        default=None, description="Folder of an existing SQLMesh project (holds config.yaml)."
+        default=None, description="Folder of an existing SQLMesh project (holds its config file)."
     )
     gateway: str | None = Field(default=None, description="SQLMesh gateway to use.")
     environment: str | None = Field(default=None, description="SQLMesh environment to run.")
@@ -35,10 +35,10 @@ class SQLMeshScaffoldParams(BaseModel):
 class SQLMeshProjectScaffolder(dg.Scaffolder[SQLMeshScaffoldParams]):
     """Writes the defs.yaml of a :class:`~dg_sqlmesh.SQLMeshProjectComponent`.
 
-    The project folder is checked (it must hold a SQLMesh ``config.yaml`` or
-    ``config.py``) and written relative to the folder of the new defs.yaml, so the
-    Dagster project can be moved as a whole. Without ``--project-path`` the defs.yaml
-    gets a placeholder to edit.
+    The project folder is checked (it must hold a SQLMesh config file: ``config.yaml``,
+    ``config.py``, ``sqlmesh.yaml``...) and written relative to the folder of the new
+    defs.yaml, so the Dagster project can be moved as a whole. Without ``--project-path``
+    the defs.yaml gets a placeholder to edit.
 
     Example:
         .. code-block:: bash

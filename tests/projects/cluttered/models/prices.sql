@@ -1,0 +1,5 @@
+MODEL (
+  name shop.prices,
+  kind SEED (path '../seeds/prices.csv'),
+  columns (sku TEXT, price INT)
+);
