@@ -81,6 +81,11 @@ def test_steps_sharing_only_the_instance_execute_sqlmesh_once(
         multiprocess["start_method"] = {
             "forkserver": {"preload_modules": ["dagster", "dg_sqlmesh", "helpers.defs_from_env"]}
         }
+    from dagster._core.definitions.reconstruct import ReconstructableJob
+
+    # Dagster memoises the last reconstructed job per pointer; every test has its own project.
+    ReconstructableJob.get_definition.cache_clear()
+    ReconstructableJob.get_repository_definition.cache_clear()
     with _env(project, {}):
         result = dg.execute_job(
             dg.reconstructable(sqlmesh_job),
