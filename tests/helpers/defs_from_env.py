@@ -40,3 +40,9 @@ def checks_and_assets_job():
     )
     merged = dg.Definitions(assets=defs.assets, jobs=[job], resources=defs.resources)
     return merged.resolve_job_def("checks_and_assets")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - ``defs``: the code location, as a server loads it
+    if name != "defs":
+        raise AttributeError(name)
+    return definitions()
