@@ -20,7 +20,16 @@ from dg_sqlmesh.errors import (
     classify_error,
 )
 from dg_sqlmesh.execution.console import EventRecorder, LogFn
-from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState, merge_attempts
+from dg_sqlmesh.execution.events import Aborted
+from dg_sqlmesh.execution.outcomes import (
+    FAILURES,
+    ModelOutcome,
+    merge,
+    not_in_environment,
+    retries_exhausted,
+    settle,
+    transient_failures,
+)
 from dg_sqlmesh.project import ProjectDescription
 
 if TYPE_CHECKING:
@@ -56,7 +65,8 @@ def execute(
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
         f"(gateway {description.gateway})"
     )
-    recorder = EventRecorder(description.models_by_fqn, selection, log)
+    models = description.models_by_fqn
+    recorder = EventRecorder(models, log)
     report = ExecutionReport(outcomes={})
     merged: dict[str, ModelOutcome] = {}
     prepared = False
@@ -77,28 +87,24 @@ def execute(
                 runnable = [fqn for fqn in selection if fqn in promoted]
                 warn_stale_upstreams(context, resource.environment, description, runnable, log)
             on_execution()
-            outcomes = _run_once(context, resource, recorder, runnable)
+            _run_once(context, resource, recorder, runnable, log)
         except SQLMeshEnvironmentError:
             raise
         except Exception as exc:  # before SQLMesh ran: connecting, reading state
             error_class, reason = classify_error(exc)
             if error_class is not ErrorClass.TRANSIENT or attempt == resource.max_transient_retries:
                 failed = [  # a failed plan reports its failing models to the console
-                    f"{recorder._name(o.fqn)}: {o.error}"
-                    for o in recorder.outcomes.values()
-                    if o.state in (ModelState.FAILED, ModelState.AUDIT_FAILED)
+                    f"{models[o.fqn].name if o.fqn in models else o.fqn}: {o.error}"
+                    for o in settle(recorder.events, selection, models).values()
+                    if o.state in FAILURES
                 ]
                 raise _startup_failure(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
             retry = [f"connecting ({reason})"]
         else:
-            merged = (
-                outcomes
-                if not merged
-                else {fqn: merge_attempts(merged[fqn], o) for fqn, o in outcomes.items()}
-            )
-            retry = _transient_failures(merged)
+            merged = merge(merged, settle(recorder.events, selection, models))
+            retry = transient_failures(merged)
             if not retry or attempt == resource.max_transient_retries:
                 break
         finally:
@@ -110,21 +116,10 @@ def execute(
             f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
         )
         time.sleep(delay)
-    for fqn in _transient_failures(merged):  # retries exhausted: say so
-        outcome = merged[fqn]
-        outcome.error = (
-            f"{outcome.error} (transient failure, still failing after {report.attempts} attempt(s))"
-        )
+    retries_exhausted(merged, report.attempts)
     for fqn in selection:
         if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
-            merged[fqn] = ModelOutcome(
-                fqn=fqn,
-                state=ModelState.NOT_RUN,
-                detail=(
-                    f"the model is not in SQLMesh environment '{resource.environment}' yet; "
-                    f"apply a plan (`sqlmesh plan {resource.environment}`) to add it"
-                ),
-            )
+            merged[fqn] = not_in_environment(fqn, resource.environment)
     report.outcomes = merged
     return report
 
@@ -193,9 +188,11 @@ def _run_once(
     resource: SQLMeshResource,
     recorder: EventRecorder,
     selection: Sequence[str],
-) -> dict[str, ModelOutcome]:
+    log: LogFn,
+) -> None:
+    """Run SQLMesh on ``selection``; what happened is in ``recorder.events``."""
     if not selection:
-        return recorder.finish()
+        return
     try:
         context.run(
             resource.environment,
@@ -203,31 +200,9 @@ def _run_once(
             no_auto_upstream=True,
             ignore_cron=resource.ignore_cron,
         )
-    except Exception as exc:  # noqa: BLE001 - every model gets the error, classified
-        error_class, reason = classify_error(exc)
-        outcomes = recorder.finish(aborted=exc)
-        for outcome in outcomes.values():  # not run, or only part of its batches
-            if outcome.state is ModelState.NOT_RUN:
-                outcome.state = ModelState.FAILED
-                outcome.error = f"SQLMesh run failed before this model completed: {exc}"
-                outcome.error_class = error_class.value
-                outcome.error_reason = reason
-        return outcomes
-    return recorder.finish()
-
-
-def _transient_failures(outcomes: dict[str, ModelOutcome]) -> list[str]:
-    """The failed models worth another attempt: all of them transient, or none.
-
-    A retry runs SQLMesh again on every missing interval, so any persistent failure,
-    a blocking audit's included (its interval is not recorded), rules it out.
-    """
-    if any(o.state is ModelState.AUDIT_FAILED for o in outcomes.values()):
-        return []
-    failed = [o for o in outcomes.values() if o.state is ModelState.FAILED]
-    if failed and all(o.error_class == ErrorClass.TRANSIENT.value for o in failed):
-        return [o.fqn for o in failed]
-    return []
+    except Exception as exc:  # noqa: BLE001 - settled per model from the events
+        log("error", f"SQLMesh stopped with an error: {exc}")
+        recorder.record(Aborted(exc))
 
 
 def prepare_environment(
