@@ -21,6 +21,7 @@ from dg_sqlmesh.execution.outcomes import (
     merge_attempts,
     not_in_environment,
     retries_exhausted,
+    retry_could_not_start,
     settle,
     transient_failures,
 )
@@ -260,3 +261,23 @@ def test_transient_failures_left_after_the_last_attempt_say_so():
     persistent = _failed(RAW, PERSISTENT)
     retries_exhausted(persistent, 3)
     assert persistent[RAW].error == str(PERSISTENT)
+
+
+def test_a_retry_that_cannot_start_keeps_what_earlier_attempts_settled():
+    events = [
+        EvaluationStarted({RAW: 1, STG: 1, OTHER: 1}),
+        BatchFailed(RAW, (0, DAY), 0),
+        ModelFailed(RAW, TRANSIENT),
+        Skipped(STG),
+        *_batches(OTHER, 1),
+    ]
+    first = settle(events, ALL, MODELS)  # s.mart: nothing due
+    outcomes = retry_could_not_start(first, PERSISTENT, attempt=2)
+    assert outcomes[OTHER].state is ModelState.MATERIALIZED
+    assert outcomes[OTHER].intervals == [(0, DAY)]
+    assert outcomes[MART].state is ModelState.UP_TO_DATE
+    for fqn in (RAW, STG):
+        assert outcomes[fqn].state is ModelState.FAILED
+        assert outcomes[fqn].error.startswith("SQLMesh could not start attempt 2: ValueError: ")
+        assert outcomes[fqn].error_class == "persistent"
+    assert str(TRANSIENT) in outcomes[RAW].error

@@ -310,6 +310,28 @@ def retries_exhausted(outcomes: Mapping[str, ModelOutcome], attempts: int) -> No
         )
 
 
+def retry_could_not_start(
+    merged: dict[str, ModelOutcome], error: BaseException, attempt: int
+) -> dict[str, ModelOutcome]:
+    """A retry failed before SQLMesh started (connecting, reading state, loading).
+
+    What the earlier attempts wrote, and SQLMesh recorded, stands; every other model
+    fails with the retry's error, classified.
+    """
+    error_class, reason = classify_error(error)
+    for outcome in merged.values():
+        if outcome.state in FINISHED:
+            continue
+        earlier = outcome.error or outcome.detail
+        outcome.state = ModelState.FAILED
+        outcome.error = f"SQLMesh could not start attempt {attempt}: {type(error).__name__}: " + (
+            f"{error} (the previous attempt: {earlier})" if earlier else str(error)
+        )
+        outcome.error_class = error_class.value
+        outcome.error_reason = reason
+    return merged
+
+
 def not_in_environment(fqn: str, environment: str) -> ModelOutcome:
     """A selected model the environment does not hold: never "up to date"."""
     return ModelOutcome(

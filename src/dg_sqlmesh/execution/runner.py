@@ -27,6 +27,7 @@ from dg_sqlmesh.execution.outcomes import (
     merge,
     not_in_environment,
     retries_exhausted,
+    retry_could_not_start,
     settle,
     transient_failures,
 )
@@ -71,13 +72,15 @@ def execute(
     merged: dict[str, ModelOutcome] = {}
     prepared = False
     runnable = list(selection)
-    for attempt in range(resource.max_transient_retries + 1):
+    last = resource.max_transient_retries
+    for attempt in range(last + 1):
         report.attempts = attempt + 1
         recorder.reset()
-        context = resource.create_context(
-            console=recorder.console, notification_targets=[recorder.notification_target]
-        )
+        context = None
         try:
+            context = resource.create_context(
+                console=recorder.console, notification_targets=[recorder.notification_target]
+            )
             if not prepared:
                 report.unapplied_changes, report.planned = prepare_environment(
                     context, resource, description, log
@@ -87,12 +90,19 @@ def execute(
                 runnable = [fqn for fqn in selection if fqn in promoted]
                 warn_stale_upstreams(context, resource.environment, description, runnable, log)
             on_execution()
-            _run_once(context, resource, recorder, runnable, log)
         except SQLMeshEnvironmentError:
             raise
-        except Exception as exc:  # before SQLMesh ran: connecting, reading state
+        except Exception as exc:  # before SQLMesh ran: loading, connecting, reading state
             error_class, reason = classify_error(exc)
-            if error_class is not ErrorClass.TRANSIENT or attempt == resource.max_transient_retries:
+            if error_class is ErrorClass.TRANSIENT and attempt < last:
+                retry = [f"connecting ({reason})"]
+            elif merged:  # a retry: what the earlier attempts wrote stands
+                log("error", f"SQLMesh could not start attempt {attempt + 1}: {exc}")
+                merged = retry_could_not_start(merged, exc, attempt + 1)
+                break
+            elif context is None:  # the project does not load
+                raise
+            else:
                 failed = [  # a failed plan reports its failing models to the console
                     f"{models[o.fqn].name if o.fqn in models else o.fqn}: {o.error}"
                     for o in settle(recorder.events, selection, models).values()
@@ -101,19 +111,20 @@ def execute(
                 raise _startup_failure(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
-            retry = [f"connecting ({reason})"]
         else:
+            _run_once(context, resource, recorder, runnable, log)
             merged = merge(merged, settle(recorder.events, selection, models))
             retry = transient_failures(merged)
-            if not retry or attempt == resource.max_transient_retries:
+            if not retry or attempt == last:
                 break
         finally:
-            context.close()  # release the warehouse (a DuckDB file admits one writer)
+            if context is not None:
+                context.close()  # release the warehouse (a DuckDB file admits one writer)
         delay = resource.retry_backoff_seconds * (2**attempt)
         log(
             "warning",
             f"Transient failure of {', '.join(sorted(retry))}; retrying in {delay:.1f} s "
-            f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
+            f"(attempt {attempt + 2} of {last + 1})",
         )
         time.sleep(delay)
     retries_exhausted(merged, report.attempts)
