@@ -12,10 +12,12 @@ from dg_sqlmesh.execution.events import (
     BatchFailed,
     EvaluationStarted,
     ModelFailed,
+    SelectionResolved,
     Skipped,
     SnapshotStarted,
 )
 from dg_sqlmesh.execution.outcomes import (
+    NOT_CONSIDERED,
     ModelOutcome,
     merge,
     merge_attempts,
@@ -61,6 +63,7 @@ MODELS = {
     )
 }
 ALL = list(MODELS)
+CONSIDERED = SelectionResolved(frozenset(ALL))  # SQLMesh's run matched every model
 TRANSIENT = ConnectionResetError("connection reset by peer")
 PERSISTENT = ValueError("Binder Error: Referenced column v not found")
 
@@ -87,10 +90,32 @@ def test_evaluated_models_are_materialized_with_their_intervals_and_audits():
 
 
 def test_a_model_with_nothing_due_is_up_to_date_without_audits():
-    outcome = settle([], [RAW], MODELS)[RAW]
+    outcome = settle([CONSIDERED], [RAW], MODELS)[RAW]
     assert outcome.state is ModelState.UP_TO_DATE
     assert outcome.detail == "no intervals were due"
     assert outcome.audits == []
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        [SelectionResolved(frozenset({STG}))],  # SQLMesh matched the selection to another
+        [SelectionResolved(frozenset(ALL)), SelectionResolved(frozenset({STG}))],  # the last
+        [],  # SQLMesh never resolved the selection
+        [SelectionResolved(frozenset({STG})), EvaluationStarted({STG: 1}), *_batches(STG, 1)],
+    ],
+)
+def test_a_model_sqlmesh_did_not_consider_is_never_up_to_date(events):
+    outcome = settle(events, [RAW, STG], MODELS)[RAW]
+    assert outcome.state is ModelState.NOT_RUN
+    assert outcome.detail == NOT_CONSIDERED
+
+
+def test_an_aborted_run_fails_a_model_it_did_not_consider():
+    events = [SelectionResolved(frozenset({STG})), EvaluationStarted({STG: 1}), Aborted(TRANSIENT)]
+    outcome = settle(events, [RAW, STG], MODELS)[RAW]
+    assert outcome.state is ModelState.FAILED
+    assert outcome.error_class == "transient"
 
 
 def test_failure_is_classified_and_downstream_is_skipped_for_it():
@@ -153,6 +178,7 @@ def test_due_intervals_not_evaluated_are_not_run():
 
 def test_aborted_run_fails_what_it_did_not_finish_and_keeps_what_it_wrote():
     events = [
+        CONSIDERED,
         EvaluationStarted({RAW: 1, STG: 3}),
         *_batches(RAW, 1),
         *_batches(STG, 1),  # one of its three batches
@@ -219,7 +245,7 @@ def test_a_retry_finding_nothing_due_after_a_partial_attempt_is_a_materializatio
         MODELS,
     )
     assert first[RAW].state is ModelState.FAILED
-    outcome = merge(first, settle([], [RAW], MODELS))[RAW]
+    outcome = merge(first, settle([CONSIDERED], [RAW], MODELS))[RAW]
     assert outcome.state is ModelState.MATERIALIZED
     assert outcome.error is None and outcome.error_class is None
 
@@ -271,7 +297,7 @@ def test_a_retry_that_cannot_start_keeps_what_earlier_attempts_settled():
         Skipped(STG),
         *_batches(OTHER, 1),
     ]
-    first = settle(events, ALL, MODELS)  # s.mart: nothing due
+    first = settle([CONSIDERED, *events], ALL, MODELS)  # s.mart: nothing due
     outcomes = retry_could_not_start(first, PERSISTENT, attempt=2)
     assert outcomes[OTHER].state is ModelState.MATERIALIZED
     assert outcomes[OTHER].intervals == [(0, DAY)]

@@ -228,8 +228,13 @@ def create_context(
     *,
     console: Any | None = None,
     notification_targets: list[Any] | None = None,
+    selector: Any | None = None,
 ) -> Context:
-    """Build a SQLMesh context for the project (loads models; opens no connection)."""
+    """Build a SQLMesh context for the project (loads models; opens no connection).
+
+    ``selector`` is the selector class SQLMesh matches model selections with (its
+    ``NativeSelector`` when not given).
+    """
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
@@ -241,6 +246,7 @@ def create_context(
             config=config,
             gateway=gateway_name,
             notification_targets=notification_targets,
+            selector=selector,
             load=True,
         )
     except SQLMeshDefinitionError:

@@ -1,8 +1,9 @@
-"""Capturing SQLMesh's run events: a console and an audit notification target.
+"""Capturing SQLMesh's run events: a console, an audit notification target, a selector.
 
 SQLMesh reports evaluation progress to its ``Console`` and audit failures (with the
-rendered query and failing row count) to its notification targets; both are public
-extension points. :class:`EventRecorder` records what they say as plain events
+rendered query and failing row count) to its notification targets, and matches a run's
+model selection with its context's selector class; all three are public extension
+points. :class:`EventRecorder` records what they say as plain events
 (``execution.events``), deciding nothing, and forwards one log line per evaluated
 batch as it happens. ``execution.outcomes`` settles the models' states from them.
 """
@@ -12,10 +13,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlmesh.core.console import NoopConsole
 from sqlmesh.core.notification_target import NotificationEvent
+from sqlmesh.core.selector import NativeSelector
 from sqlmesh.utils.errors import NodeAuditsErrors
 
 from dg_sqlmesh.errors import classify_error
@@ -26,6 +29,7 @@ from dg_sqlmesh.execution.events import (
     EvaluationStarted,
     Event,
     ModelFailed,
+    SelectionResolved,
     Skipped,
     SnapshotStarted,
 )
@@ -48,6 +52,7 @@ class EventRecorder:
         self.reset()
         self.console = _RecordingConsole(self)
         self.notification_target = _AuditFailureTarget(self)
+        self.selector = partial(ExactSelector, on_resolved=self._on_selection)
 
     def reset(self) -> None:
         """Forget everything recorded, before another attempt of the same run."""
@@ -63,6 +68,9 @@ class EventRecorder:
     def _name(self, fqn: str) -> str:
         model = self._models.get(fqn)
         return model.name if model else fqn
+
+    def _on_selection(self, fqns: Iterable[str]) -> None:
+        self.record(SelectionResolved(frozenset(fqns)))
 
     # --- console events -------------------------------------------------------------
 
@@ -147,6 +155,37 @@ def _args(audit_error: Any, dialect: str | None) -> dict[str, str]:
         for k, v in (audit_error.audit_args or {}).items()
         if k != "blocking"
     }
+
+
+class ExactSelector(NativeSelector):
+    """SQLMesh's native selector, matching a model's exact FQN before normalising names.
+
+    SQLMesh normalises every selected name with the project's default dialect, so the
+    FQN of a model in another dialect can match nothing, or another model: a Snowflake
+    model ``sales."DailyTotals"`` is ``"DB"."SALES"."DailyTotals"``, which DuckDB's
+    normalisation turns into ``"db"."sales"."dailytotals"``. The run selects by FQN, as
+    SQLMesh's snapshots name the models, so an exact match is the model meant.
+    ``on_resolved`` receives what every selection matched.
+    """
+
+    def __init__(
+        self, *args: Any, on_resolved: Callable[[set[str]], None] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_resolved = on_resolved
+
+    def expand_model_selections(
+        self, model_selections: Iterable[str], models: dict[str, Any] | None = None
+    ) -> set[str]:
+        selected = super().expand_model_selections(model_selections, models)
+        if self._on_resolved is not None:
+            self._on_resolved(set(selected))
+        return selected
+
+    def _pattern_to_model_fqns(self, pattern: str, all_models: dict[str, Any]) -> set[str]:
+        if pattern in all_models:
+            return {pattern}
+        return super()._pattern_to_model_fqns(pattern, all_models)
 
 
 class _RecordingConsole(NoopConsole):

@@ -12,6 +12,14 @@ from dg_sqlmesh.project import AuditInfo
 
 
 @dataclass(frozen=True)
+class SelectionResolved:
+    """SQLMesh matched a model selection to exactly these models (the last one recorded
+    in an attempt is its run's: planning resolves ``*`` before it)."""
+
+    fqns: frozenset[str]
+
+
+@dataclass(frozen=True)
 class EvaluationStarted:
     """SQLMesh starts evaluating; ``planned_batches`` counts the due batches per model.
 
@@ -87,7 +95,8 @@ class Aborted:
 
 
 Event = (
-    EvaluationStarted
+    SelectionResolved
+    | EvaluationStarted
     | SnapshotStarted
     | BatchDone
     | BatchFailed

@@ -22,6 +22,7 @@ from dg_sqlmesh.execution.events import (
     EvaluationStarted,
     Event,
     ModelFailed,
+    SelectionResolved,
     Skipped,
     SnapshotStarted,
 )
@@ -83,6 +84,10 @@ class ModelOutcome:
 FINISHED = (ModelState.MATERIALIZED, ModelState.UP_TO_DATE)
 FAILURES = (ModelState.FAILED, ModelState.AUDIT_FAILED)
 
+NOT_CONSIDERED = (
+    "SQLMesh's model selection did not match this model, so SQLMesh did not consider it"
+)
+
 
 @dataclass
 class _Replay:
@@ -92,6 +97,7 @@ class _Replay:
     planned: dict[str, int] = field(default_factory=dict)
     run_audits: dict[str, tuple[AuditInfo, ...]] = field(default_factory=dict)
     audit_failures: dict[str, list[AuditFailed]] = field(default_factory=dict)
+    considered: frozenset[str] | None = None  # None: SQLMesh never resolved a selection
     evaluation_started: bool = False
     aborted: BaseException | None = None
 
@@ -102,6 +108,8 @@ class _Replay:
 
     def apply(self, event: Event) -> None:
         match event:
+            case SelectionResolved(fqns=fqns):
+                self.considered = fqns
             case EvaluationStarted(planned_batches=planned):
                 if self.evaluation_started:
                     # SQLMesh restarted its run (the environment changed under it):
@@ -182,8 +190,13 @@ def _settle_unreported(outcome: ModelOutcome, replay: _Replay) -> None:
         # failed afterwards (an ``after_all`` statement, say).
         outcome.state = ModelState.MATERIALIZED
     elif planned is None and (aborted is None or replay.evaluation_started):
-        outcome.state = ModelState.UP_TO_DATE
-        outcome.detail = "no intervals were due"
+        # Nothing was due, if SQLMesh considered the model at all: one its selection
+        # did not match was never looked at, and is not up to date for that.
+        if replay.considered is not None and outcome.fqn in replay.considered:
+            outcome.state = ModelState.UP_TO_DATE
+            outcome.detail = "no intervals were due"
+        else:
+            outcome.detail = NOT_CONSIDERED
     elif aborted is not None:
         outcome.detail = f"SQLMesh stopped before evaluating it: {aborted}"
     else:

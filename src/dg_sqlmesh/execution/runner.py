@@ -79,7 +79,9 @@ def execute(
         context = None
         try:
             context = resource.create_context(
-                console=recorder.console, notification_targets=[recorder.notification_target]
+                console=recorder.console,
+                notification_targets=[recorder.notification_target],
+                selector=recorder.selector,
             )
             if not prepared:
                 report.unapplied_changes, report.planned = prepare_environment(
