@@ -242,6 +242,7 @@ def create_context(
     console: Any | None = None,
     notification_targets: list[Any] | None = None,
     load_state: bool = True,
+    selector: Any | None = None,
 ) -> Context:
     """Build a SQLMesh context for the project (loads models; opens no connection).
 
@@ -249,7 +250,8 @@ def create_context(
     ``sqlmesh -p a -p b`` loads them. With ``load_state`` (SQLMesh's default), a
     multi-repo project's ``load`` reads the models of repos not given from the state,
     which connects to the state database; describing the project passes ``False``.
-    The caller closes the context.
+    ``selector`` is the selector class SQLMesh matches model selections with (its
+    ``NativeSelector`` when not given). The caller closes the context.
     """
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
@@ -268,6 +270,7 @@ def create_context(
             config=configs,
             gateway=gateway_name,
             notification_targets=notification_targets,
+            selector=selector,
             load=True,
             load_state=load_state,
         )

@@ -1,92 +1,91 @@
-"""Capturing SQLMesh's run events: a console and an audit notification target.
+"""Capturing SQLMesh's run events: a console, an audit notification target, a selector.
 
 SQLMesh reports evaluation progress to its ``Console`` and audit failures (with the
-rendered query and failing row count) to its notification targets; both are public
-extension points. :class:`EventRecorder` turns them into :class:`ModelOutcome`
-records and forwards one log line per evaluated batch as it happens.
+rendered query and failing row count) to its notification targets, and matches a run's
+model selection with its context's selector class; all three are public extension
+points. :class:`EventRecorder` records what they say as plain events
+(``execution.events``), deciding nothing, and forwards one log line per evaluated
+batch as it happens. ``execution.outcomes`` settles the models' states from them.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from sqlmesh.core.console import NoopConsole
 from sqlmesh.core.notification_target import NotificationEvent
+from sqlmesh.core.selector import NativeSelector
 from sqlmesh.utils.errors import NodeAuditsErrors
 
 from dg_sqlmesh.errors import classify_error
-from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome, ModelState
-from dg_sqlmesh.project import AuditInfo, ModelInfo, describe_audits
+from dg_sqlmesh.execution.events import (
+    AuditFailed,
+    BatchDone,
+    BatchFailed,
+    EvaluationStarted,
+    Event,
+    ModelFailed,
+    SelectionResolved,
+    Skipped,
+    SnapshotStarted,
+)
+from dg_sqlmesh.project import ModelInfo, describe_audits
 
 LogFn = Callable[[str, str], None]  # (level, message)
 
 
 def _format_ms(ms: int) -> str:
-    from datetime import datetime
-
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 class EventRecorder:
-    """Collects per-model outcomes of one SQLMesh run from its console and notifications."""
+    """Records what SQLMesh says during one attempt of a run, as :attr:`events`."""
 
-    def __init__(self, models: Mapping[str, ModelInfo], selected: Iterable[str], log: LogFn):
+    def __init__(self, models: Mapping[str, ModelInfo], log: LogFn):
         self._models = models
         self._log = log
         self._lock = threading.Lock()
-        self._selected = list(selected)
         self.reset()
         self.console = _RecordingConsole(self)
         self.notification_target = _AuditFailureTarget(self)
+        self.selector = partial(ExactSelector, on_resolved=self._on_selection)
 
     def reset(self) -> None:
         """Forget everything recorded, before another attempt of the same run."""
-        self.outcomes: dict[str, ModelOutcome] = {f: ModelOutcome(fqn=f) for f in self._selected}
-        self._audit_failures: dict[str, list[Any]] = {}
-        self._planned_batches: dict[str, int] = {}
-        self._started: dict[str, float] = {}
-        self._run_audits: dict[str, list[AuditInfo]] = {}  # as the environment has them
+        self.events: list[Event] = []
+        self._planned_batches: dict[str, int] = {}  # for the progress lines only
         self._sql_cache: dict[Any, Any] = {}
-        self.evaluation_started = False
 
-    def _outcome(self, fqn: str) -> ModelOutcome:
-        if fqn not in self.outcomes:  # evaluated although not selected (should not happen)
-            self.outcomes[fqn] = ModelOutcome(fqn=fqn)
-        return self.outcomes[fqn]
+    def record(self, event: Event) -> None:
+        """Append one event (SQLMesh's run raising is recorded by its caller)."""
+        with self._lock:
+            self.events.append(event)
 
     def _name(self, fqn: str) -> str:
         model = self._models.get(fqn)
         return model.name if model else fqn
 
+    def _on_selection(self, fqns: Iterable[str]) -> None:
+        self.record(SelectionResolved(frozenset(fqns)))
+
     # --- console events -------------------------------------------------------------
 
     def on_evaluation_start(self, batched_intervals: Mapping[Any, list[Any]]) -> None:
-        with self._lock:
-            if self.evaluation_started:
-                # SQLMesh restarts its run when the environment changes under it (its
-                # circuit breaker); what the first pass skipped can now be evaluated.
-                for outcome in self.outcomes.values():
-                    if outcome.state is ModelState.SKIPPED:
-                        outcome.state = ModelState.NOT_RUN
-            self.evaluation_started = True
-            for snapshot, batches in batched_intervals.items():
-                self._planned_batches[snapshot.name] = len(batches)
-        due = len(self._planned_batches)
-        self._log("info", f"SQLMesh: {due} model(s) with intervals due")
+        planned = {snapshot.name: len(batches) for snapshot, batches in batched_intervals.items()}
+        self._planned_batches.update(planned)
+        self.record(EvaluationStarted(planned))
+        self._log("info", f"SQLMesh: {len(self._planned_batches)} model(s) with intervals due")
 
     def on_snapshot_start(self, snapshot: Any) -> None:
         # The audits SQLMesh runs are the environment's, which can differ from the
-        # project on disk (changes not applied yet): report those, not the disk's.
+        # project on disk (changes not applied yet): record those, not the disk's.
         model = getattr(snapshot, "model", None)
-        audits = None if model is None else describe_audits(model, self._sql_cache)
-        with self._lock:
-            self._started.setdefault(snapshot.name, time.monotonic())
-            if audits is not None:
-                self._run_audits.setdefault(snapshot.name, audits)
+        audits = None if model is None else tuple(describe_audits(model, self._sql_cache))
+        self.record(SnapshotStarted(snapshot.name, audits))
 
     def on_batch_done(
         self,
@@ -101,14 +100,12 @@ class EventRecorder:
         total = self._planned_batches.get(fqn, batch_idx + 1)
         name = self._name(fqn)
         window = f"[{_format_ms(interval[0])}, {_format_ms(interval[1])})"
+        span = (int(interval[0]), int(interval[1]))
         if duration_ms is None:  # the batch raised; log_failed_models says why
+            self.record(BatchFailed(fqn, span, batch_idx))
             self._log("warning", f"{name}: batch {batch_idx + 1}/{total} {window} failed")
             return
-        with self._lock:
-            outcome = self._outcome(fqn)
-            outcome.intervals.append((int(interval[0]), int(interval[1])))
-            outcome.duration_ms += duration_ms
-            outcome.batches += 1
+        self.record(BatchDone(fqn, span, batch_idx, duration_ms))
         audits = ""
         if audits_passed or audits_failed:
             audits = f", audits {audits_passed} passed, {audits_failed} failed"
@@ -124,110 +121,32 @@ class EventRecorder:
             if fqn is None:
                 continue
             cause = error.__cause__ or error
-            error_class, reason = classify_error(cause)
             # By type: other errors have an ``errors`` attribute too (google-api-core's,
             # pydantic's), and a warehouse error is not an audit failure.
-            audit_failed = isinstance(cause, NodeAuditsErrors)
-            with self._lock:
-                outcome = self._outcome(fqn)
-                outcome.state = ModelState.AUDIT_FAILED if audit_failed else ModelState.FAILED
-                outcome.error = str(cause)
-                outcome.error_class = error_class.value
-                outcome.error_reason = reason
+            self.record(ModelFailed(fqn, cause, isinstance(cause, NodeAuditsErrors)))
+            error_class, _ = classify_error(cause)
             self._log("error", f"{self._name(fqn)} failed ({error_class.value}): {cause}")
 
     def on_skipped(self, fqns: Iterable[str]) -> None:
         for fqn in fqns:
-            with self._lock:
-                outcome = self._outcome(fqn)
-                outcome.state = ModelState.SKIPPED
+            self.record(Skipped(fqn))
             self._log("warning", f"{self._name(fqn)} skipped: an upstream model failed")
 
     def on_audit_failure(self, audit_error: Any) -> None:
         model = getattr(audit_error, "model", None)
         if model is None:
             return
-        with self._lock:
-            self._audit_failures.setdefault(model.fqn, []).append(audit_error)
-
-    # --- after the run ----------------------------------------------------------------
-
-    def finish(self, aborted: BaseException | None = None) -> dict[str, ModelOutcome]:
-        """Settle every selected model in exactly one state."""
-        if aborted is not None:
-            self._log("error", f"SQLMesh stopped with an error: {aborted}")
-        failed = {
-            fqn
-            for fqn, o in self.outcomes.items()
-            if o.state in (ModelState.FAILED, ModelState.AUDIT_FAILED)
-        }
-        for fqn, outcome in self.outcomes.items():
-            model = self._models.get(fqn)
-            outcome.audits = self._audit_outcomes(model, outcome)
-            if outcome.state is ModelState.SKIPPED:
-                outcome.failed_upstreams = self._failed_upstreams(fqn, failed)
-                names = ", ".join(self._name(u) for u in outcome.failed_upstreams)
-                upstream = f"upstream {names}" if names else "an upstream model"
-                outcome.detail = f"skipped because {upstream} failed"
-            elif outcome.state is ModelState.NOT_RUN:
-                planned = self._planned_batches.get(fqn)
-                if outcome.intervals and (aborted is None or outcome.batches >= (planned or 0)):
-                    # Every due batch was written (and its interval recorded), even if
-                    # SQLMesh failed afterwards (an ``after_all`` statement, say).
-                    outcome.state = ModelState.MATERIALIZED
-                elif planned is None and (aborted is None or self.evaluation_started):
-                    outcome.state = ModelState.UP_TO_DATE
-                    outcome.detail = "no intervals were due"
-                elif aborted is not None:
-                    outcome.detail = f"SQLMesh stopped before evaluating it: {aborted}"
-                else:
-                    outcome.detail = "intervals were due but SQLMesh did not evaluate them"
-        return self.outcomes
-
-    def _audit_outcomes(self, model: ModelInfo | None, outcome: ModelOutcome) -> list[AuditOutcome]:
-        if model is None:
-            return []
-        failures = self._audit_failures.get(model.fqn, [])
-        audited = outcome.batches > 0 or outcome.state is ModelState.AUDIT_FAILED
-        if not audited:
-            return []
-        results = []
-        for audit in self._run_audits.get(model.fqn, model.audits):
-            matching = [
-                f
-                for f in failures
-                if f.audit_name == audit.name and _args(f, model.dialect) == audit.args
-            ]
-            if not matching:
-                results.append(AuditOutcome(audit.name, audit.blocking, True, dict(audit.args)))
-                continue
-            results.append(
-                AuditOutcome(
-                    name=audit.name,
-                    blocking=audit.blocking,
-                    passed=False,
-                    args=dict(audit.args),
-                    failing_rows=sum(int(f.count) for f in matching),
-                    query=matching[-1].sql(pretty=True),
-                )
+        described = self._models.get(model.fqn)
+        dialect = described.dialect if described else None
+        self.record(
+            AuditFailed(
+                fqn=model.fqn,
+                audit=audit_error.audit_name,
+                args=_args(audit_error, dialect),
+                failing_rows=int(audit_error.count),
+                query=audit_error.sql(pretty=True),
             )
-        return results
-
-    def _failed_upstreams(self, fqn: str, failed: set[str]) -> list[str]:
-        seen: set[str] = set()
-        stack = [fqn]
-        found = []
-        while stack:
-            model = self._models.get(stack.pop())
-            for parent in model.depends_on if model else ():
-                if parent in seen:
-                    continue
-                seen.add(parent)
-                if parent in failed:
-                    found.append(parent)
-                else:
-                    stack.append(parent)
-        return sorted(found)
+        )
 
 
 def _args(audit_error: Any, dialect: str | None) -> dict[str, str]:
@@ -236,6 +155,37 @@ def _args(audit_error: Any, dialect: str | None) -> dict[str, str]:
         for k, v in (audit_error.audit_args or {}).items()
         if k != "blocking"
     }
+
+
+class ExactSelector(NativeSelector):
+    """SQLMesh's native selector, matching a model's exact FQN before normalising names.
+
+    SQLMesh normalises every selected name with the project's default dialect, so the
+    FQN of a model in another dialect can match nothing, or another model: a Snowflake
+    model ``sales."DailyTotals"`` is ``"DB"."SALES"."DailyTotals"``, which DuckDB's
+    normalisation turns into ``"db"."sales"."dailytotals"``. The run selects by FQN, as
+    SQLMesh's snapshots name the models, so an exact match is the model meant.
+    ``on_resolved`` receives what every selection matched.
+    """
+
+    def __init__(
+        self, *args: Any, on_resolved: Callable[[set[str]], None] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_resolved = on_resolved
+
+    def expand_model_selections(
+        self, model_selections: Iterable[str], models: dict[str, Any] | None = None
+    ) -> set[str]:
+        selected = super().expand_model_selections(model_selections, models)
+        if self._on_resolved is not None:
+            self._on_resolved(set(selected))
+        return selected
+
+    def _pattern_to_model_fqns(self, pattern: str, all_models: dict[str, Any]) -> set[str]:
+        if pattern in all_models:
+            return {pattern}
+        return super()._pattern_to_model_fqns(pattern, all_models)
 
 
 class _RecordingConsole(NoopConsole):

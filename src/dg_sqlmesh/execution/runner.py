@@ -20,7 +20,17 @@ from dg_sqlmesh.errors import (
     classify_error,
 )
 from dg_sqlmesh.execution.console import EventRecorder, LogFn
-from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState, merge_attempts
+from dg_sqlmesh.execution.events import Aborted
+from dg_sqlmesh.execution.outcomes import (
+    FAILURES,
+    ModelOutcome,
+    merge,
+    not_in_environment,
+    retries_exhausted,
+    retry_could_not_start,
+    settle,
+    transient_failures,
+)
 from dg_sqlmesh.project import ProjectDescription
 
 if TYPE_CHECKING:
@@ -56,18 +66,23 @@ def execute(
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
         f"(gateway {description.gateway})"
     )
-    recorder = EventRecorder(description.models_by_fqn, selection, log)
+    models = description.models_by_fqn
+    recorder = EventRecorder(models, log)
     report = ExecutionReport(outcomes={})
     merged: dict[str, ModelOutcome] = {}
     prepared = False
     runnable = list(selection)
-    for attempt in range(resource.max_transient_retries + 1):
+    last = resource.max_transient_retries
+    for attempt in range(last + 1):
         report.attempts = attempt + 1
         recorder.reset()
-        context = resource.create_context(
-            console=recorder.console, notification_targets=[recorder.notification_target]
-        )
+        context = None
         try:
+            context = resource.create_context(
+                console=recorder.console,
+                notification_targets=[recorder.notification_target],
+                selector=recorder.selector,
+            )
             if not prepared:
                 report.unapplied_changes, report.planned = prepare_environment(
                     context, resource, description, log
@@ -77,54 +92,47 @@ def execute(
                 runnable = [fqn for fqn in selection if fqn in promoted]
                 warn_stale_upstreams(context, resource.environment, description, runnable, log)
             on_execution()
-            outcomes = _run_once(context, resource, recorder, runnable)
         except SQLMeshEnvironmentError:
             raise
-        except Exception as exc:  # before SQLMesh ran: connecting, reading state
+        except Exception as exc:  # before SQLMesh ran: loading, connecting, reading state
             error_class, reason = classify_error(exc)
-            if error_class is not ErrorClass.TRANSIENT or attempt == resource.max_transient_retries:
+            if error_class is ErrorClass.TRANSIENT and attempt < last:
+                retry = [f"connecting ({reason})"]
+            elif merged:  # a retry: what the earlier attempts wrote stands
+                log("error", f"SQLMesh could not start attempt {attempt + 1}: {exc}")
+                merged = retry_could_not_start(merged, exc, attempt + 1)
+                break
+            elif context is None:  # the project does not load
+                raise
+            else:
                 failed = [  # a failed plan reports its failing models to the console
-                    f"{recorder._name(o.fqn)}: {o.error}"
-                    for o in recorder.outcomes.values()
-                    if o.state in (ModelState.FAILED, ModelState.AUDIT_FAILED)
+                    f"{models[o.fqn].name if o.fqn in models else o.fqn}: {o.error}"
+                    for o in settle(recorder.events, selection, models).values()
+                    if o.state in FAILURES
                 ]
                 raise _startup_failure(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
-            retry = [f"connecting ({reason})"]
         else:
-            merged = (
-                outcomes
-                if not merged
-                else {fqn: merge_attempts(merged[fqn], o) for fqn, o in outcomes.items()}
-            )
-            retry = _transient_failures(merged)
-            if not retry or attempt == resource.max_transient_retries:
+            _run_once(context, resource, recorder, runnable, log)
+            merged = merge(merged, settle(recorder.events, selection, models))
+            retry = transient_failures(merged)
+            if not retry or attempt == last:
                 break
         finally:
-            context.close()  # release the warehouse (a DuckDB file admits one writer)
+            if context is not None:
+                context.close()  # release the warehouse (a DuckDB file admits one writer)
         delay = resource.retry_backoff_seconds * (2**attempt)
         log(
             "warning",
             f"Transient failure of {', '.join(sorted(retry))}; retrying in {delay:.1f} s "
-            f"(attempt {attempt + 2} of {resource.max_transient_retries + 1})",
+            f"(attempt {attempt + 2} of {last + 1})",
         )
         time.sleep(delay)
-    for fqn in _transient_failures(merged):  # retries exhausted: say so
-        outcome = merged[fqn]
-        outcome.error = (
-            f"{outcome.error} (transient failure, still failing after {report.attempts} attempt(s))"
-        )
+    retries_exhausted(merged, report.attempts)
     for fqn in selection:
         if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
-            merged[fqn] = ModelOutcome(
-                fqn=fqn,
-                state=ModelState.NOT_RUN,
-                detail=(
-                    f"the model is not in SQLMesh environment '{resource.environment}' yet; "
-                    f"apply a plan (`sqlmesh plan {resource.environment}`) to add it"
-                ),
-            )
+            merged[fqn] = not_in_environment(fqn, resource.environment)
     report.outcomes = merged
     return report
 
@@ -193,9 +201,11 @@ def _run_once(
     resource: SQLMeshResource,
     recorder: EventRecorder,
     selection: Sequence[str],
-) -> dict[str, ModelOutcome]:
+    log: LogFn,
+) -> None:
+    """Run SQLMesh on ``selection``; what happened is in ``recorder.events``."""
     if not selection:
-        return recorder.finish()
+        return
     try:
         context.run(
             resource.environment,
@@ -203,31 +213,9 @@ def _run_once(
             no_auto_upstream=True,
             ignore_cron=resource.ignore_cron,
         )
-    except Exception as exc:  # noqa: BLE001 - every model gets the error, classified
-        error_class, reason = classify_error(exc)
-        outcomes = recorder.finish(aborted=exc)
-        for outcome in outcomes.values():  # not run, or only part of its batches
-            if outcome.state is ModelState.NOT_RUN:
-                outcome.state = ModelState.FAILED
-                outcome.error = f"SQLMesh run failed before this model completed: {exc}"
-                outcome.error_class = error_class.value
-                outcome.error_reason = reason
-        return outcomes
-    return recorder.finish()
-
-
-def _transient_failures(outcomes: dict[str, ModelOutcome]) -> list[str]:
-    """The failed models worth another attempt: all of them transient, or none.
-
-    A retry runs SQLMesh again on every missing interval, so any persistent failure,
-    a blocking audit's included (its interval is not recorded), rules it out.
-    """
-    if any(o.state is ModelState.AUDIT_FAILED for o in outcomes.values()):
-        return []
-    failed = [o for o in outcomes.values() if o.state is ModelState.FAILED]
-    if failed and all(o.error_class == ErrorClass.TRANSIENT.value for o in failed):
-        return [o.fqn for o in failed]
-    return []
+    except Exception as exc:  # noqa: BLE001 - settled per model from the events
+        log("error", f"SQLMesh stopped with an error: {exc}")
+        recorder.record(Aborted(exc))
 
 
 def prepare_environment(
