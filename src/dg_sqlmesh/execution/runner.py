@@ -32,6 +32,7 @@ from dg_sqlmesh.execution.outcomes import (
     transient_failures,
 )
 from dg_sqlmesh.project import ProjectDescription
+from dg_sqlmesh.sqlmesh_compat import cheap_environment_reads
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -207,12 +208,13 @@ def _run_once(
     if not selection:
         return
     try:
-        context.run(
-            resource.environment,
-            select_models=list(selection),
-            no_auto_upstream=True,
-            ignore_cron=resource.ignore_cron,
-        )
+        with cheap_environment_reads(context):
+            context.run(
+                resource.environment,
+                select_models=list(selection),
+                no_auto_upstream=True,
+                ignore_cron=resource.ignore_cron,
+            )
     except Exception as exc:  # noqa: BLE001 - settled per model from the events
         log("error", f"SQLMesh stopped with an error: {exc}")
         recorder.record(Aborted(exc))
