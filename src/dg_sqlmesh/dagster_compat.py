@@ -86,3 +86,30 @@ def executor_modes() -> tuple[Any, Any, Callable[..., Any], Callable[..., Any], 
         ed._core_in_process_executor_creation,
         ed._get_default_executor_requirements,
     )
+
+
+def last_check_evaluations(
+    instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey]
+) -> dict[dg.AssetCheckKey, tuple[str, Any]]:
+    """Each check's latest completed evaluation: ``(run_id, AssetCheckEvaluation)``.
+
+    The event log storage's check history is not on ``DagsterInstance`` (checked against
+    Dagster 1.11 to 1.13). A check whose history cannot be read is left out.
+    """
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    found = {}
+    for key in check_keys:
+        try:
+            history = instance.event_log_storage.get_asset_check_execution_history(
+                key, limit=1, status={Status.SUCCEEDED, Status.FAILED}
+            )
+        except Exception:  # noqa: BLE001 - internal API: report nothing rather than guess
+            continue
+        event = history[0].event if history else None
+        evaluation = getattr(getattr(event, "dagster_event", None), "event_specific_data", None)
+        if evaluation is not None and hasattr(evaluation, "passed"):
+            found[key] = (history[0].run_id, evaluation)
+    return found

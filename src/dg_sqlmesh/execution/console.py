@@ -11,6 +11,7 @@ batch as it happens. ``execution.outcomes`` settles the models' states from them
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -53,6 +54,7 @@ class EventRecorder:
         self.console = _RecordingConsole(self)
         self.notification_target = _AuditFailureTarget(self)
         self.selector = partial(ExactSelector, on_resolved=self._on_selection)
+        self.lines: dict[str, list[list[Any]]] = {}  # fqn -> [level, message, time], all attempts
 
     def reset(self) -> None:
         """Forget everything recorded, before another attempt of the same run."""
@@ -64,6 +66,12 @@ class EventRecorder:
         """Append one event (SQLMesh's run raising is recorded by its caller)."""
         with self._lock:
             self.events.append(event)
+
+    def _model_log(self, fqn: str, level: str, message: str) -> None:
+        """A progress line about one model: to the run log now, and kept for its step."""
+        self._log(level, message)
+        with self._lock:
+            self.lines.setdefault(fqn, []).append([level, message, time.time()])
 
     def _name(self, fqn: str) -> str:
         model = self._models.get(fqn)
@@ -103,13 +111,16 @@ class EventRecorder:
         span = (int(interval[0]), int(interval[1]))
         if duration_ms is None:  # the batch raised; log_failed_models says why
             self.record(BatchFailed(fqn, span, batch_idx))
-            self._log("warning", f"{name}: batch {batch_idx + 1}/{total} {window} failed")
+            self._model_log(
+                fqn, "warning", f"{name}: batch {batch_idx + 1}/{total} {window} failed"
+            )
             return
         self.record(BatchDone(fqn, span, batch_idx, duration_ms))
         audits = ""
         if audits_passed or audits_failed:
             audits = f", audits {audits_passed} passed, {audits_failed} failed"
-        self._log(
+        self._model_log(
+            fqn,
             "info",
             f"{name}: batch {batch_idx + 1}/{total} {window} evaluated in {duration_ms} ms{audits}",
         )
@@ -125,12 +136,14 @@ class EventRecorder:
             # pydantic's), and a warehouse error is not an audit failure.
             self.record(ModelFailed(fqn, cause, isinstance(cause, NodeAuditsErrors)))
             error_class, _ = classify_error(cause)
-            self._log("error", f"{self._name(fqn)} failed ({error_class.value}): {cause}")
+            self._model_log(
+                fqn, "error", f"{self._name(fqn)} failed ({error_class.value}): {cause}"
+            )
 
     def on_skipped(self, fqns: Iterable[str]) -> None:
         for fqn in fqns:
             self.record(Skipped(fqn))
-            self._log("warning", f"{self._name(fqn)} skipped: an upstream model failed")
+            self._model_log(fqn, "warning", f"{self._name(fqn)} skipped: an upstream model failed")
 
     def on_audit_failure(self, audit_error: Any) -> None:
         model = getattr(audit_error, "model", None)
@@ -229,7 +242,16 @@ class _RecordingConsole(NoopConsole):
         self._recorder._log("error", f"SQLMesh: {message.strip()}")
 
     def log_status_update(self, message: str) -> None:
-        self._recorder._log("info", f"SQLMesh: {message.strip()}")
+        # "No models are ready to run" is said per pass, even after a pass that evaluated
+        # models; the leader's summary says what was due, once.
+        text = message.strip()
+        if text.startswith("No models are ready to run"):
+            self._recorder._log("debug", f"SQLMesh: {text}")
+            _, _, ready = text.partition("Next run will be ready at ")
+            if ready:
+                self._recorder._log("info", f"SQLMesh: next run will be ready at {ready}")
+            return
+        self._recorder._log("info", f"SQLMesh: {text}")
 
 
 class _AuditFailureTarget:

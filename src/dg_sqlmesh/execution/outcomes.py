@@ -66,6 +66,7 @@ class ModelOutcome:
     failed_upstreams: list[str] = field(default_factory=list)
     detail: str | None = None
     unapplied_change: str | None = None  # the project on disk differs: "new", "changed"...
+    log: list[list[Any]] = field(default_factory=list)  # [level, message, unix time]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

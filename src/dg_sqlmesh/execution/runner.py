@@ -134,6 +134,8 @@ def execute(
     for fqn in selection:
         if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
             merged[fqn] = not_in_environment(fqn, resource.environment)
+    for fqn, outcome in merged.items():
+        outcome.log = recorder.lines.get(fqn, [])
     report.outcomes = merged
     return report
 

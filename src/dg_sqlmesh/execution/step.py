@@ -10,19 +10,18 @@ check results for the audits that ran, and a failure otherwise.
 
 from __future__ import annotations
 
-import hashlib
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh.checks import check_results
-from dg_sqlmesh.dagster_compat import latest_data_version, run_step_keys, selected_asset_keys
-from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.dagster_compat import run_step_keys, selected_asset_keys
+from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.execution.report import report
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 NO_OP = "dagster_sqlmesh/no_op"
@@ -53,7 +52,8 @@ def sqlmesh_step(
     outcome = published.outcomes.get(fqn) or ModelOutcome(
         fqn=fqn, detail="SQLMesh did not report this model"
     )
-    yield from report(context, graph, fqn, outcome)
+    leader = published.leader_step
+    yield from report(context, graph, fqn, outcome, replay=leader != step_key, leader_step=leader)
 
 
 def _materializing_steps(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> set[str]:
@@ -115,6 +115,7 @@ def _lead(
         f"in environment '{resource.environment}'"
     )
     attempts = iter(range(1, 1_000_000))
+    started = time.monotonic()
     try:
         with hold_environment(
             context.instance,
@@ -142,15 +143,25 @@ def _lead(
     for changed, change in report.unapplied_changes.items():
         if changed in report.outcomes:
             report.outcomes[changed].unapplied_change = change
-    return coordinator.publish(step_key, report.outcomes, summary=_summary(report.outcomes))
+    summary = _summary(report.outcomes, time.monotonic() - started)
+    context.log.info(summary)
+    return coordinator.publish(step_key, report.outcomes, summary=summary)
 
 
-def _summary(outcomes: dict[str, ModelOutcome]) -> str:
+def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:
     counts: dict[str, int] = {}
     for outcome in outcomes.values():
         counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
+    if outcomes and set(counts) == {ModelState.UP_TO_DATE.value}:
+        return (
+            f"Nothing was due: the {len(outcomes)} selected model(s) are up to date; SQLMesh "
+            f"evaluated nothing ({seconds:.1f} s)"
+        )
     states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    return f"SQLMesh executed for {len(outcomes)} model(s): {states or 'nothing selected'}"
+    return (
+        f"Executed SQLMesh for {len(outcomes)} model(s) in {seconds:.1f} s: "
+        f"{states or 'nothing selected'}"
+    )
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -180,82 +191,3 @@ def _logger(context: dg.AssetExecutionContext):  # noqa: ANN202
         getattr(log, level if level in {"info", "warning", "error", "debug"} else "info")(message)
 
     return emit
-
-
-def report(
-    context: dg.AssetExecutionContext,
-    graph: SQLMeshAssetGraph,
-    fqn: str,
-    outcome: ModelOutcome,
-) -> Iterator[Any]:
-    """Turn one model's outcome into Dagster events, never claiming more than happened."""
-    model = graph.model(fqn)
-    key = graph.specs[fqn].key
-    checks = check_results(graph.check_specs.get(fqn, []), outcome.audits)
-    metadata = _metadata(outcome)
-
-    if outcome.state is ModelState.MATERIALIZED:
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata=metadata,
-            check_results=checks,
-            data_version=dg.DataVersion(_data_version(model.data_hash, outcome, context.run_id)),
-        )
-        return
-    if outcome.state is ModelState.UP_TO_DATE:
-        previous = latest_data_version(context.instance, key)
-        yield dg.MaterializeResult(
-            asset_key=key,
-            metadata=metadata,
-            data_version=dg.DataVersion(previous) if previous else None,
-        )
-        return
-
-    yield from checks  # a failed blocking audit is shown, without a materialization
-    reason = outcome.error or outcome.detail or "SQLMesh did not evaluate this model"
-    if outcome.state is ModelState.AUDIT_FAILED:
-        failed = [a.name for a in outcome.audits if not a.passed and a.blocking]
-        reason = f"blocking audit(s) {', '.join(failed) or '?'} failed: {outcome.error}"
-    raise SQLMeshRunFailure(
-        description=f"{model.name}: {reason}",
-        metadata=metadata,
-        allow_retries=False,
-    )
-
-
-def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "sqlmesh/state": outcome.state.value,
-        NO_OP: outcome.state is ModelState.UP_TO_DATE,
-    }
-    if outcome.intervals:
-        metadata["sqlmesh/intervals"] = [
-            f"[{_iso(start)}, {_iso(end)})" for start, end in outcome.intervals
-        ]
-        metadata["sqlmesh/interval_start"] = _iso(min(s for s, _ in outcome.intervals))
-        metadata["sqlmesh/interval_end"] = _iso(max(e for _, e in outcome.intervals))
-        metadata["sqlmesh/batches"] = outcome.batches
-        metadata["sqlmesh/duration_ms"] = outcome.duration_ms
-    if outcome.detail:
-        metadata["sqlmesh/detail"] = outcome.detail.strip()
-    if outcome.error_class:
-        metadata["sqlmesh/error_class"] = outcome.error_class
-        metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
-        metadata["sqlmesh/retryable"] = outcome.error_class == ErrorClass.TRANSIENT.value
-    if outcome.unapplied_change:
-        metadata["sqlmesh/unapplied_change"] = (
-            f"{outcome.unapplied_change} on disk, not yet in the environment: this run "
-            "executed the environment's version"
-        )
-    if outcome.failed_upstreams:
-        metadata["sqlmesh/failed_upstreams"] = outcome.failed_upstreams
-    return metadata
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
-
-
-def _data_version(data_hash: str | None, outcome: ModelOutcome, run_id: str) -> str:
-    digest = hashlib.sha1(f"{data_hash}|{outcome.intervals}|{run_id}".encode())
-    return digest.hexdigest()[:24]

@@ -1,0 +1,168 @@
+"""One model's outcome as Dagster events, never claiming more than happened.
+
+* evaluated: a materialization (intervals, batches, duration) with its audits' results;
+* up to date: a materialization marked ``dagster_sqlmesh/no_op`` keeping the previous data
+  version, and the model's last real audit results carried over (nothing was audited
+  again because nothing changed), so the asset's checks stay current instead of turning
+  grey;
+* anything else: the failed checks (a blocking audit), then a failed step saying why.
+
+A step other than the leader first replays its model's SQLMesh log lines, so each step's
+log shows its own model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from dg_sqlmesh.checks import check_results
+from dg_sqlmesh.dagster_compat import last_check_evaluations, latest_data_version
+from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.specs import SQLMeshAssetGraph
+
+NO_OP = "dagster_sqlmesh/no_op"
+CARRIED_OVER = "dg_sqlmesh/carried_over_from_run"
+
+
+def report(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    outcome: ModelOutcome,
+    *,
+    replay: bool = False,
+    leader_step: str | None = None,
+) -> Iterator[Any]:
+    """Turn one model's outcome into Dagster events, never claiming more than happened.
+
+    With ``replay``, the model's SQLMesh log lines (written live by ``leader_step``) are
+    repeated in this step's log first.
+    """
+    if replay:
+        _replay(context, outcome, leader_step)
+    model = graph.model(fqn)
+    key = graph.specs[fqn].key
+    checks = check_results(graph.check_specs.get(fqn, []), outcome.audits)
+    metadata = _metadata(outcome)
+
+    if outcome.state is ModelState.MATERIALIZED:
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=metadata,
+            check_results=checks,
+            data_version=dg.DataVersion(_data_version(model.data_hash, outcome, context.run_id)),
+        )
+        return
+    if outcome.state is ModelState.UP_TO_DATE:
+        previous = latest_data_version(context.instance, key)
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=metadata,
+            check_results=_carried_over(context.instance, graph.check_specs.get(fqn, [])),
+            data_version=dg.DataVersion(previous) if previous else None,
+        )
+        return
+
+    yield from checks  # a failed blocking audit is shown, without a materialization
+    reason = outcome.error or outcome.detail or "SQLMesh did not evaluate this model"
+    if outcome.state is ModelState.AUDIT_FAILED:
+        failed = [a.name for a in outcome.audits if not a.passed and a.blocking]
+        reason = f"blocking audit(s) {', '.join(failed) or '?'} failed: {outcome.error}"
+    raise SQLMeshRunFailure(
+        description=f"{model.name}: {reason}",
+        metadata=metadata,
+        allow_retries=False,
+    )
+
+
+def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "sqlmesh/state": outcome.state.value,
+        NO_OP: outcome.state is ModelState.UP_TO_DATE,
+    }
+    if outcome.intervals:
+        metadata["sqlmesh/intervals"] = [
+            f"[{_iso(start)}, {_iso(end)})" for start, end in outcome.intervals
+        ]
+        metadata["sqlmesh/interval_start"] = _iso(min(s for s, _ in outcome.intervals))
+        metadata["sqlmesh/interval_end"] = _iso(max(e for _, e in outcome.intervals))
+        metadata["sqlmesh/batches"] = outcome.batches
+        metadata["sqlmesh/duration_ms"] = outcome.duration_ms
+    if outcome.detail:
+        metadata["sqlmesh/detail"] = outcome.detail.strip()
+    if outcome.error_class:
+        metadata["sqlmesh/error_class"] = outcome.error_class
+        metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
+        metadata["sqlmesh/retryable"] = outcome.error_class == ErrorClass.TRANSIENT.value
+    if outcome.unapplied_change:
+        metadata["sqlmesh/unapplied_change"] = (
+            f"{outcome.unapplied_change} on disk, not yet in the environment: this run "
+            "executed the environment's version"
+        )
+    if outcome.failed_upstreams:
+        metadata["sqlmesh/failed_upstreams"] = outcome.failed_upstreams
+    return metadata
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def _data_version(data_hash: str | None, outcome: ModelOutcome, run_id: str) -> str:
+    digest = hashlib.sha1(f"{data_hash}|{outcome.intervals}|{run_id}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _replay(
+    context: dg.AssetExecutionContext, outcome: ModelOutcome, leader_step: str | None
+) -> None:
+    for level, message, at in outcome.log:
+        when = datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
+        text = f"{message} (at {when}, in step '{leader_step}', which executed SQLMesh)"
+        getattr(context.log, level if level in {"info", "warning", "error"} else "info")(text)
+
+
+def _carried_over(
+    instance: dg.DagsterInstance, specs: list[dg.AssetCheckSpec]
+) -> list[dg.AssetCheckResult]:
+    """The model's last real audit results, for a run where nothing was due.
+
+    SQLMesh audits a model when it evaluates it; nothing was evaluated, so the data those
+    results describe is unchanged. Each is marked with the run it comes from. A failed
+    blocking result is not carried (it would fail this step for an audit not run here),
+    and a check that never ran reports nothing.
+    """
+    if not specs:
+        return []
+    last = last_check_evaluations(instance, [spec.key for spec in specs])
+    results = []
+    for spec in specs:
+        found = last.get(spec.key)
+        if found is None:
+            continue
+        run_id, evaluation = found
+        if not evaluation.passed and spec.blocking:
+            continue
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=evaluation.passed,
+                severity=evaluation.severity,
+                metadata={
+                    **{k: v for k, v in evaluation.metadata.items() if k != CARRIED_OVER},
+                    CARRIED_OVER: run_id,
+                    "dg_sqlmesh/note": (
+                        "nothing was due: SQLMesh evaluated and audited nothing in this run, "
+                        "so the result of the audit in that run stands"
+                    ),
+                },
+            )
+        )
+    return results

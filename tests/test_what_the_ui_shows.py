@@ -1,0 +1,68 @@
+"""What the Dagster UI shows after a run is what SQLMesh did: a run where nothing was due,
+and each step's log."""
+
+from __future__ import annotations
+
+import logging
+
+import dagster as dg
+from helpers.harness import check_evaluations, materialized, run_in_process
+
+from dg_sqlmesh.execution.report import CARRIED_OVER
+
+
+def _logs(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str | None, str]]:
+    """(step key, message) of the run's log lines at INFO and above."""
+    return [
+        (r.step_key, r.user_message)
+        for r in instance.all_logs(run_id)
+        if r.user_message and r.level >= logging.INFO
+    ]
+
+
+def test_a_run_where_nothing_was_due_keeps_the_last_check_results_current(planned_shop, instance):
+    first = run_in_process(planned_shop, instance)
+    assert first.success
+    again = run_in_process(planned_shop, instance)
+    assert again.success
+
+    shown = materialized(instance, again.run_id)
+    assert shown and all(m["dagster_sqlmesh/no_op"] is True for m in shown.values())
+    assert {m["sqlmesh/state"] for m in shown.values()} == {"up_to_date"}
+    before = check_evaluations(instance, first.run_id)
+    after = check_evaluations(instance, again.run_id)
+    assert set(after) == set(before)  # every check still has a current result
+    for key, result in after.items():
+        assert result["passed"] == before[key]["passed"], key
+        assert result["metadata"][CARRIED_OVER] == first.run_id, key
+    # the latest completed execution of each check is this run's, so none shows grey
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey.from_user_string(a), c) for a, c in after]
+    )
+    assert {r.run_id for r in latest.values()} == {again.run_id}
+    assert {r.status.value for r in latest.values()} == {"SUCCEEDED"}
+
+    messages = [m for _, m in _logs(instance, again.run_id)]
+    assert not [m for m in messages if "did not yield" in m or "emitted no result" in m]
+    assert len([m for m in messages if m.startswith("Nothing was due")]) == 1
+    assert not [m for m in messages if "No models are ready to run" in m]
+
+
+def test_each_step_log_shows_its_own_models_sqlmesh_lines(planned_shop, instance):
+    result = run_in_process(planned_shop, instance)
+    assert result.success
+    by_step: dict[str | None, list[str]] = {}
+    for step, message in _logs(instance, result.run_id):
+        by_step.setdefault(step, []).append(message)
+    (leader,) = [
+        s for s, ms in by_step.items() if any(m.startswith("Executed SQLMesh") for m in ms)
+    ]
+    assert any("12 model(s) in" in m for m in by_step[leader])
+    followers = [s for s in by_step if s and s != leader and s.startswith("shop__")]
+    assert len(followers) == 11
+    for step in followers:
+        table = step.split("__")[-1]
+        own = [m for m in by_step[step] if ": batch " in m]
+        assert own, (step, by_step[step])
+        assert all(f".{table}: batch " in m for m in own), own  # its own model's lines only
+        assert all(f"in step '{leader}', which executed SQLMesh" in m for m in own)
