@@ -181,6 +181,21 @@ def _leader(instance, run_id: str) -> str | None:  # noqa: ANN001
     return executions[0]["step"] if executions else None
 
 
+def _instance(home: str, storage: dict | None):  # noqa: ANN202
+    """A test instance in ``home``; with ``storage`` (a dagster.yaml ``storage:`` section,
+    e.g. PostgreSQL) its run, event log and schedule storage live there instead."""
+    import dagster as dg
+
+    return dg.instance_for_test(temp_dir=home, overrides={"storage": storage} if storage else None)
+
+
+def _trivial_models(args: dict) -> list:
+    """[[name, [parents]], ...]: from a JSON file (large projects exceed argv's limits)."""
+    if "trivial_models_file" in args:
+        return json.loads(Path(args["trivial_models_file"]).read_text())
+    return json.loads(args["trivial_models"])
+
+
 def _materializations(instance, run_id: str) -> int:  # noqa: ANN001
     import dagster as dg
 
@@ -189,7 +204,7 @@ def _materializations(instance, run_id: str) -> int:  # noqa: ANN001
 
 def dagster_run(args: dict) -> dict:
     """``sqlmesh_job`` in process: definitions (cached description) + execute_in_process."""
-    import dagster as dg
+    import dagster  # noqa: F401 - imported before the timer, as on the other sides
     import sqlmesh  # noqa: F401 - the leader step needs it; excluded like on the other side
 
     import dg_sqlmesh
@@ -197,7 +212,8 @@ def dagster_run(args: dict) -> dict:
 
     project = Path(args["project"])
     profile = args.get("profile")
-    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+    storage = args.get("storage")
+    with tempfile.TemporaryDirectory() as home, _instance(home, storage) as instance:
         profiler = _profiler(profile)
         start = _clock()
         defs = dg_sqlmesh.sqlmesh_definitions_factory(project_dir=str(project))
@@ -254,10 +270,11 @@ def _trivial_definitions(models: list, n_checks: int):  # noqa: ANN202
 
 def dagster_floor(args: dict) -> dict:
     """The Dagster floor: the trivial job in process on the same kind of instance."""
-    import dagster as dg
+    import dagster  # noqa: F401 - imported before the timer, as on the other sides
 
-    models = json.loads(args["trivial_models"])
-    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+    models = _trivial_models(args)
+    storage = args.get("storage")
+    with tempfile.TemporaryDirectory() as home, _instance(home, storage) as instance:
         start = _clock()
         defs = _trivial_definitions(models, args["checks"])
         job = defs.resolve_job_def("trivial_job")
@@ -272,6 +289,17 @@ def dagster_floor(args: dict) -> dict:
         "materialized": materialized,
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
+def load_floor(args: dict) -> dict:
+    """The load floor: import dagster and build the trivial definitions (N assets with the
+    project's dependencies and checks, and a job over all of them), as our cached load
+    builds ours. ``run.py`` times this whole process, interpreter start included."""
+    import dagster  # noqa: F401
+
+    models = _trivial_models(args)
+    defs = _trivial_definitions(models, args["checks"])
+    return {"assets": len(defs.assets or [])}
 
 
 # --- multiprocess run -----------------------------------------------------------------
@@ -399,6 +427,7 @@ KINDS = {
     "sqlmesh_run": sqlmesh_run,
     "dagster_run": dagster_run,
     "dagster_floor": dagster_floor,
+    "load_floor": load_floor,
     "multiprocess": multiprocess,
     "ui_run": ui_run,
 }
