@@ -185,8 +185,8 @@ def test_models_removed_from_disk_after_loading(generated, instance):
     removed = ", ".join(f"{name} (removed)" for name in names)
     assert (
         f"The project on disk differs from environment 'prod' for {removed}. This run executes "
-        "what the environment holds; apply a plan (`sqlmesh plan prod`) to run the new "
-        "definitions."
+        f"what the environment holds; apply a plan (`sqlmesh -p {root} plan prod`) to run the "
+        "new definitions."
     ) in messages
     shown = materialized(instance, result.run_id)
     assert {m["sqlmesh/unapplied_change"] for m in shown.values()} == {

@@ -104,7 +104,10 @@ def print_outcomes(instance, run_id: str, defs) -> None:
         else:
             step = "__".join(key.path)
             reason = failures.get(step, "not run (upstream failed)")
-            print(f"  {name:45} NOT materialized: {reason.splitlines()[0][:120]}")
+            first, *rest = reason.strip().splitlines() or [""]
+            print(f"  {name:45} NOT materialized: {first}")
+            for line in rest[:20]:  # the whole reason, indented under the model
+                print(f"  {'':45}   {line}")
 
 
 if __name__ == "__main__":

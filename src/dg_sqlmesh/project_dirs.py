@@ -40,8 +40,9 @@ def resolve_project_dir(project_dir: str | Path) -> Path:
     """
     path = Path(project_dir).expanduser()
     if not path.exists():
+        resolved = "" if path.is_absolute() else f" (relative to {Path.cwd()}, where this runs)"
         raise SQLMeshDefinitionError(
-            f"SQLMesh project folder '{path}' does not exist. "
+            f"SQLMesh project folder '{path}'{resolved} does not exist. "
             f"Pass project_dir= the folder that holds the project's config ({_CONFIG_NAMES})."
         )
     if not path.is_dir():

@@ -346,13 +346,13 @@ def retry_could_not_start(
     return merged
 
 
-def not_in_environment(fqn: str, environment: str) -> ModelOutcome:
+def not_in_environment(fqn: str, environment: str, project_dir: str = "<project>") -> ModelOutcome:
     """A selected model the environment does not hold: never "up to date"."""
     return ModelOutcome(
         fqn=fqn,
         state=ModelState.NOT_RUN,
         detail=(
             f"the model is not in SQLMesh environment '{environment}' yet; "
-            f"apply a plan (`sqlmesh plan {environment}`) to add it"
+            f"apply a plan (`sqlmesh -p {project_dir} plan {environment}`) to add it"
         ),
     )

@@ -133,7 +133,7 @@ def execute(
     retries_exhausted(merged, report.attempts)
     for fqn in selection:
         if fqn not in runnable:  # never claim "up to date" for what SQLMesh cannot run
-            merged[fqn] = not_in_environment(fqn, resource.environment)
+            merged[fqn] = not_in_environment(fqn, resource.environment, description.project_dir)
     for fqn, outcome in merged.items():
         outcome.log = recorder.lines.get(fqn, [])
     report.outcomes = merged
@@ -271,8 +271,8 @@ def prepare_environment(
         log(
             "warning",
             f"The project on disk differs from environment '{name}' for {names}. This run "
-            f"executes what the environment holds; apply a plan (`sqlmesh plan {name}`) "
-            "to run the new definitions.",
+            "executes what the environment holds; apply a plan "
+            f"(`sqlmesh -p {description.project_dir} plan {name}`) to run the new definitions.",
         )
     return changed, False
 
