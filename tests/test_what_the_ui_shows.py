@@ -66,3 +66,33 @@ def test_each_step_log_shows_its_own_models_sqlmesh_lines(planned_shop, instance
         assert own, (step, by_step[step])
         assert all(f".{table}: batch " in m for m in own), own  # its own model's lines only
         assert all(f"in step '{leader}', which executed SQLMesh" in m for m in own)
+
+
+def test_a_change_not_applied_is_not_recorded_as_what_ran(planned_shop, instance):
+    from dg_sqlmesh import sqlmesh_definitions_factory
+
+    key = dg.AssetKey(["shop", "staging", "stg_customers"])
+    first = run_in_process(planned_shop, instance)
+    assert first.success
+    ran = instance.get_latest_materialization_event(key).asset_materialization
+    old_version = ran.tags["dagster/code_version"]
+
+    model = planned_shop / "models" / "staging" / "stg_customers.sql"
+    model.write_text(
+        model.read_text().replace("signed_up_at /*", "1 AS loyalty_tier, signed_up_at /*")
+    )
+    import dg_sqlmesh.resource
+
+    dg_sqlmesh.resource._DESCRIPTIONS.clear()  # definitions reloaded, as a code server would
+    defs = sqlmesh_definitions_factory(project_dir=str(planned_shop))
+    new_version = defs.resolve_assets_def(key).code_versions_by_key[key]
+    assert new_version != old_version  # the definition shows the change on disk
+
+    again = run_in_process(planned_shop, instance, select=[key.to_user_string()])
+    assert again.success
+    latest = instance.get_latest_materialization_event(key).asset_materialization
+    # what ran is the environment's version: Dagster keeps the definition flagged as changed
+    assert latest.tags["dagster/code_version"] == old_version != new_version
+    columns = [c.name for c in latest.metadata["dagster/column_schema"].schema.columns]
+    assert "loyalty_tier" not in columns and "email" in columns
+    assert "not yet in the environment" in latest.metadata["sqlmesh/unapplied_change"].value

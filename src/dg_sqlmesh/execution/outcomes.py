@@ -67,6 +67,8 @@ class ModelOutcome:
     detail: str | None = None
     unapplied_change: str | None = None  # the project on disk differs: "new", "changed"...
     log: list[list[Any]] = field(default_factory=list)  # [level, message, unix time]
+    held_code_version: str | None = None  # the environment's version, when disk differs
+    held_columns: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

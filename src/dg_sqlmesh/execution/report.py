@@ -28,6 +28,7 @@ from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 NO_OP = "dagster_sqlmesh/no_op"
 CARRIED_OVER = "dg_sqlmesh/carried_over_from_run"
+CODE_VERSION_TAG = "dagster/code_version"
 
 
 def report(
@@ -51,10 +52,12 @@ def report(
     checks = check_results(graph.check_specs.get(fqn, []), outcome.audits)
     metadata = _metadata(outcome)
 
+    held = _held_version(graph, fqn, outcome, metadata)
     if outcome.state is ModelState.MATERIALIZED:
         yield dg.MaterializeResult(
             asset_key=key,
             metadata=metadata,
+            tags=held,
             check_results=checks,
             data_version=dg.DataVersion(_data_version(model.data_hash, outcome, context.run_id)),
         )
@@ -64,6 +67,7 @@ def report(
         yield dg.MaterializeResult(
             asset_key=key,
             metadata=metadata,
+            tags=held,
             check_results=_carried_over(context.instance, graph.check_specs.get(fqn, [])),
             data_version=dg.DataVersion(previous) if previous else None,
         )
@@ -117,6 +121,27 @@ def _iso(ms: int) -> str:
 def _data_version(data_hash: str | None, outcome: ModelOutcome, run_id: str) -> str:
     digest = hashlib.sha1(f"{data_hash}|{outcome.intervals}|{run_id}".encode())
     return digest.hexdigest()[:24]
+
+
+def _held_version(
+    graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome, metadata: dict[str, Any]
+) -> dict[str, str] | None:
+    """Describe the version that ran when the project on disk differs from the environment.
+
+    SQLMesh ran the environment's version, so the materialization records that version's
+    code version (Dagster keeps showing the asset's definition as changed until a plan
+    applies it) and that version's columns (the definition's are the disk's). Left alone
+    when a translator chose other code versions than SQLMesh's data hash.
+    """
+    if outcome.held_code_version is None:
+        return None
+    if graph.specs[fqn].code_version != graph.model(fqn).data_hash:
+        return None
+    if outcome.held_columns:
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[dg.TableColumn(name=n, type=t) for n, t in outcome.held_columns.items()]
+        )
+    return {CODE_VERSION_TAG: outcome.held_code_version}
 
 
 def _replay(

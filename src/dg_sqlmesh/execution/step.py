@@ -143,6 +143,10 @@ def _lead(
     for changed, change in report.unapplied_changes.items():
         if changed in report.outcomes:
             report.outcomes[changed].unapplied_change = change
+    for changed, held in report.held.items():
+        if changed in report.outcomes:
+            report.outcomes[changed].held_code_version = held.data_hash
+            report.outcomes[changed].held_columns = held.columns
     summary = _summary(report.outcomes, time.monotonic() - started)
     context.log.info(summary)
     return coordinator.publish(step_key, report.outcomes, summary=summary)

@@ -1,0 +1,179 @@
+"""The environment a run executes: does it exist, does it match the project on disk,
+which version of each model does it hold (that version is what SQLMesh runs), and
+applying a plan when the user allowed it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dg_sqlmesh.errors import SQLMeshEnvironmentError
+from dg_sqlmesh.execution.console import LogFn
+from dg_sqlmesh.project import ProjectDescription
+
+if TYPE_CHECKING:
+    from sqlmesh import Context
+
+    from dg_sqlmesh.resource import SQLMeshResource
+
+PROD = "prod"
+
+
+def environment_models(context: Context, environment: str) -> set[str]:
+    """FQNs of the models promoted in the environment."""
+    promoted = context.state_reader.get_environment(environment)
+    return {s.name for s in getattr(promoted, "snapshots", [])}
+
+
+def prepare_environment(
+    context: Context,
+    resource: SQLMeshResource,
+    description: ProjectDescription,
+    log: LogFn,
+) -> tuple[dict[str, str], bool]:
+    """Check the environment exists and matches the project; plan it if allowed.
+
+    Returns the models whose definition on disk differs from the environment, and
+    whether a plan was applied.
+    """
+    name = resource.environment
+    may_plan = resource.apply_plan and (name.lower() != PROD or resource.allow_prod_plan)
+    environment = context.state_reader.get_environment(name)
+    if environment is None:
+        if not may_plan:
+            raise SQLMeshEnvironmentError(
+                description=(
+                    f"SQLMesh environment '{name}' does not exist in the state of "
+                    f"{description.project_dir} (gateway {description.gateway}). Create it with "
+                    f"`sqlmesh -p {description.project_dir} plan {name}"
+                    + ("` " if name.lower() == PROD else " --include-unmodified` ")
+                    + "or set SQLMeshResource(apply_plan=True"
+                    + (", allow_prod_plan=True" if name.lower() == PROD else "")
+                    + ") to let Dagster apply it."
+                ),
+                allow_retries=False,
+            )
+        log("info", f"Environment '{name}' does not exist: applying a plan to create it")
+        _apply_plan(context, name)
+        return {}, True
+
+    changed = unapplied_changes(context, environment)
+    if changed:
+        models = description.models_by_fqn
+        listed = [
+            f"{models[fqn].name if fqn in models else fqn} ({change})"
+            for fqn, change in changed.items()
+        ]
+        names = ", ".join(listed[:20]) + (
+            f" and {len(listed) - 20} more" if len(listed) > 20 else ""
+        )
+        if may_plan:
+            log("warning", f"Project differs from environment '{name}' ({names}): applying a plan")
+            _apply_plan(context, name)
+            return {}, True
+        log(
+            "warning",
+            f"The project on disk differs from environment '{name}' for {names}. This run "
+            "executes what the environment holds; apply a plan "
+            f"(`sqlmesh -p {description.project_dir} plan {name}`) to run the new definitions.",
+        )
+    return changed, False
+
+
+def warn_stale_upstreams(
+    context: Context,
+    environment: str,
+    description: ProjectDescription,
+    selection: Sequence[str],
+    log: LogFn,
+) -> None:
+    """Warn when a selected model reads an unselected upstream that has missing intervals.
+
+    Dagster's selection is authoritative (SQLMesh is told not to add upstreams), so such a
+    model is evaluated on whatever its upstream holds now. Reading the intervals executes
+    no model SQL; a failure here only costs the warning.
+    """
+    models = description.models_by_fqn
+    selected = set(selection)
+    parents = {
+        parent
+        for fqn in selection
+        for parent in models[fqn].depends_on
+        if parent not in selected and parent in models and not models[parent].is_external
+    }
+    if not parents:
+        return
+    try:
+        missing = context.scheduler(environment).merged_missing_intervals(
+            ignore_cron=True, selected_snapshots=parents
+        )
+    except Exception as exc:  # noqa: BLE001 - the warning is best effort
+        log("debug", f"Could not check upstream intervals: {exc}")
+        return
+    stale = {snapshot.name: len(intervals) for snapshot, intervals in missing.items() if intervals}
+    for fqn in selection:
+        late = [models[p].name for p in models[fqn].depends_on if p in stale]
+        if late:
+            log(
+                "warning",
+                f"{models[fqn].name} reads {', '.join(late)}, which has missing intervals and "
+                "is not selected in this run: it is evaluated on the upstream data as it is now",
+            )
+
+
+def _apply_plan(context: Context, environment: str) -> None:
+    context.plan(
+        environment,
+        auto_apply=True,
+        no_prompts=True,
+        include_unmodified=environment.lower() != PROD,
+    )
+
+
+def unapplied_changes(context: Context, environment: object) -> dict[str, str]:
+    """Models whose definition on disk differs from the environment: fqn -> "new",
+    "changed" or "removed"."""
+    promoted = {s.name: s for s in getattr(environment, "snapshots", [])}
+    changed: dict[str, str] = {}
+    for fqn, model in context.models.items():
+        if model.kind.is_external:
+            continue
+        snapshot = promoted.get(fqn)
+        if snapshot is None:
+            changed[fqn] = "new"
+        elif (
+            snapshot.fingerprint.data_hash != model.data_hash
+            or snapshot.fingerprint.metadata_hash != model.metadata_hash
+        ):
+            changed[fqn] = "changed"
+    changed.update({name: "removed" for name in promoted if name not in context.models})
+    return dict(sorted(changed.items()))
+
+
+@dataclass(frozen=True)
+class HeldVersion:
+    """A model as the environment holds it: what SQLMesh runs, whatever is on disk."""
+
+    data_hash: str
+    columns: dict[str, str]
+
+
+def held_versions(
+    context: Context, environment: str, fqns: Sequence[str]
+) -> dict[str, HeldVersion]:
+    """The environment's version of each of ``fqns`` (models changed on disk only: reading
+    a snapshot decodes it)."""
+    held = context.state_reader.get_environment(environment)
+    infos = [s for s in getattr(held, "snapshots", []) if s.name in set(fqns)]
+    if not infos:
+        return {}
+    found = {}
+    for snapshot in context.state_reader.get_snapshots(infos).values():
+        model: Any = snapshot.model if snapshot.is_model else None
+        columns = {
+            name: kind.sql(dialect=model.dialect)
+            for name, kind in ((model.columns_to_types or {}) if model else {}).items()
+        }
+        found[snapshot.name] = HeldVersion(snapshot.fingerprint.data_hash, columns)
+    return found
