@@ -11,6 +11,7 @@ module-level function so a subclass can reuse it::
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,8 @@ from dg_sqlmesh.project import ModelInfo
 from dg_sqlmesh.tags import TagProperties, is_valid_owner, parse_tags, sanitize_tag_part
 
 _INVALID_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")
+COLUMN_LINEAGE_KEY = "dagster/column_lineage"
+logger = logging.getLogger(__name__)
 
 
 def key_segment(name: str) -> str:
@@ -151,6 +154,33 @@ def default_metadata(model: ModelInfo) -> dict[str, Any]:
     return metadata
 
 
+def default_column_lineage(
+    model: ModelInfo, upstream_keys: Mapping[str, dg.AssetKey]
+) -> dg.TableColumnLineage | None:
+    """The model's column lineage with the asset keys of its upstream models.
+
+    ``upstream_keys`` maps each upstream model's fully qualified name (external models
+    included) to its asset key. None when the model has no known lineage, an upstream
+    has no key, or no column reads an upstream column.
+    """
+    lineage = getattr(model, "column_lineage", None)
+    if not lineage:
+        return None
+    deps_by_column: dict[str, list[dg.TableColumnDep]] = {}
+    for column, deps in lineage.items():
+        if not deps:
+            continue
+        column_deps = []
+        for fqn, upstream_column in deps:
+            key = upstream_keys.get(fqn)
+            if key is None:
+                logger.debug("No column lineage for model %s: no asset key for %s", model.name, fqn)
+                return None
+            column_deps.append(dg.TableColumnDep(asset_key=key, column_name=upstream_column))
+        deps_by_column[column] = column_deps
+    return dg.TableColumnLineage(deps_by_column=deps_by_column) if deps_by_column else None
+
+
 class SQLMeshTranslator:
     """Decides how each SQLMesh model appears in Dagster. Subclass to customise.
 
@@ -200,7 +230,19 @@ class SQLMeshTranslator:
         return default_kinds(model)
 
     def get_metadata(self, model: ModelInfo) -> Mapping[str, Any]:
+        """Definition metadata. A ``dagster/column_lineage`` entry here replaces
+        :meth:`get_column_lineage`'s."""
         return default_metadata(model)
+
+    def get_column_lineage(
+        self, model: ModelInfo, upstream_keys: Mapping[str, dg.AssetKey]
+    ) -> dg.TableColumnLineage | None:
+        """The ``dagster/column_lineage`` metadata; None for none.
+
+        ``upstream_keys``: the final asset key of each upstream model (external ones
+        included) by fully qualified name, as the asset's dependencies name them.
+        """
+        return default_column_lineage(model, upstream_keys)
 
     def get_code_version(self, model: ModelInfo) -> str | None:
         """SQLMesh's data hash of the model: changes exactly when its logic does."""
@@ -231,15 +273,23 @@ class SQLMeshTranslator:
         owners = self.get_owners(model)
         if owners is None:
             owners = list(default_owners) if default_owners else model_owner(model)
+        metadata = dict(self.get_metadata(model))
+        deps = list(deps or ())
+        if COLUMN_LINEAGE_KEY not in metadata and len(deps) == len(model.depends_on):
+            # build_asset_graph passes the dependencies in the order of depends_on
+            upstream_keys = dict(zip(model.depends_on, deps, strict=True))
+            lineage = self.get_column_lineage(model, upstream_keys)
+            if lineage is not None:
+                metadata[COLUMN_LINEAGE_KEY] = lineage
         return dg.AssetSpec(
             key=self.get_asset_key(model),
-            deps=deps or [],
+            deps=deps,
             description=self.get_description(model),
             group_name=self.get_group_name(model) or default_group or key_segment(model.schema),
             owners=owners,
             tags=self.get_tags(model),
             kinds=self.get_kinds(model),
-            metadata=self.get_metadata(model),
+            metadata=metadata,
             code_version=self.get_code_version(model),
             automation_condition=self.get_automation_condition(model),
         )
