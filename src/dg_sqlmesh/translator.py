@@ -181,6 +181,17 @@ def default_column_lineage(
     return dg.TableColumnLineage(deps_by_column=deps_by_column) if deps_by_column else None
 
 
+def default_freshness_policy(model: ModelInfo, from_cron: bool = False) -> Any | None:
+    """A freshness policy from the model's cron when ``from_cron`` or the model's tag
+    ``dagster:freshness:cron`` asks for one (``dagster:freshness:none`` never does)."""
+    tagged = _tag_properties(model).freshness
+    if tagged == "none" or (tagged is None and not from_cron):
+        return None
+    from dg_sqlmesh.freshness import cron_freshness_policy
+
+    return cron_freshness_policy(model)
+
+
 class SQLMeshTranslator:
     """Decides how each SQLMesh model appears in Dagster. Subclass to customise.
 
@@ -189,6 +200,8 @@ class SQLMeshTranslator:
             e.g. ``"raw/{node.schema}/{node.name}"``.
         automation_condition_from_cron: give every model an automation condition that
             follows its SQLMesh cron (see ``dg_sqlmesh.automation``).
+        freshness_from_cron: give every model a freshness policy from its SQLMesh cron
+            (see ``dg_sqlmesh.freshness``).
 
     Example:
         >>> class Prefixed(SQLMeshTranslator):
@@ -200,9 +213,11 @@ class SQLMeshTranslator:
         self,
         external_asset_mapping: str | None = None,
         automation_condition_from_cron: bool = False,
+        freshness_from_cron: bool = False,
     ) -> None:
         self.external_asset_mapping = external_asset_mapping
         self.automation_condition_from_cron = automation_condition_from_cron
+        self.freshness_from_cron = freshness_from_cron
 
     def get_asset_key(self, model: ModelInfo) -> dg.AssetKey:
         """The asset key of a (non-external) model. Default: catalog/schema/table."""
@@ -244,6 +259,11 @@ class SQLMeshTranslator:
         """
         return default_column_lineage(model, upstream_keys)
 
+    def get_freshness_policy(self, model: ModelInfo) -> Any | None:
+        """None by default; a policy from the model's cron with ``freshness_from_cron``
+        or the model tag ``dagster:freshness:cron`` (a Dagster ``FreshnessPolicy``)."""
+        return default_freshness_policy(model, getattr(self, "freshness_from_cron", False))
+
     def get_code_version(self, model: ModelInfo) -> str | None:
         """SQLMesh's data hash of the model: changes exactly when its logic does."""
         return model.data_hash
@@ -281,6 +301,8 @@ class SQLMeshTranslator:
             lineage = self.get_column_lineage(model, upstream_keys)
             if lineage is not None:
                 metadata[COLUMN_LINEAGE_KEY] = lineage
+        freshness = self.get_freshness_policy(model)
+        extra = {} if freshness is None else {"freshness_policy": freshness}
         return dg.AssetSpec(
             key=self.get_asset_key(model),
             deps=deps,
@@ -292,4 +314,5 @@ class SQLMeshTranslator:
             metadata=metadata,
             code_version=self.get_code_version(model),
             automation_condition=self.get_automation_condition(model),
+            **extra,
         )
