@@ -101,14 +101,15 @@ def _policy(cron: str, timezone: str) -> Any:
 
 def _smallest_interval(cron: str, timezone: str) -> timedelta:
     """The smallest gap between two ticks, measured as Dagster measures it when it
-    validates the policy (so the policy never exceeds it, DST included)."""
+    validates the policy, so the policy never exceeds it: in the cron's timezone (DST
+    included, as Dagster 1.12+ checks) and in UTC (as Dagster 1.11 checks)."""
     try:
         from dagster._utils.schedules import get_smallest_cron_interval
     except ImportError:  # pragma: no cover - moved in a later Dagster
         from dg_sqlmesh.schedules import cron_interval
 
-        return cron_interval(cron, timezone)[0]
-    return get_smallest_cron_interval(cron, timezone)
+        return min(cron_interval(cron, timezone)[0], cron_interval(cron)[0])
+    return min(get_smallest_cron_interval(cron, timezone), get_smallest_cron_interval(cron))
 
 
 def with_cron_freshness(translator: SQLMeshTranslator) -> SQLMeshTranslator:
