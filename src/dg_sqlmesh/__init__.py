@@ -20,6 +20,7 @@ from dg_sqlmesh.errors import (
 )
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.executor import sqlmesh_executor
+from dg_sqlmesh.freshness import cron_freshness_policy, with_cron_freshness
 from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.schedules import find_due_models, sqlmesh_adaptive_schedule_factory
@@ -43,6 +44,7 @@ __all__ = [
     "SQLMeshTranslator",
     "classify_error",
     "cron_automation_condition",
+    "cron_freshness_policy",
     "find_due_models",
     "load_project",
     "parse_tags",
@@ -51,4 +53,5 @@ __all__ = [
     "sqlmesh_definitions_factory",
     "sqlmesh_executor",
     "sqlmesh_job",
+    "with_cron_freshness",
 ]

@@ -97,6 +97,9 @@ class ModelInfo:
     rendered_query: str | None = None
     data_hash: str | None = None
     path: str | None = None
+    # Output column -> ((upstream model fqn, upstream column), ...), from the rendered
+    # query; None when it is unknown (Python models, queries that do not resolve).
+    column_lineage: dict[str, tuple[tuple[str, str], ...]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow copies, not ``asdict``: it deep-copies every value, which JSON does
@@ -113,6 +116,12 @@ class ModelInfo:
         values["audits"] = tuple(AuditInfo(**a) for a in values.get("audits", ()))
         for name in ("grain", "tags", "depends_on"):
             values[name] = tuple(values.get(name, ()))
+        lineage = values.get("column_lineage")
+        if lineage is not None:
+            values["column_lineage"] = {
+                column: tuple((fqn, upstream) for fqn, upstream in deps)
+                for column, deps in lineage.items()
+            }
         return cls(**values)
 
 
@@ -359,6 +368,9 @@ def describe_model(
             path = str(Path(model._path).resolve().relative_to(project_dir))
         except ValueError:
             path = str(model._path)
+    rendered_query, column_lineage = (
+        (None, None) if is_external else _query_description(model, copy=copy_queries)
+    )
     return ModelInfo(
         fqn=model.fqn,
         name=model.name,
@@ -384,9 +396,10 @@ def describe_model(
         ),
         depends_on=tuple(sorted(model.depends_on)),
         audits=tuple(describe_audits(model, sql_cache)),  # external models' audits too
-        rendered_query=None if is_external else _rendered_query(model, copy=copy_queries),
+        rendered_query=rendered_query,
         data_hash=None if is_external else model.data_hash,
         path=path,
+        column_lineage=column_lineage,
     )
 
 
@@ -472,14 +485,27 @@ def describe_audits(model: Model, sql_cache: dict[Any, Any] | None = None) -> li
     return audits
 
 
-def _rendered_query(model: Model, *, copy: bool = True) -> str | None:
+def _query_description(
+    model: Model, *, copy: bool = True
+) -> tuple[str | None, dict[str, tuple[tuple[str, str], ...]] | None]:
+    """The model's rendered query as SQL, and the column lineage read from it.
+
+    The query is rendered once; the lineage walk reads it before it is printed (a print
+    without a copy may change the tree).
+    """
+    from dg_sqlmesh.column_lineage import query_column_lineage
+
     if not model.is_sql:
-        return None
+        logger.debug("No column lineage for model %s: not a SQL model", model.name)
+        return None, None
     try:
         query = model.render_query()
     except Exception:  # noqa: BLE001 - metadata only; execution reports real errors
-        return None
-    return None if query is None else query.sql(dialect=model.dialect, pretty=True, copy=copy)
+        return None, None
+    if query is None:
+        return None, None
+    lineage = query_column_lineage(query, model.depends_on, model=model.name)
+    return query.sql(dialect=model.dialect, pretty=True, copy=copy), lineage
 
 
 def load_project(project_dir: ProjectDirs, gateway: str | None = None) -> ProjectDescription:

@@ -9,6 +9,7 @@ tag                           effect
 ``dagster:owner:team:data``   owner ``team:data`` (repeatable; emails too)
 ``dagster:description:...``   asset description (overrides the model's)
 ``dagster:kind:finance``      extra kind shown in the UI (repeatable)
+``dagster:freshness:cron``    freshness policy from the model's cron (``none``: never)
 ``dagster:<key>:<value>``     Dagster tag ``<key>: <value>``
 ``pii`` (plain tag)           Dagster tag ``pii: ""``
 ============================  ===============================================
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
 PREFIX = "dagster"
-RESERVED_PROPERTIES = ("group_name", "owner", "description", "kind")
+RESERVED_PROPERTIES = ("group_name", "owner", "description", "kind", "freshness")
+FRESHNESS_VALUES = ("cron", "none")
 
 _VALID_GROUP = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -41,6 +43,7 @@ class TagProperties:
     description: str | None = None
     kinds: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    freshness: str | None = None  # "cron" or "none"; None: the factory decides
 
 
 def sanitize_tag_part(text: str) -> str:
@@ -74,6 +77,7 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
     description: str | None = None
     owners: list[str] = []
     kinds: list[str] = []
+    freshness: str | None = None
     dagster_tags: dict[str, str] = {}
 
     def fail(tag: str, problem: str, fix: str) -> SQLMeshDefinitionError:
@@ -120,6 +124,15 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
             description = value
         elif prop == "kind":
             kinds.append(value)
+        elif prop == "freshness":
+            if value.lower() not in FRESHNESS_VALUES:
+                raise fail(
+                    tag,
+                    f"'{value}' is not a freshness source",
+                    "Use 'dagster:freshness:cron' (a policy from the model's cron) or "
+                    "'dagster:freshness:none' (no policy).",
+                )
+            freshness = value.lower()
         else:
             near = difflib.get_close_matches(prop, RESERVED_PROPERTIES, n=1, cutoff=0.75)
             if near or prop.lower() in RESERVED_PROPERTIES or prop in {"group", "owners", "kinds"}:
@@ -138,4 +151,5 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
         description=description,
         kinds=tuple(dict.fromkeys(kinds)),
         tags=dagster_tags,
+        freshness=freshness,
     )

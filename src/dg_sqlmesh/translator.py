@@ -11,6 +11,7 @@ module-level function so a subclass can reuse it::
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,6 +24,8 @@ from dg_sqlmesh.project import ModelInfo
 from dg_sqlmesh.tags import TagProperties, is_valid_owner, parse_tags, sanitize_tag_part
 
 _INVALID_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")
+COLUMN_LINEAGE_KEY = "dagster/column_lineage"
+logger = logging.getLogger(__name__)
 
 
 def key_segment(name: str) -> str:
@@ -151,6 +154,44 @@ def default_metadata(model: ModelInfo) -> dict[str, Any]:
     return metadata
 
 
+def default_column_lineage(
+    model: ModelInfo, upstream_keys: Mapping[str, dg.AssetKey]
+) -> dg.TableColumnLineage | None:
+    """The model's column lineage with the asset keys of its upstream models.
+
+    ``upstream_keys`` maps each upstream model's fully qualified name (external models
+    included) to its asset key. None when the model has no known lineage, an upstream
+    has no key, or no column reads an upstream column.
+    """
+    lineage = getattr(model, "column_lineage", None)
+    if not lineage:
+        return None
+    deps_by_column: dict[str, list[dg.TableColumnDep]] = {}
+    for column, deps in lineage.items():
+        if not deps:
+            continue
+        column_deps = []
+        for fqn, upstream_column in deps:
+            key = upstream_keys.get(fqn)
+            if key is None:
+                logger.debug("No column lineage for model %s: no asset key for %s", model.name, fqn)
+                return None
+            column_deps.append(dg.TableColumnDep(asset_key=key, column_name=upstream_column))
+        deps_by_column[column] = column_deps
+    return dg.TableColumnLineage(deps_by_column=deps_by_column) if deps_by_column else None
+
+
+def default_freshness_policy(model: ModelInfo, from_cron: bool = False) -> Any | None:
+    """A freshness policy from the model's cron when ``from_cron`` or the model's tag
+    ``dagster:freshness:cron`` asks for one (``dagster:freshness:none`` never does)."""
+    tagged = _tag_properties(model).freshness
+    if tagged == "none" or (tagged is None and not from_cron):
+        return None
+    from dg_sqlmesh.freshness import cron_freshness_policy
+
+    return cron_freshness_policy(model)
+
+
 class SQLMeshTranslator:
     """Decides how each SQLMesh model appears in Dagster. Subclass to customise.
 
@@ -159,6 +200,8 @@ class SQLMeshTranslator:
             e.g. ``"raw/{node.schema}/{node.name}"``.
         automation_condition_from_cron: give every model an automation condition that
             follows its SQLMesh cron (see ``dg_sqlmesh.automation``).
+        freshness_from_cron: give every model a freshness policy from its SQLMesh cron
+            (see ``dg_sqlmesh.freshness``).
 
     Example:
         >>> class Prefixed(SQLMeshTranslator):
@@ -170,9 +213,11 @@ class SQLMeshTranslator:
         self,
         external_asset_mapping: str | None = None,
         automation_condition_from_cron: bool = False,
+        freshness_from_cron: bool = False,
     ) -> None:
         self.external_asset_mapping = external_asset_mapping
         self.automation_condition_from_cron = automation_condition_from_cron
+        self.freshness_from_cron = freshness_from_cron
 
     def get_asset_key(self, model: ModelInfo) -> dg.AssetKey:
         """The asset key of a (non-external) model. Default: catalog/schema/table."""
@@ -200,7 +245,24 @@ class SQLMeshTranslator:
         return default_kinds(model)
 
     def get_metadata(self, model: ModelInfo) -> Mapping[str, Any]:
+        """Definition metadata. A ``dagster/column_lineage`` entry here replaces
+        :meth:`get_column_lineage`'s."""
         return default_metadata(model)
+
+    def get_column_lineage(
+        self, model: ModelInfo, upstream_keys: Mapping[str, dg.AssetKey]
+    ) -> dg.TableColumnLineage | None:
+        """The ``dagster/column_lineage`` metadata; None for none.
+
+        ``upstream_keys``: the final asset key of each upstream model (external ones
+        included) by fully qualified name, as the asset's dependencies name them.
+        """
+        return default_column_lineage(model, upstream_keys)
+
+    def get_freshness_policy(self, model: ModelInfo) -> Any | None:
+        """None by default; a policy from the model's cron with ``freshness_from_cron``
+        or the model tag ``dagster:freshness:cron`` (a Dagster ``FreshnessPolicy``)."""
+        return default_freshness_policy(model, getattr(self, "freshness_from_cron", False))
 
     def get_code_version(self, model: ModelInfo) -> str | None:
         """SQLMesh's data hash of the model: changes exactly when its logic does."""
@@ -231,15 +293,26 @@ class SQLMeshTranslator:
         owners = self.get_owners(model)
         if owners is None:
             owners = list(default_owners) if default_owners else model_owner(model)
+        metadata = dict(self.get_metadata(model))
+        deps = list(deps or ())
+        if COLUMN_LINEAGE_KEY not in metadata and len(deps) == len(model.depends_on):
+            # build_asset_graph passes the dependencies in the order of depends_on
+            upstream_keys = dict(zip(model.depends_on, deps, strict=True))
+            lineage = self.get_column_lineage(model, upstream_keys)
+            if lineage is not None:
+                metadata[COLUMN_LINEAGE_KEY] = lineage
+        freshness = self.get_freshness_policy(model)
+        extra = {} if freshness is None else {"freshness_policy": freshness}
         return dg.AssetSpec(
             key=self.get_asset_key(model),
-            deps=deps or [],
+            deps=deps,
             description=self.get_description(model),
             group_name=self.get_group_name(model) or default_group or key_segment(model.schema),
             owners=owners,
             tags=self.get_tags(model),
             kinds=self.get_kinds(model),
-            metadata=self.get_metadata(model),
+            metadata=metadata,
             code_version=self.get_code_version(model),
             automation_condition=self.get_automation_condition(model),
+            **extra,
         )

@@ -12,6 +12,7 @@ from dagster.components.resolved.core_models import resolve_asset_spec_update_kw
 from dg_sqlmesh.assets import sqlmesh_definitions_factory
 from dg_sqlmesh.components.scaffolder import SQLMeshProjectScaffolder
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.freshness import with_cron_freshness
 from dg_sqlmesh.project import ModelInfo, resolve_project_dir
 from dg_sqlmesh.translator import SQLMeshTranslator
 
@@ -214,6 +215,15 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
             )
         ),
     ] = False
+    freshness_from_cron: Annotated[
+        bool,
+        dg.Resolver.default(
+            description=(
+                "Give each asset a freshness policy from its model's cron: overdue when an "
+                "interval elapsed and was not filled by the next tick."
+            )
+        ),
+    ] = False
     apply_plan: Annotated[
         bool,
         dg.Resolver.default(
@@ -260,6 +270,8 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """What :func:`~dg_sqlmesh.sqlmesh_definitions_factory` returns for the attributes."""
         translator = self.get_translator()
+        if self.freshness_from_cron:
+            translator = with_cron_freshness(translator)
         if self.translation is not None:
             translator = with_translation(translator, self.translation)
         return sqlmesh_definitions_factory(
