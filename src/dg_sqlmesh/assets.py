@@ -9,6 +9,7 @@ import dagster as dg
 
 from dg_sqlmesh.execution.step import sqlmesh_step
 from dg_sqlmesh.executor import sqlmesh_executor
+from dg_sqlmesh.freshness import with_cron_freshness
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translator import SQLMeshTranslator
@@ -87,6 +88,7 @@ def sqlmesh_assets_factory(
     owners: Sequence[str] | None = None,
     automation_from_cron: bool = False,
     pool: str | bool = True,
+    freshness_from_cron: bool = False,
 ) -> list[dg.AssetsDefinition]:
     """Asset definitions for every model of a SQLMesh project, one asset per model.
 
@@ -95,9 +97,11 @@ def sqlmesh_assets_factory(
     ``sqlmesh`` (a :class:`SQLMeshResource`) and ``sqlmesh_results``. With
     ``automation_from_cron`` every asset gets an automation condition following its
     model's SQLMesh cron (``dg_sqlmesh.automation.cron_automation_condition``).
-    Every op is in the Dagster pool ``pool`` (``True``: ``sqlmesh_<environment>``;
-    ``False``: none); a limit of 1 on it with ``concurrency: pools: granularity: run``
-    makes Dagster queue a second run of the environment (see the README).
+    With ``freshness_from_cron`` every asset gets a freshness policy from its model's cron
+    (``dg_sqlmesh.freshness``). Every op is in the Dagster pool ``pool`` (``True``:
+    ``sqlmesh_<environment>``; ``False``: none); a limit of 1 on it with
+    ``concurrency: pools: granularity: run`` makes Dagster queue a second run of the
+    environment (see the README).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
@@ -108,6 +112,8 @@ def sqlmesh_assets_factory(
         from dg_sqlmesh.automation import with_cron_automation
 
         resolved = with_cron_automation(resolved)
+    if freshness_from_cron:
+        resolved = with_cron_freshness(resolved)
     graph = build_asset_graph(
         sqlmesh_resource.describe(),
         resolved,
@@ -163,6 +169,7 @@ def sqlmesh_definitions_factory(
     cache_dir: str | None = None,
     pool: str | bool = True,
     executor: dg.ExecutorDefinition | None = sqlmesh_executor,
+    freshness_from_cron: bool = False,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
 
@@ -215,6 +222,7 @@ def sqlmesh_definitions_factory(
         owners=owners,
         automation_from_cron=automation_from_cron,
         pool=pool,
+        freshness_from_cron=freshness_from_cron,
     )
     job = sqlmesh_job(assets, environment=environment)
     schedules = []
