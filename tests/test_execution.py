@@ -112,16 +112,22 @@ def test_thirty_models_multiprocess_all_data_there(generated, instance):
         assert query(db, f"SELECT COUNT(*) FROM {schema}.{table}")[0][0] > 0, m["name"]
 
 
-def test_nothing_due_is_a_no_op_without_checks(generated, instance):
+def test_nothing_due_is_a_no_op_that_audits_nothing_again(generated, instance):
     project = generated(N)
-    assert run_in_process(project, instance).success
+    first = run_in_process(project, instance)
+    assert first.success
     second = run_in_process(project, instance)
     assert second.success
     shown = materialized(instance, second.run_id)
     assert len(shown) == N
     assert all(m["sqlmesh/state"] == "up_to_date" for m in shown.values())
     assert all(m["dagster_sqlmesh/no_op"] is True for m in shown.values())
-    assert check_evaluations(instance, second.run_id) == {}
+    # no audit ran: each check shows the first run's result, marked as carried over from it
+    carried = check_evaluations(instance, second.run_id)
+    assert set(carried) == set(check_evaluations(instance, first.run_id))
+    assert {c["metadata"]["dg_sqlmesh/carried_over_from_run"] for c in carried.values()} == {
+        first.run_id
+    }
 
 
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
@@ -138,7 +144,12 @@ def test_runtime_failure_stops_downstream_and_keeps_siblings(generated, instance
     failures = step_failures(instance, result.run_id)
     assert step(failing) in failures
     assert "dg_sqlmesh generated failure" in failures[step(failing)]
-    assert "persistent" in failures[step(failing)] or True
+    classes = {
+        e.step_key: e.step_failure_data.user_failure_data.metadata["sqlmesh/error_class"].value
+        for e in result.all_events
+        if e.is_step_failure and e.step_failure_data.user_failure_data
+    }
+    assert classes[step(failing)] == "persistent"
     shown = assert_honest(instance, result.run_id, db)
     assert key(failing) not in shown
     assert not {key(n) for n in below} & set(shown)
