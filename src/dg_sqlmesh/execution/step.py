@@ -21,6 +21,7 @@ from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.execution.report import report
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
@@ -117,22 +118,25 @@ def _lead(
     attempts = iter(range(1, 1_000_000))
     started = time.monotonic()
     try:
-        with hold_environment(
-            context.instance,
-            context.run_id,
-            environment_id(description.project_dir, description.gateway, resource.environment),
-            description=(
-                f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
-                f"(gateway {description.gateway})"
+        with (
+            hold_environment(
+                context.instance,
+                context.run_id,
+                environment_id(description.project_dir, description.gateway, resource.environment),
+                description=(
+                    f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
+                    f"(gateway {description.gateway})"
+                ),
+                timeout_seconds=resource.environment_lock_timeout,
+                log=_logger(context),
             ),
-            timeout_seconds=resource.environment_lock_timeout,
-            log=_logger(context),
+            live_progress(context.log) as progress,
         ):
             report = execute(
                 resource,
                 description,
                 selection,
-                log=_logger(context),
+                log=progress,
                 on_execution=lambda: coordinator.record_execution(
                     step_key, next(attempts), len(selection)
                 ),
