@@ -7,7 +7,6 @@ The Dagster instance is the default one (SQLite storage, no special dagster.yaml
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -20,20 +19,13 @@ from helpers.reliability import (
     executions_of,
     launch,
     run_in_process,
+    wait_for,
     write_slow_project,
 )
 
 
 def start(days: int) -> str:
     return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def logs(instance, run_id: str) -> list[str]:

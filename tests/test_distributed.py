@@ -27,6 +27,7 @@ from helpers.reliability import (
     executions_of,
     launch,
     run_in_process,
+    wait_for,
     write_slow_project,
 )
 from helpers.split_storage import files_under, split_storage_overrides
@@ -107,14 +108,6 @@ def _start(days: int) -> str:
     return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
 
 
-def _wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_concurrent_runs_on_separate_hosts_execute_one_at_a_time(
     split_instance, tmp_path, monkeypatch
 ):
@@ -146,7 +139,7 @@ def test_concurrent_runs_on_separate_hosts_execute_one_at_a_time(
         )
         for name, select in selections.items()
     }
-    _wait_for(lambda: all(r.ready for r in runs.values()), 180, "the runs to be ready")
+    wait_for(lambda: all(r.ready for r in runs.values()), 180, "the runs to be ready")
     go.touch()
     results = {name: run.wait(timeout=300) for name, run in runs.items()}
     assert all(r["success"] for r in results.values()), {n: r.log_tail() for n, r in runs.items()}
@@ -188,7 +181,7 @@ def test_a_killed_leader_fails_its_followers_promptly_and_the_next_run_completes
         env={BATCH_SECONDS_ENV: "1", MARKER_DIR_ENV: str(markers)},
     )
     try:
-        _wait_for(
+        wait_for(
             lambda: (
                 len(list(markers.glob("events_a-*.started"))) >= 2 or run.process.poll() is not None
             ),

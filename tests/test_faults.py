@@ -30,6 +30,7 @@ from helpers.reliability import (
     postgres_connection,
     run_in_process,
     state_intervals,
+    wait_for,
     write_slow_project,
 )
 from pg_server import PostgresServer, postgres_available
@@ -41,14 +42,6 @@ DAYS = 10
 def start_date(days: int) -> datetime:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return today - timedelta(days=days)
-
-
-def wait_for(condition, timeout: float, what: str, poll: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(poll)
 
 
 def day_counts(rows) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +117,7 @@ class SQLMeshResultsResource(dg.ConfigurableResource):
         self,
         instance: dg.DagsterInstance,
         run: dg.DagsterRun,
-        sqlmesh_steps: Collection[str],
+        sqlmesh_steps: Collection[str] | Callable[[], Collection[str]],
     ) -> RunCoordinator:
         """The coordinator of ``run``, whose SQLMesh steps are ``sqlmesh_steps``."""
         from dg_sqlmesh.execution.coordinator import RunCoordinator

@@ -37,6 +37,16 @@ MARKER_DIR_ENV = "DG_SQLMESH_MARKER_DIR"  # where models touch '<model>.started'
 
 ROWS_PER_DAY = 3
 
+
+def wait_for(condition, timeout: float, what: str, poll: float = 0.05) -> None:  # noqa: ANN001
+    """Poll ``condition`` until it holds, or fail after ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(poll)
+
+
 # --------------------------------------------------------------------------- the project
 
 _EVENTS_MODEL = """\

@@ -24,6 +24,7 @@ the order the event log gives it.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -81,19 +82,25 @@ class RunCoordinator:
     Args:
         instance: the Dagster instance of the run (any storage: SQLite, PostgreSQL).
         run: the run.
-        sqlmesh_steps: the step keys of the run that materialize SQLMesh models; the
-            leader is one of them.
+        sqlmesh_steps: the step keys of the run that materialize SQLMesh models (the
+            leader is one of them), or a function computing them, called only when an
+            election needs them (steps served from :meth:`local` never do).
     """
 
     def __init__(
         self,
         instance: dg.DagsterInstance,
         run: dg.DagsterRun,
-        sqlmesh_steps: Collection[str],
+        sqlmesh_steps: Collection[str] | Callable[[], Collection[str]],
     ) -> None:
         self.instance = instance
         self.run = run
-        self.sqlmesh_steps = frozenset(sqlmesh_steps)
+        self._steps = sqlmesh_steps
+
+    @functools.cached_property
+    def sqlmesh_steps(self) -> frozenset[str]:
+        steps = self._steps() if callable(self._steps) else self._steps
+        return frozenset(steps)
 
     @property
     def run_id(self) -> str:

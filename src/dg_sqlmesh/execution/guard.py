@@ -135,12 +135,18 @@ def _other_holder(
     return None
 
 
-def _is_dead(run: dg.DagsterRun) -> bool:
-    """A holder on this host whose process is gone (a killed run keeps its tags)."""
+def _holder(run: dg.DagsterRun) -> dict:
+    """The holder a run's tag names: ``{"pid", "host", "since"}``, or ``{}``."""
     try:
         holder = json.loads(run.tags.get(HOLDER_TAG) or "{}")
     except ValueError:
-        return False
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _is_dead(run: dg.DagsterRun) -> bool:
+    """A holder on this host whose process is gone (a killed run keeps its tags)."""
+    holder = _holder(run)
     if holder.get("host") != socket.gethostname() or not holder.get("pid"):
         return False
     try:
@@ -153,10 +159,7 @@ def _is_dead(run: dg.DagsterRun) -> bool:
 
 
 def _holder_text(run: dg.DagsterRun) -> str:
-    try:
-        holder = json.loads(run.tags.get(HOLDER_TAG) or "{}")
-    except ValueError:
-        holder = {}
+    holder = _holder(run)
     if not holder:
         return "status " + run.status.value
     return f"pid {holder.get('pid')} on {holder.get('host')}"

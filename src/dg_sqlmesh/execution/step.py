@@ -36,7 +36,7 @@ def sqlmesh_step(
         raise _checks_without_asset(graph, fqn)
     step_key = graph.op_names[fqn]
     coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(
-        context.instance, context.run, _materializing_steps(context, graph)
+        context.instance, context.run, lambda: _materializing_steps(context, graph)
     )
     published = coordinator.local()
     if published is None:
