@@ -7,19 +7,13 @@ from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, NO_RUN_RETRY_TAGS
 from dg_sqlmesh.execution.step import sqlmesh_step
 from dg_sqlmesh.executor import sqlmesh_executor
 from dg_sqlmesh.freshness import with_cron_freshness
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translator import SQLMeshTranslator
-
-JOB_NAME = "sqlmesh_job"
-
-# Persistent failures must never be retried blindly: a failed step does not make
-# Dagster's run-retry daemon re-launch the run (transient errors are retried inside
-# the run's SQLMesh execution instead, with backoff).
-NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
 
 # For runs that choose the multiprocess executor: every step is a process that imports
 # Dagster and SQLMesh; forking them from a server that has imported both already makes a
@@ -141,7 +135,7 @@ def sqlmesh_job(
     keys = [key for a in assets for key in a.keys]
     tags = dict(NO_RUN_RETRY_TAGS)
     if environment:
-        tags["dg_sqlmesh/environment"] = environment
+        tags[ENVIRONMENT_TAG] = environment
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(*keys),

@@ -22,7 +22,13 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from dg_sqlmesh.assets import JOB_NAME
+from dg_sqlmesh.constants import (
+    ENVIRONMENT_TAG,
+    JOB_NAME,
+    PROD,
+    SCHEDULE_TAG,
+    SCHEDULED_TIME_TAG,
+)
 from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
 from dg_sqlmesh.project import ModelInfo, load_config
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
@@ -32,10 +38,6 @@ if TYPE_CHECKING:
     from sqlmesh import Context
 
     from dg_sqlmesh.resource import SQLMeshResource
-
-SCHEDULE_TAG = "dg_sqlmesh/schedule"
-ENVIRONMENT_TAG = "dg_sqlmesh/environment"
-SCHEDULED_TIME_TAG = "dg_sqlmesh/scheduled_time"
 
 # Runs that may still execute SQLMesh: a tick waits for them rather than overlap.
 ACTIVE_RUN_STATUSES = [
@@ -199,7 +201,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
     execution_time = _utc(execution_time or datetime.now(UTC))
     description = resource.describe()
     environment = resource.environment
-    may_plan = resource.apply_plan and (environment.lower() != "prod" or resource.allow_prod_plan)
+    may_plan = resource.apply_plan and (environment.lower() != PROD or resource.allow_prod_plan)
     runnable = [m.fqn for m in description.models if not m.is_external]
 
     context = _state_context(resource)
@@ -221,7 +223,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
                 f"SQLMesh environment '{environment}' does not exist in the state of {where}. "
                 f"Create it with `sqlmesh -p {description.project_dir} plan {environment}`, or "
                 "let Dagster plan it with SQLMeshResource(apply_plan=True"
-                + (", allow_prod_plan=True" if environment.lower() == "prod" else "")
+                + (", allow_prod_plan=True" if environment.lower() == PROD else "")
                 + ")."
             ),
         )

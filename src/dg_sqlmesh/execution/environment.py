@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.errors import SQLMeshEnvironmentError
 from dg_sqlmesh.execution.console import LogFn
 from dg_sqlmesh.project import ProjectDescription
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
     from sqlmesh import Context
 
     from dg_sqlmesh.resource import SQLMeshResource
-
-PROD = "prod"
 
 
 def environment_models(context: Context, environment: str) -> set[str]:

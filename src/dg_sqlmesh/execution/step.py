@@ -25,8 +25,6 @@ from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.execution.report import report
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
-NO_OP = "dagster_sqlmesh/no_op"
-
 
 def sqlmesh_step(
     context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
