@@ -20,12 +20,12 @@ from dg_sqlmesh.errors import (
 )
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.executor import sqlmesh_executor
-from dg_sqlmesh.freshness import cron_freshness_policy, with_cron_freshness
+from dg_sqlmesh.freshness import cron_freshness_policy
 from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.schedules import find_due_models, sqlmesh_adaptive_schedule_factory
 from dg_sqlmesh.tags import parse_tags
-from dg_sqlmesh.translator import SQLMeshTranslator
+from dg_sqlmesh.translator import SQLMeshTranslator, with_cron_freshness
 
 __version__ = "0.1.0"
 

@@ -8,12 +8,14 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, NO_RUN_RETRY_TAGS
+from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.execution.step import sqlmesh_step
 from dg_sqlmesh.executor import sqlmesh_executor
-from dg_sqlmesh.freshness import with_cron_freshness
+from dg_sqlmesh.project_dirs import split_project_dirs
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
+from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
-from dg_sqlmesh.translator import SQLMeshTranslator
+from dg_sqlmesh.translator import SQLMeshTranslator, with_cron_automation, with_cron_freshness
 
 # For runs that choose the multiprocess executor: every step is a process that imports
 # Dagster and SQLMesh; forking them from a server that has imported both already makes a
@@ -103,8 +105,6 @@ def sqlmesh_assets_factory(
     """
     resolved = resolve_translator(translator, external_asset_mapping)
     if automation_from_cron:
-        from dg_sqlmesh.automation import with_cron_automation
-
         resolved = with_cron_automation(resolved)
     if freshness_from_cron:
         resolved = with_cron_freshness(resolved)
@@ -188,15 +188,11 @@ def sqlmesh_definitions_factory(
         ... )
     """
     if enable_schedule and automation_from_cron:
-        from dg_sqlmesh.errors import SQLMeshDefinitionError
-
         raise SQLMeshDefinitionError(
             "enable_schedule and automation_from_cron both run the models on their cron, so "
             "every model would run twice. Pick one: the adaptive schedule "
             "(enable_schedule=True) or per-model automation conditions (automation_from_cron=True)."
         )
-    from dg_sqlmesh.project_dirs import split_project_dirs
-
     first_dir, other_dirs = split_project_dirs(project_dir)
     resource = SQLMeshResource(
         project_dir=first_dir,
@@ -221,8 +217,6 @@ def sqlmesh_definitions_factory(
     job = sqlmesh_job(assets, environment=environment)
     schedules = []
     if enable_schedule:
-        from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
-
         schedules.append(
             sqlmesh_adaptive_schedule_factory(
                 sqlmesh_resource=resource,

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dg_sqlmesh.column_lineage import query_column_lineage
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project_dirs import (  # noqa: F401 - re-exported, imported from here
     CONFIG_FILENAMES,
@@ -493,8 +494,6 @@ def _query_description(
     The query is rendered once; the lineage walk reads it before it is printed (a print
     without a copy may change the tree).
     """
-    from dg_sqlmesh.column_lineage import query_column_lineage
-
     if not model.is_sql:
         logger.debug("No column lineage for model %s: not a SQL model", model.name)
         return None, None

@@ -14,11 +14,10 @@ context, no warehouse connection.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
@@ -29,8 +28,9 @@ from dg_sqlmesh.constants import (
     SCHEDULE_TAG,
     SCHEDULED_TIME_TAG,
 )
+from dg_sqlmesh.cron import finest_cron, listed
 from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
-from dg_sqlmesh.project import ModelInfo, load_config
+from dg_sqlmesh.project import load_config
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translator import SQLMeshTranslator
 
@@ -47,116 +47,6 @@ ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-
-# SQLMesh crons are croniter expressions. Dagster reads the common aliases too; the
-# rare ones are spelled out so the schedule shows a cron every tool understands.
-_CRON_ALIASES = {
-    "@midnight": "@daily",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-_REFERENCE = datetime(2024, 1, 1)  # a fixed start makes the cron comparison deterministic
-_SAMPLES = 64
-
-
-def dagster_cron(cron: str) -> str:
-    """A SQLMesh cron written the way Dagster schedules and conditions expect it.
-
-    Example:
-        >>> dagster_cron("@daily"), dagster_cron("@annually"), dagster_cron("*/15 * * * *")
-        ('@daily', '0 0 1 1 *', '*/15 * * * *')
-    """
-    cron = " ".join(cron.split())
-    return _CRON_ALIASES.get(cron.lower(), cron)
-
-
-def cron_interval(cron: str, cron_tz: str | None = None) -> tuple[timedelta, timedelta]:
-    """How often a cron fires: its smallest and its mean gap between two ticks.
-
-    Measured over the next ticks from a fixed date with croniter (SQLMesh's own
-    cron library), so irregular crons (``0 9-17 * * 1-5``) compare by their busiest
-    stretch.
-
-    Example:
-        >>> cron_interval("@hourly")[0] < cron_interval("@daily")[0]
-        True
-    """
-    from croniter import croniter
-
-    start = _REFERENCE.replace(tzinfo=ZoneInfo(cron_tz or "UTC"))
-    ticks = croniter(cron, start)
-    times = [ticks.get_next(datetime) for _ in range(_SAMPLES)]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    return min(gaps), sum(gaps, timedelta()) / len(gaps)
-
-
-@dataclass(frozen=True)
-class ChosenCron:
-    """The cron an adaptive schedule ticks on, and why."""
-
-    cron: str  # as Dagster reads it
-    sqlmesh_cron: str  # as the models declare it
-    timezone: str
-    models: tuple[str, ...]  # model names that use it
-    others: dict[str, tuple[str, ...]] = field(default_factory=dict)  # other crons -> models
-
-    def explain(self) -> str:
-        users = _names(self.models)
-        text = (
-            f"Ticks on '{self.cron}' ({self.timezone}), the finest cron among the project's "
-            f"models: {users} {'runs' if len(self.models) == 1 else 'run'} on "
-            f"'{self.sqlmesh_cron}'."
-        )
-        if self.others:
-            rest = "; ".join(f"'{c}': {_names(m)}" for c, m in self.others.items())
-            text += f" Coarser crons, picked up by the first tick after they elapse: {rest}."
-        return text
-
-
-def finest_cron(models: Iterable[ModelInfo]) -> ChosenCron:
-    """The cron with the smallest interval among the non-external models.
-
-    Ties go to the cron with the smaller mean interval, then to the one most models
-    use. The timezone is the model's ``cron_tz`` (UTC when unset).
-
-    Example:
-        >>> from dg_sqlmesh import load_project
-        >>> finest_cron(load_project("examples/shop").models).cron  # doctest: +SKIP
-        '@daily'
-    """
-    by_cron: dict[tuple[str, str], list[str]] = {}
-    for model in models:
-        if model.is_external or not model.cron:
-            continue
-        tz = getattr(model, "cron_tz", None) or "UTC"
-        by_cron.setdefault((" ".join(model.cron.split()), tz), []).append(model.name)
-    if not by_cron:
-        raise SQLMeshDefinitionError(
-            "The SQLMesh project has no model with a cron, so an adaptive schedule has nothing "
-            "to follow. Add a model, or leave enable_schedule off."
-        )
-
-    def rank(item: tuple[tuple[str, str], list[str]]) -> tuple:
-        (cron, tz), names = item
-        try:
-            smallest, mean = cron_interval(cron, tz)
-        except Exception as exc:  # croniter's errors: CroniterBadCronError, ValueError...
-            raise SQLMeshDefinitionError(
-                f"The cron '{cron}' of model(s) {_names(names)} could not be read: {exc}"
-            ) from exc
-        return (smallest, mean, -len(names), cron, tz)
-
-    ranked = sorted(by_cron.items(), key=rank)
-    (cron, tz), names = ranked[0]
-    others = {f"{c}" if t == tz else f"{c} ({t})": tuple(m) for (c, t), m in ranked[1:]}
-    return ChosenCron(
-        cron=dagster_cron(cron), sqlmesh_cron=cron, timezone=tz, models=tuple(names), others=others
-    )
-
-
-def _names(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 @dataclass(frozen=True)
@@ -437,13 +327,13 @@ def sqlmesh_adaptive_schedule_factory(
         unknown = [fqn for fqn in found.selection if fqn not in keys]
         if unknown:
             context.log.warning(
-                f"Due in SQLMesh's state but not in this project's assets: {_names(unknown)}"
+                f"Due in SQLMesh's state but not in this project's assets: {listed(unknown)}"
             )
         if not selected:
             return dg.SkipReason(_nothing_due(found, graph))
         context.log.info(
             f"{len(selected)} SQLMesh model(s) due at {scheduled.isoformat()}: "
-            + _names([graph.model(fqn).name for fqn in selected], 20)
+            + listed([graph.model(fqn).name for fqn in selected], 20)
         )
         return dg.RunRequest(
             run_key=f"{environment}@{scheduled.isoformat()}",
@@ -466,7 +356,7 @@ def sqlmesh_adaptive_schedule_factory(
         )(_evaluate)
     except dg.DagsterInvalidDefinitionError as exc:
         raise SQLMeshDefinitionError(
-            f"Dagster does not accept the cron '{chosen.sqlmesh_cron}' of {_names(chosen.models)} "
+            f"Dagster does not accept the cron '{chosen.sqlmesh_cron}' of {listed(chosen.models)} "
             f"as a schedule: {exc}"
         ) from exc
 
@@ -480,7 +370,7 @@ def _nothing_due(found: DueModels, graph: SQLMeshAssetGraph) -> str:
         names = [
             graph.model(fqn).name if fqn in graph.specs else fqn for fqn in found.next_due_models
         ]
-        text += f" Next due: {_names(names)} at {found.next_due.isoformat()}."
+        text += f" Next due: {listed(names)} at {found.next_due.isoformat()}."
     return text
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from dg_sqlmesh.checks import standalone_check_spec
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project import ModelInfo, ProjectDescription
 from dg_sqlmesh.translator import SQLMeshTranslator, key_segment
@@ -110,8 +111,6 @@ def build_asset_graph(
 
 def _add_standalone_checks(graph: SQLMeshAssetGraph, upstream_key) -> None:  # noqa: ANN001
     """Each standalone audit becomes a check on the most downstream model it reads."""
-    from dg_sqlmesh.checks import standalone_check_spec
-
     order = {m.fqn: i for i, m in enumerate(graph.description.models)}
     for audit in graph.description.standalone_audits:
         reads = sorted(audit.depends_on, key=lambda fqn: (order.get(fqn, -1), fqn))

@@ -10,6 +10,7 @@ module-level function so a subclass can reuse it::
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import re
@@ -18,8 +19,10 @@ from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh.automation import cron_automation_condition
 from dg_sqlmesh.checks import default_check_specs
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.freshness import cron_freshness_policy
 from dg_sqlmesh.project import ModelInfo
 from dg_sqlmesh.tags import TagProperties, is_valid_owner, parse_tags, sanitize_tag_part
 
@@ -187,8 +190,6 @@ def default_freshness_policy(model: ModelInfo, from_cron: bool = False) -> Any |
     tagged = _tag_properties(model).freshness
     if tagged == "none" or (tagged is None and not from_cron):
         return None
-    from dg_sqlmesh.freshness import cron_freshness_policy
-
     return cron_freshness_policy(model)
 
 
@@ -276,8 +277,6 @@ class SQLMeshTranslator:
         """None by default; the model's SQLMesh cron with ``automation_condition_from_cron``."""
         # getattr: subclasses that skip super().__init__() have no attribute
         if getattr(self, "automation_condition_from_cron", False):
-            from dg_sqlmesh.automation import cron_automation_condition
-
             return cron_automation_condition(model)
         return None
 
@@ -316,3 +315,28 @@ class SQLMeshTranslator:
             automation_condition=self.get_automation_condition(model),
             **extra,
         )
+
+
+def with_cron_automation(translator: SQLMeshTranslator) -> SQLMeshTranslator:
+    """A copy of ``translator`` whose models follow their SQLMesh cron
+    (``dg_sqlmesh.automation.cron_automation_condition``).
+
+    Example:
+        >>> with_cron_automation(SQLMeshTranslator()).automation_condition_from_cron
+        True
+    """
+    translator = copy.copy(translator)
+    translator.automation_condition_from_cron = True
+    return translator
+
+
+def with_cron_freshness(translator: SQLMeshTranslator) -> SQLMeshTranslator:
+    """A copy of ``translator`` giving every model a freshness policy from its cron.
+
+    Example:
+        >>> with_cron_freshness(SQLMeshTranslator()).freshness_from_cron
+        True
+    """
+    translator = copy.copy(translator)
+    translator.freshness_from_cron = True
+    return translator
