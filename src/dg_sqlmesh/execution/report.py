@@ -20,10 +20,10 @@ from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh.checks import check_results
 from dg_sqlmesh.constants import NO_OP
 from dg_sqlmesh.dagster_compat import last_check_evaluations, latest_data_version
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.execution.check_results import check_results
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
