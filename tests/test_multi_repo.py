@@ -52,7 +52,7 @@ def sqlmesh_context(parent: Path):
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project import load_config
+    from dg_sqlmesh.project_config import load_config
 
     set_console(NoopConsole())
     configs = {p: load_config(p, None)[0] for p in repos(parent)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dg_sqlmesh import ModelState
+from dg_sqlmesh.description import AuditInfo, ModelInfo
 from dg_sqlmesh.execution.events import (
     Aborted,
     AuditFailed,
@@ -27,7 +28,6 @@ from dg_sqlmesh.execution.outcomes import (
     settle,
     transient_failures,
 )
-from dg_sqlmesh.project import AuditInfo, ModelInfo
 
 DAY = 86_400_000
 NOT_NULL = AuditInfo("not_null", True, {"columns": "(id)"})

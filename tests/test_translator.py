@@ -18,7 +18,8 @@ from projects.generate import project_models
 
 import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, sqlmesh_definitions_factory
-from dg_sqlmesh.project import create_context, load_project
+from dg_sqlmesh.project import load_project
+from dg_sqlmesh.project_context import create_context
 from dg_sqlmesh.specs import build_asset_graph, resolve_translator
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"

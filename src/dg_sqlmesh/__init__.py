@@ -11,6 +11,8 @@ from dg_sqlmesh.assets import (
 )
 from dg_sqlmesh.automation import cron_automation_condition
 from dg_sqlmesh.components import SQLMeshProjectComponent
+from dg_sqlmesh.description import ModelInfo, ProjectDescription
+from dg_sqlmesh.due_models import find_due_models
 from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshDefinitionError,
@@ -21,9 +23,9 @@ from dg_sqlmesh.errors import (
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.executor import sqlmesh_executor
 from dg_sqlmesh.freshness import cron_freshness_policy
-from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
+from dg_sqlmesh.project import load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
-from dg_sqlmesh.schedules import find_due_models, sqlmesh_adaptive_schedule_factory
+from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
 from dg_sqlmesh.tags import parse_tags
 from dg_sqlmesh.translator import SQLMeshTranslator, with_cron_freshness
 

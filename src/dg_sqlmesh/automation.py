@@ -13,7 +13,7 @@ from __future__ import annotations
 import dagster as dg
 
 from dg_sqlmesh.cron import dagster_cron
-from dg_sqlmesh.project import ModelInfo
+from dg_sqlmesh.description import ModelInfo
 
 
 def cron_automation_condition(model: ModelInfo) -> dg.AutomationCondition:

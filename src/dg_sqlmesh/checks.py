@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from dg_sqlmesh.project import AuditInfo, ModelInfo, StandaloneAuditInfo
+from dg_sqlmesh.description import AuditInfo, ModelInfo, StandaloneAuditInfo
 
 # Dagster names are ``[A-Za-z0-9_]+``; anything else in an audit name becomes ``_``.
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")

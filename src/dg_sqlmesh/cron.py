@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
 if TYPE_CHECKING:
-    from dg_sqlmesh.project import ModelInfo
+    from dg_sqlmesh.description import ModelInfo
 
 # SQLMesh crons are croniter expressions. Dagster reads the common aliases too; the
 # rare ones are spelled out so the schedule shows a cron every tool understands.

@@ -23,8 +23,8 @@ from datetime import timedelta
 from typing import Any
 
 from dg_sqlmesh.cron import cron_interval, dagster_cron
+from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project import ModelInfo
 
 FRESHNESS_TAG = "dagster:freshness:cron"
 

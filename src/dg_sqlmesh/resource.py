@@ -10,12 +10,9 @@ import dagster as dg
 from pydantic import Field
 
 from dg_sqlmesh.catalog_cache import load_description
-from dg_sqlmesh.project import (
-    ProjectDescription,
-    create_context,
-    resolve_project_dir,
-    resolve_project_dirs,
-)
+from dg_sqlmesh.description import ProjectDescription
+from dg_sqlmesh.project_context import create_context
+from dg_sqlmesh.project_dirs import resolve_project_dir, resolve_project_dirs
 
 if TYPE_CHECKING:
     from sqlmesh import Context

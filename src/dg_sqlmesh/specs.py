@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from dg_sqlmesh.checks import standalone_check_spec
+from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project import ModelInfo, ProjectDescription
 from dg_sqlmesh.translator import SQLMeshTranslator, key_segment
 
 

@@ -21,9 +21,9 @@ import dagster as dg
 
 from dg_sqlmesh.automation import cron_automation_condition
 from dg_sqlmesh.checks import default_check_specs
+from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.freshness import cron_freshness_policy
-from dg_sqlmesh.project import ModelInfo
 from dg_sqlmesh.tags import TagProperties, is_valid_owner, parse_tags, sanitize_tag_part
 
 _INVALID_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")

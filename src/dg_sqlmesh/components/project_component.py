@@ -11,8 +11,9 @@ from dagster.components.resolved.core_models import resolve_asset_spec_update_kw
 
 from dg_sqlmesh.assets import sqlmesh_definitions_factory
 from dg_sqlmesh.components.scaffolder import SQLMeshProjectScaffolder
+from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project import ModelInfo, resolve_project_dir
+from dg_sqlmesh.project_dirs import resolve_project_dir
 from dg_sqlmesh.translator import SQLMeshTranslator, with_cron_freshness
 
 #: ``(spec the translator built, model) -> final spec``.

@@ -10,7 +10,7 @@ import dagster as dg
 from dagster.components.component_scaffolding import scaffold_component
 from pydantic import BaseModel, Field
 
-from dg_sqlmesh.project import resolve_project_dir
+from dg_sqlmesh.project_dirs import resolve_project_dir
 
 PLACEHOLDER_PROJECT = "path/to/sqlmesh_project"
 

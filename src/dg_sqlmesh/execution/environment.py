@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh.constants import PROD
+from dg_sqlmesh.description import ProjectDescription
 from dg_sqlmesh.errors import SQLMeshEnvironmentError
 from dg_sqlmesh.execution.console import LogFn
-from dg_sqlmesh.project import ProjectDescription
 
 if TYPE_CHECKING:
     from sqlmesh import Context

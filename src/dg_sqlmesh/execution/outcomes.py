@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dg_sqlmesh.description import AuditInfo, ModelInfo
 from dg_sqlmesh.errors import ErrorClass, classify_error
 from dg_sqlmesh.execution.events import (
     Aborted,
@@ -26,7 +27,6 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
-from dg_sqlmesh.project import AuditInfo, ModelInfo
 
 
 class ModelState(enum.StrEnum):

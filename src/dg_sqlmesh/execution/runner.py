@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dg_sqlmesh.description import ProjectDescription
 from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshEnvironmentError,
@@ -38,7 +39,6 @@ from dg_sqlmesh.execution.outcomes import (
     settle,
     transient_failures,
 )
-from dg_sqlmesh.project import ProjectDescription
 from dg_sqlmesh.sqlmesh_compat import cheap_environment_reads
 
 if TYPE_CHECKING:
