@@ -28,6 +28,7 @@ DESCRIBING = LOADING + (
     "describe",
     "column_lineage",
     "translator",
+    "defaults",
     "specs",
     "checks",
     "tags",

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from dg_sqlmesh.checks import standalone_check_spec
+from dg_sqlmesh.defaults import key_segment
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.translator import SQLMeshTranslator, key_segment
+from dg_sqlmesh.translator import SQLMeshTranslator
 
 
 @dataclass
