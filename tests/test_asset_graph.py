@@ -10,7 +10,6 @@ import dagster as dg
 import pytest
 from helpers.harness import copy_project
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import sqlmesh_definitions_factory
 from dg_sqlmesh.project_config import load_config
 
@@ -100,7 +99,6 @@ AUDITS = {
 
 
 def build_defs(project: Path) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     return sqlmesh_definitions_factory(project_dir=str(project), external_asset_mapping=MAPPING)
 
 

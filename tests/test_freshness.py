@@ -11,7 +11,6 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 from helpers.harness import copy_project
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, parse_tags
 from dg_sqlmesh.freshness import freshness_policy_class
 from dg_sqlmesh.resource import SQLMeshResource
@@ -31,7 +30,6 @@ def project(tmp_path_factory) -> Path:
 
 
 def policies(project: Path, translator: SQLMeshTranslator) -> dict[str, object]:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     description = SQLMeshResource(project_dir=str(project)).describe()
     graph = build_asset_graph(description, translator)
     return {spec.key.to_user_string(): spec.freshness_policy for spec in graph.specs.values()}

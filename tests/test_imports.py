@@ -36,6 +36,7 @@ DESCRIBING = LOADING + (
     "freshness",
     "automation",
     "constants",
+    "options",
     "errors",
     "sqlmesh_compat",
 )

@@ -22,19 +22,11 @@ from helpers.harness import (
     run_multiprocess,
 )
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
 from dg_sqlmesh.catalog_cache import load_description
 
 PROJECTS = Path(__file__).parent / "projects"
 ORDERS, TOTALS = "warehouse/bronze/orders", "warehouse/silver/customer_totals"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
-    yield
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
 
 
 @pytest.fixture

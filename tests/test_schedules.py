@@ -267,6 +267,18 @@ def test_ticks_use_the_translator_keys(planned, instance):
     assert tick(direct, instance, at(10, 10)).asset_selection == request.asset_selection
 
 
+def test_the_schedule_reads_the_asset_graph_the_factory_built(planned):
+    class Counting(SQLMeshTranslator):
+        specs = 0
+
+        def get_asset_spec(self, model, **kwargs):
+            type(self).specs += 1
+            return super().get_asset_spec(model, **kwargs)
+
+    schedule_of(planned, translator=Counting())
+    assert Counting.specs == len(THREE_CRONS), "the models were translated more than once"
+
+
 # --- no overlap -----------------------------------------------------------------------
 
 

@@ -16,7 +16,6 @@ from helpers.harness import (
 )
 from projects.generate import project_models
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, sqlmesh_definitions_factory
 from dg_sqlmesh.project import load_project
 from dg_sqlmesh.project_context import create_context
@@ -27,7 +26,6 @@ VALID_SEGMENT = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def defs_for(project: Path, **options) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     return sqlmesh_definitions_factory(project_dir=str(project), **options)
 
 

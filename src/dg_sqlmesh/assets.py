@@ -11,11 +11,12 @@ from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, NO_RUN_RETRY_TAGS
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.execution.step import sqlmesh_step
 from dg_sqlmesh.executor import sqlmesh_executor
+from dg_sqlmesh.options import AssetOptions, DefinitionsOptions, options_doc, parse_options
 from dg_sqlmesh.project_dirs import split_project_dirs
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
-from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
-from dg_sqlmesh.translator import SQLMeshTranslator, with_cron_automation, with_cron_freshness
+from dg_sqlmesh.specs import SQLMeshAssetGraph, options_asset_graph
+from dg_sqlmesh.translator import SQLMeshTranslator
 
 # For runs that choose the multiprocess executor: every step is a process that imports
 # Dagster and SQLMesh; forking them from a server that has imported both already makes a
@@ -78,13 +79,7 @@ def sqlmesh_assets_factory(
     *,
     sqlmesh_resource: SQLMeshResource,
     translator: SQLMeshTranslator | None = None,
-    external_asset_mapping: str | None = None,
-    group_name: str | None = None,
-    op_tags: Mapping[str, Any] | None = None,
-    owners: Sequence[str] | None = None,
-    automation_from_cron: bool = False,
-    pool: str | bool = True,
-    freshness_from_cron: bool = False,
+    **options: Any,
 ) -> list[dg.AssetsDefinition]:
     """Asset definitions for every model of a SQLMesh project, one asset per model.
 
@@ -102,21 +97,21 @@ def sqlmesh_assets_factory(
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
         >>> assets = sqlmesh_assets_factory(sqlmesh_resource=resource)  # doctest: +SKIP
+
+    ``**options`` are those of :class:`~dg_sqlmesh.options.AssetOptions`:
     """
-    resolved = resolve_translator(translator, external_asset_mapping)
-    if automation_from_cron:
-        resolved = with_cron_automation(resolved)
-    if freshness_from_cron:
-        resolved = with_cron_freshness(resolved)
-    graph = build_asset_graph(
-        sqlmesh_resource.describe(),
-        resolved,
-        group_name=group_name,
-        owners=list(owners) if owners else None,
+    parsed = parse_options(
+        AssetOptions, options, "sqlmesh_assets_factory", ("sqlmesh_resource", "translator")
     )
-    if pool is True:
-        pool = default_pool(sqlmesh_resource.environment)
-    return build_assets(graph, op_tags=op_tags, pool=pool or None)
+    graph = options_asset_graph(sqlmesh_resource.describe(), translator, parsed)
+    return _assets(graph, parsed, sqlmesh_resource.environment)
+
+
+def _assets(
+    graph: SQLMeshAssetGraph, options: AssetOptions, environment: str
+) -> list[dg.AssetsDefinition]:
+    pool = default_pool(environment) if options.pool is True else options.pool or None
+    return build_assets(graph, op_tags=options.op_tags, pool=pool)
 
 
 def sqlmesh_job(
@@ -148,22 +143,9 @@ def sqlmesh_job(
 def sqlmesh_definitions_factory(
     *,
     project_dir: str | Sequence[str],
-    gateway: str | None = None,
-    environment: str = "prod",
     translator: SQLMeshTranslator | None = None,
-    external_asset_mapping: str | None = None,
-    group_name: str | None = None,
-    op_tags: Mapping[str, Any] | None = None,
-    owners: Sequence[str] | None = None,
-    schedule_name: str = "sqlmesh_adaptive_schedule",
-    enable_schedule: bool = False,
-    automation_from_cron: bool = False,
-    apply_plan: bool = False,
-    allow_prod_plan: bool = False,
-    cache_dir: str | None = None,
-    pool: str | bool = True,
     executor: dg.ExecutorDefinition | None = sqlmesh_executor,
-    freshness_from_cron: bool = False,
+    **options: Any,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
 
@@ -186,8 +168,16 @@ def sqlmesh_definitions_factory(
         ...     environment="prod",
         ...     external_asset_mapping="raw/{node.schema}/{node.name}",
         ... )
+
+    ``**options`` are those of :class:`~dg_sqlmesh.options.DefinitionsOptions`:
     """
-    if enable_schedule and automation_from_cron:
+    parsed = parse_options(
+        DefinitionsOptions,
+        options,
+        "sqlmesh_definitions_factory",
+        ("project_dir", "translator", "executor"),
+    )
+    if parsed.enable_schedule and parsed.automation_from_cron:
         raise SQLMeshDefinitionError(
             "enable_schedule and automation_from_cron both run the models on their cron, so "
             "every model would run twice. Pick one: the adaptive schedule "
@@ -195,35 +185,20 @@ def sqlmesh_definitions_factory(
         )
     first_dir, other_dirs = split_project_dirs(project_dir)
     resource = SQLMeshResource(
-        project_dir=first_dir,
-        additional_project_dirs=other_dirs,
-        gateway=gateway,
-        environment=environment,
-        apply_plan=apply_plan,
-        allow_prod_plan=allow_prod_plan,
-        cache_dir=cache_dir,
+        project_dir=first_dir, additional_project_dirs=other_dirs, **parsed.run_options()
     )
-    assets = sqlmesh_assets_factory(
-        sqlmesh_resource=resource,
-        translator=translator,
-        external_asset_mapping=external_asset_mapping,
-        group_name=group_name,
-        op_tags=op_tags,
-        owners=owners,
-        automation_from_cron=automation_from_cron,
-        pool=pool,
-        freshness_from_cron=freshness_from_cron,
-    )
-    job = sqlmesh_job(assets, environment=environment)
+    asset_options = parsed.asset_options()
+    graph = options_asset_graph(resource.describe(), translator, asset_options)
+    assets = _assets(graph, asset_options, resource.environment)
+    job = sqlmesh_job(assets, environment=parsed.environment)
     schedules = []
-    if enable_schedule:
+    if parsed.enable_schedule:
         schedules.append(
             sqlmesh_adaptive_schedule_factory(
                 sqlmesh_resource=resource,
-                name=schedule_name,
+                name=parsed.schedule_name,
                 job_name=job.name,
-                translator=translator,
-                external_asset_mapping=external_asset_mapping,
+                asset_graph=graph,
             )
         )
     return dg.Definitions(
@@ -233,3 +208,8 @@ def sqlmesh_definitions_factory(
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
         executor=executor,
     )
+
+
+# The options' own descriptions, declared once in dg_sqlmesh.options, end each docstring.
+sqlmesh_assets_factory.__doc__ += "\n" + options_doc(AssetOptions)
+sqlmesh_definitions_factory.__doc__ += "\n" + options_doc(DefinitionsOptions)

@@ -14,7 +14,8 @@ from dg_sqlmesh.checks import standalone_check_spec
 from dg_sqlmesh.defaults import key_segment
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.translator import SQLMeshTranslator
+from dg_sqlmesh.options import AssetOptions
+from dg_sqlmesh.translator import SQLMeshTranslator, with_cron_automation, with_cron_freshness
 
 
 @dataclass
@@ -43,8 +44,14 @@ class SQLMeshAssetGraph:
 
 
 def resolve_translator(
-    translator: SQLMeshTranslator | type | None, external_asset_mapping: str | None
+    translator: SQLMeshTranslator | type | None,
+    external_asset_mapping: str | None = None,
+    *,
+    automation_from_cron: bool = False,
+    freshness_from_cron: bool = False,
 ) -> SQLMeshTranslator:
+    """The translator to build specs with: the given one (or the default) with the
+    factory's options applied to its settings."""
     if translator is None:
         translator = SQLMeshTranslator()
     elif isinstance(translator, type):
@@ -55,7 +62,28 @@ def resolve_translator(
     if external_asset_mapping:
         translator = copy.copy(translator)
         translator.external_asset_mapping = external_asset_mapping
+    if automation_from_cron:
+        translator = with_cron_automation(translator)
+    if freshness_from_cron:
+        translator = with_cron_freshness(translator)
     return translator
+
+
+def options_asset_graph(
+    description: ProjectDescription,
+    translator: SQLMeshTranslator | None,
+    options: AssetOptions,
+) -> SQLMeshAssetGraph:
+    """The asset graph of ``description`` for a factory's translator and options."""
+    resolved = resolve_translator(
+        translator,
+        options.external_asset_mapping,
+        automation_from_cron=options.automation_from_cron,
+        freshness_from_cron=options.freshness_from_cron,
+    )
+    return build_asset_graph(
+        description, resolved, group_name=options.group_name, owners=options.owners or None
+    )
 
 
 def build_asset_graph(
