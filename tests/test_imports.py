@@ -39,6 +39,7 @@ DESCRIBING = LOADING + (
     "options",
     "errors",
     "sqlmesh_compat",
+    "dagster_compat",
 )
 
 

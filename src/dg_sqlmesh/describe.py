@@ -15,6 +15,7 @@ from dg_sqlmesh.description import (
     ProjectDescription,
     StandaloneAuditInfo,
 )
+from dg_sqlmesh.sqlmesh_compat import audit_source_sql, source_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -97,12 +98,7 @@ def describe_model(
     is_external = model.kind.is_external
     columns = model.columns_to_types or {}
     descriptions = model.column_descriptions or {}
-    path = None
-    if getattr(model, "_path", None):
-        try:
-            path = str(Path(model._path).resolve().relative_to(project_dir))
-        except ValueError:
-            path = str(model._path)
+    path = _relative(source_path(model), project_dir)
     rendered_query, column_lineage = (
         (None, None) if is_external else _query_description(model, copy=copy_queries)
     )
@@ -140,17 +136,12 @@ def describe_model(
 
 def describe_standalone_audit(audit: Any, project_dir: Path) -> StandaloneAuditInfo:
     """Describe one of SQLMesh's standalone audits (no warehouse access)."""
-    path = getattr(audit, "_path", None)
-    if path:
-        try:
-            path = str(Path(path).resolve().relative_to(project_dir))
-        except ValueError:
-            path = str(path)
+    path = _relative(source_path(audit), project_dir)
     return StandaloneAuditInfo(
         name=audit.name,
         depends_on=tuple(sorted(audit.depends_on)),
         blocking=bool(audit.blocking),
-        query=_audit_source_sql(audit, audit.dialect),
+        query=audit_source_sql(audit, audit.dialect),
         description=audit.description,
         path=path or None,
     )
@@ -183,20 +174,19 @@ def _audit_query_sql(audit: Any, dialect: str | None, sql_cache: dict[Any, Any])
     # in the key so that its id cannot be reused while the cache lives.
     key = ("audit", id(audit), dialect)
     if key not in sql_cache:
-        sql_cache[key] = _audit_source_sql(audit, dialect)
+        sql_cache[key] = audit_source_sql(audit, dialect)
         sql_cache[("audit-ref", id(audit))] = audit
     return sql_cache[key]
 
 
-def _audit_source_sql(audit: Any, dialect: str | None) -> str | None:
-    # SQLMesh keeps an audit's query as its SQL text (``query_.sql``, as written) and
-    # parses it again on every ``audit.query``; reading the text saves a parse and a
-    # print per audit. Older SQLMesh releases only have ``query``.
-    text = getattr(getattr(audit, "query_", None), "sql", None)
-    if isinstance(text, str):
-        return text.strip()
-    query = getattr(audit, "query", None)
-    return query.sql(dialect=dialect) if query else None
+def _relative(path: str | None, project_dir: Path) -> str | None:
+    """A model's file relative to the project, or as SQLMesh gave it when outside."""
+    if not path:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(project_dir))
+    except ValueError:
+        return path
 
 
 def describe_audits(model: Model, sql_cache: dict[Any, Any] | None = None) -> list[AuditInfo]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.project_config import load_config
+from dg_sqlmesh.sqlmesh_compat import environment_intervals
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -67,7 +68,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
 
     context = _state_context(resource)
     try:
-        state = _read_environment_state(
+        state = environment_intervals(
             context, environment, execution_time, ignore_cron=resource.ignore_cron
         )
     finally:
@@ -113,25 +114,16 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
             if not m.is_external
             and (m.fqn not in state.data_hashes or state.data_hashes[m.fqn] != m.data_hash)
         )
-    next_due = min(state.next_ticks.values(), default=None)
+    next_ticks = {fqn: utc(tick) for fqn, tick in state.next_ticks.items()}
+    next_due = min(next_ticks.values(), default=None)
     return DueModels(
         environment,
         execution_time,
         due=due,
         to_plan=to_plan,
         next_due=next_due,
-        next_due_models=tuple(
-            sorted(fqn for fqn, tick in state.next_ticks.items() if tick == next_due)
-        ),
+        next_due_models=tuple(sorted(fqn for fqn, tick in next_ticks.items() if tick == next_due)),
     )
-
-
-@dataclass
-class _EnvironmentState:
-    missing: dict[str, list[tuple[int, int]]]  # fqn -> merged missing intervals (epoch ms)
-    data_hashes: dict[str, str]  # fqn -> data hash of the environment's snapshot
-    next_ticks: dict[str, datetime]  # fqn -> next cron tick after the execution time
-    updating_plan: str | None = None
 
 
 def _state_context(resource: SQLMeshResource) -> Context:
@@ -143,57 +135,6 @@ def _state_context(resource: SQLMeshResource) -> Context:
     config, gateway = load_config(path, resource.gateway)
     set_console(NoopConsole())
     return Context(paths=[path], config=config, gateway=gateway, load=False)
-
-
-def _read_environment_state(
-    context: Context, environment: str, execution_time: datetime, *, ignore_cron: bool
-) -> _EnvironmentState | None:
-    """The environment's missing intervals at ``execution_time``, read-only.
-
-    The only place that relies on SQLMesh below its ``Context`` API. Checked against
-    SQLMesh 0.236: it repeats what ``Context.run`` -> ``Scheduler._run_or_audit``
-    (``sqlmesh/core/scheduler.py``) does before evaluating anything: load the
-    environment's snapshots with their intervals, apply due auto restatements (prod
-    only; in memory here, never written back), build the deployability index, and
-    call ``merged_missing_intervals``, which bounds each model by the floor of its
-    own cron (``Snapshot.missing_intervals`` in ``core/snapshot/definition.py``).
-    Returns None when the environment does not exist.
-    """
-    from sqlmesh.core import constants as c
-    from sqlmesh.core.environment import Environment
-    from sqlmesh.core.scheduler import merged_missing_intervals
-    from sqlmesh.core.snapshot import DeployabilityIndex, apply_auto_restatements
-
-    name = Environment.sanitize_name(environment)
-    state = context.state_reader
-    stored = state.get_environment(name)
-    if stored is None:
-        return None
-    if not stored.finalized_ts:
-        return _EnvironmentState({}, {}, {}, updating_plan=stored.plan_id)
-    snapshots = state.get_snapshots(stored.snapshots)  # intervals included
-    if name.lower() == c.PROD:
-        deployability = DeployabilityIndex.all_deployable()
-        apply_auto_restatements(snapshots, execution_time)
-    else:
-        deployability = DeployabilityIndex.create(snapshots)
-    missing = merged_missing_intervals(
-        snapshots.values(),
-        end=execution_time,
-        execution_time=execution_time,
-        deployability_index=deployability,
-        ignore_cron=ignore_cron,
-    )
-    models = [s for s in snapshots.values() if s.is_model]
-    return _EnvironmentState(
-        missing={s.name: list(i) for s, i in missing.items() if s.is_model and i},
-        data_hashes={s.name: s.fingerprint.data_hash for s in models},
-        next_ticks={
-            s.name: utc(s.node.cron_next(execution_time))
-            for s in models
-            if not s.is_symbolic and not s.is_seed
-        },
-    )
 
 
 def utc(value: datetime) -> datetime:

@@ -19,10 +19,10 @@ same way.
 from __future__ import annotations
 
 import functools
-from datetime import timedelta
 from typing import Any
 
-from dg_sqlmesh.cron import cron_interval, dagster_cron
+from dg_sqlmesh.cron import dagster_cron
+from dg_sqlmesh.dagster_compat import smallest_cron_interval
 from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
@@ -89,17 +89,6 @@ def _policy(cron: str, timezone: str) -> Any:
     # One policy per distinct cron: Dagster samples a thousand ticks to validate each one.
     return freshness_policy_class().cron(
         deadline_cron=cron,
-        lower_bound_delta=_smallest_interval(cron, timezone),
+        lower_bound_delta=smallest_cron_interval(cron, timezone),
         timezone=timezone,
     )
-
-
-def _smallest_interval(cron: str, timezone: str) -> timedelta:
-    """The smallest gap between two ticks, measured as Dagster measures it when it
-    validates the policy, so the policy never exceeds it: in the cron's timezone (DST
-    included, as Dagster 1.12+ checks) and in UTC (as Dagster 1.11 checks)."""
-    try:
-        from dagster._utils.schedules import get_smallest_cron_interval
-    except ImportError:  # pragma: no cover - moved in a later Dagster
-        return min(cron_interval(cron, timezone)[0], cron_interval(cron)[0])
-    return min(get_smallest_cron_interval(cron, timezone), get_smallest_cron_interval(cron))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project_dirs import config_file
+from dg_sqlmesh.sqlmesh_compat import load_project_config
 
 if TYPE_CHECKING:
     from sqlmesh.core.config import Config
@@ -26,12 +27,10 @@ def load_config(
 
     Returns the config and the name of the gateway to use.
     """
-    from sqlmesh.core.config import Config
-    from sqlmesh.core.config.loader import load_configs
     from sqlmesh.utils.errors import ConfigError
 
     try:
-        config = load_configs("config", Config, [project_dir])[project_dir]
+        config = load_project_config(project_dir)
     except ConfigError as exc:
         raise SQLMeshDefinitionError(
             f"The SQLMesh config of '{project_dir}' could not be loaded: {exc}"

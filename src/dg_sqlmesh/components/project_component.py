@@ -6,10 +6,10 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeAlias
 
 import dagster as dg
-from dagster.components.resolved.core_models import resolve_asset_spec_update_kwargs_to_mapping
 
 from dg_sqlmesh.assets import sqlmesh_definitions_factory
 from dg_sqlmesh.components.scaffolder import SQLMeshProjectScaffolder
+from dg_sqlmesh.dagster_compat import asset_attribute_changes
 from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.options import DefinitionsOptions
@@ -67,7 +67,7 @@ def _resolve_translation(
                     "to a mapping of asset attributes or an AssetSpec."
                 )
             model_attributes = dg.AssetAttributesModel(**model_attributes)
-        changes = dict(resolve_asset_spec_update_kwargs_to_mapping(scoped, model_attributes))
+        changes = asset_attribute_changes(scoped, model_attributes)
         if "code_version" in changes:
             changes["code_version"] = str(changes["code_version"])
         prefix = changes.pop("key_prefix", None)
