@@ -16,9 +16,7 @@ import ast
 from pathlib import Path
 
 import pytest
-
-PACKAGE = "dg_sqlmesh"
-SOURCE = Path(__file__).parent.parent / "src" / PACKAGE
+from helpers.package import PACKAGE, package_modules
 
 # Modules that load a project and describe its models (prefixes: a module and its
 # submodules).
@@ -41,17 +39,6 @@ DESCRIBING = LOADING + (
     "sqlmesh_compat",
     "dagster_compat",
 )
-
-
-def package_modules(source: Path = SOURCE) -> dict[str, Path]:
-    """Dotted module name -> file, for every module of the package (``__init__`` too)."""
-    modules = {}
-    for path in sorted(source.rglob("*.py")):
-        parts = [PACKAGE, *path.relative_to(source).with_suffix("").parts]
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        modules[".".join(parts)] = path
-    return modules
 
 
 def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:

@@ -16,7 +16,15 @@ from helpers.harness import (
 )
 from projects.generate import project_models
 
-from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, sqlmesh_definitions_factory
+from dg_sqlmesh import (
+    SQLMeshDefinitionError,
+    SQLMeshResource,
+    SQLMeshTranslator,
+    SQLMeshTranslatorSettings,
+    build_sqlmesh_asset_specs,
+    sqlmesh_assets_factory,
+    sqlmesh_definitions_factory,
+)
 from dg_sqlmesh.project import load_project
 from dg_sqlmesh.project_context import create_context
 from dg_sqlmesh.specs import build_asset_graph, resolve_translator
@@ -109,6 +117,35 @@ def test_subclass_without_super_init_works(shop):
     defs = defs_for(shop, translator=translator, external_asset_mapping="ext/{node.name}")
     assert "ext/transactions" in dep_keys(defs)
     assert not hasattr(translator, "external_asset_mapping")  # the caller's object is untouched
+
+
+def test_settings_are_one_object_the_factory_never_changes(shop):
+    translator = WarehouseTranslator(settings=SQLMeshTranslatorSettings(freshness_from_cron=True))
+    defs = defs_for(
+        shop,
+        translator=translator,
+        external_asset_mapping="ext/{node.name}",
+        automation_from_cron=True,
+    )
+    specs = [spec for a in defs.assets for spec in a.specs]
+    assert all(spec.automation_condition is not None for spec in specs)
+    assert all(spec.freshness_policy is not None for spec in specs)
+    assert any(d.asset_key.path[0] == "ext" for spec in specs for d in spec.deps)
+    # the factory worked on a copy: the translator passed in still has its own settings
+    assert translator.settings == SQLMeshTranslatorSettings(freshness_from_cron=True)
+
+
+def test_spec_builder_gives_the_assets_specs(shop):
+    options = {"external_asset_mapping": "raw/{node.schema}/{node.name}", "group_name": "g"}
+    resource = SQLMeshResource(project_dir=str(shop))
+    specs, checks = build_sqlmesh_asset_specs(
+        sqlmesh_resource=resource, translator=WarehouseTranslator(), **options
+    )
+    assets = sqlmesh_assets_factory(
+        sqlmesh_resource=resource, translator=WarehouseTranslator(), **options
+    )
+    assert specs == [spec for a in assets for spec in a.specs]
+    assert {c.key for c in checks} == {key for a in assets for key in a.check_keys}
 
 
 def test_translator_class_instead_of_instance_is_a_clear_error(shop):

@@ -107,6 +107,33 @@ def sqlmesh_assets_factory(
     return _assets(graph, parsed, sqlmesh_resource.environment)
 
 
+def build_sqlmesh_asset_specs(
+    *,
+    sqlmesh_resource: SQLMeshResource,
+    translator: SQLMeshTranslator | None = None,
+    **options: Any,
+) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
+    """The asset specs of every model and the check specs of their audits, nothing else.
+
+    The same specs :func:`sqlmesh_assets_factory` builds its assets from (the same
+    translator and options), for a Dagster definition of your own: external assets
+    materialized elsewhere, a multi-asset of your own, a look at what Dagster would see.
+
+    Example:
+        >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
+        >>> specs, checks = build_sqlmesh_asset_specs(sqlmesh_resource=resource)  # doctest: +SKIP
+        >>> defs = dg.Definitions(assets=specs, asset_checks=[])  # doctest: +SKIP
+
+    ``**options`` are those of :class:`~dg_sqlmesh.options.AssetOptions`:
+    """
+    parsed = parse_options(
+        AssetOptions, options, "build_sqlmesh_asset_specs", ("sqlmesh_resource", "translator")
+    )
+    graph = options_asset_graph(sqlmesh_resource.describe(), translator, parsed)
+    checks = [spec for specs in graph.check_specs.values() for spec in specs]
+    return list(graph.specs.values()), checks
+
+
 def _assets(
     graph: SQLMeshAssetGraph, options: AssetOptions, environment: str
 ) -> list[dg.AssetsDefinition]:
@@ -212,4 +239,5 @@ def sqlmesh_definitions_factory(
 
 # The options' own descriptions, declared once in dg_sqlmesh.options, end each docstring.
 sqlmesh_assets_factory.__doc__ += "\n" + options_doc(AssetOptions)
+build_sqlmesh_asset_specs.__doc__ += "\n" + options_doc(AssetOptions)
 sqlmesh_definitions_factory.__doc__ += "\n" + options_doc(DefinitionsOptions)

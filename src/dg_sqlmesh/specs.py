@@ -5,7 +5,6 @@ Shared by the asset factory, the definitions factory and the component.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -15,7 +14,7 @@ from dg_sqlmesh.defaults import key_segment
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.options import AssetOptions
-from dg_sqlmesh.translator import SQLMeshTranslator, with_cron_automation, with_cron_freshness
+from dg_sqlmesh.translator import SQLMeshTranslator
 
 
 @dataclass
@@ -59,13 +58,15 @@ def resolve_translator(
             f"translator= got the class {translator.__name__}, not an instance. "
             f"Pass {translator.__name__}() instead."
         )
+    changes: dict[str, object] = {}
     if external_asset_mapping:
-        translator = copy.copy(translator)
-        translator.external_asset_mapping = external_asset_mapping
+        changes["external_asset_mapping"] = external_asset_mapping
     if automation_from_cron:
-        translator = with_cron_automation(translator)
+        changes["automation_condition_from_cron"] = True
     if freshness_from_cron:
-        translator = with_cron_freshness(translator)
+        changes["freshness_from_cron"] = True
+    if changes:
+        translator = translator.with_settings(**changes)
     return translator
 
 
