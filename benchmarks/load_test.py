@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
 
-    from pg_server import PostgresServer, postgres_available
+    from helpers.pg_server import PostgresServer, postgres_available
 
     reason = postgres_available()
     if reason:

@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import pytest
 from helpers.harness import materialized, plan_project
+from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reliability import (
     BATCH_SECONDS_ENV,
     MARKER_DIR_ENV,
@@ -33,7 +34,6 @@ from helpers.reliability import (
     wait_for,
     write_slow_project,
 )
-from pg_server import PostgresServer, postgres_available
 
 DAY_MS = 86_400_000
 DAYS = 10

@@ -8,8 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from helpers.harness import copy_project, materialized, run_multiprocess
+from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reliability import coordinator_runs, executions_of
-from pg_server import PostgresServer, postgres_available
 
 from dg_sqlmesh import load_project
 
