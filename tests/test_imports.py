@@ -246,3 +246,25 @@ def test_the_graph_reader_sees_forbidden_arrows(tmp_path):
         " -> dg_sqlmesh.execution",
         "describing a model imports execution: dg_sqlmesh.translator -> dg_sqlmesh.execution",
     ]
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in tests/helpers/, never in a test module."""
+    tests = Path(__file__).parent
+    found = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = [line.split()[1] for line in node.value.splitlines() if _imports(line)]
+            found += [f"{path.relative_to(tests)}: {n}" for n in names if n.startswith("test_")]
+    assert not found, "test modules imported:\n" + "\n".join(found)
+
+
+def _imports(line: str) -> bool:
+    words = line.split()
+    return len(words) > 1 and words[0] in ("import", "from")
