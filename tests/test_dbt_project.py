@@ -30,7 +30,8 @@ TABLES = ("main.raw_orders", "main.orders", "main.customer_totals")
 
 
 def table_rows(project: Path) -> dict[str, list]:
-    return {t: query(project / "warehouse.duckdb", f"SELECT * FROM {t} ORDER BY ALL") for t in TABLES}
+    db = project / "warehouse.duckdb"
+    return {table: query(db, f"SELECT * FROM {table} ORDER BY ALL") for table in TABLES}
 
 
 @pytest.fixture

@@ -58,18 +58,12 @@ def test_a_view_is_materialized_when_due_and_up_to_date_when_not(tmp_path, insta
     first = job.execute_in_process(instance=instance, raise_on_error=False)
     assert first.success
     found = materialized(instance, first.run_id)
-    assert {k: m["sqlmesh/state"] for k, m in found.items()} == dict.fromkeys(
-        kinds, "materialized"
-    )
+    assert {k: m["sqlmesh/state"] for k, m in found.items()} == dict.fromkeys(kinds, "materialized")
     assert found["warehouse/shop/sales_view"]["sqlmesh/batches"] == 1
-    assert query(root / "warehouse.duckdb", "SELECT sum(revenue) FROM shop.sales_view") == [
-        (14,)
-    ]
+    assert query(root / "warehouse.duckdb", "SELECT sum(revenue) FROM shop.sales_view") == [(14,)]
 
     # Nothing is due any more: the view and the seed are up to date, nothing claims new data.
     second = job.execute_in_process(instance=instance, raise_on_error=False)
     assert second.success
     found = materialized(instance, second.run_id)
-    assert {k: m["sqlmesh/state"] for k, m in found.items()} == dict.fromkeys(
-        kinds, "up_to_date"
-    )
+    assert {k: m["sqlmesh/state"] for k, m in found.items()} == dict.fromkeys(kinds, "up_to_date")
