@@ -11,7 +11,7 @@ from dg_sqlmesh import ModelState
 from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.execution.console import EventRecorder
 from dg_sqlmesh.execution.events import ModelFailed
-from dg_sqlmesh.execution.outcomes import settle
+from dg_sqlmesh.execution.settle import settle
 
 FQN = '"db"."sch"."orders"'
 

@@ -6,6 +6,14 @@ import pytest
 
 from dg_sqlmesh import ModelState
 from dg_sqlmesh.description import AuditInfo, ModelInfo
+from dg_sqlmesh.execution.attempts import (
+    merge,
+    merge_attempts,
+    not_in_environment,
+    retries_exhausted,
+    retry_could_not_start,
+    transient_failures,
+)
 from dg_sqlmesh.execution.events import (
     Aborted,
     AuditFailed,
@@ -17,17 +25,8 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
-from dg_sqlmesh.execution.outcomes import (
-    NOT_CONSIDERED,
-    ModelOutcome,
-    merge,
-    merge_attempts,
-    not_in_environment,
-    retries_exhausted,
-    retry_could_not_start,
-    settle,
-    transient_failures,
-)
+from dg_sqlmesh.execution.outcomes import ModelOutcome
+from dg_sqlmesh.execution.settle import NOT_CONSIDERED, settle
 
 DAY = 86_400_000
 NOT_NULL = AuditInfo("not_null", True, {"columns": "(id)"})

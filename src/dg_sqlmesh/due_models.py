@@ -64,7 +64,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
     description = resource.describe()
     environment = resource.environment
     may_plan = resource.apply_plan and (environment.lower() != PROD or resource.allow_prod_plan)
-    runnable = [m.fqn for m in description.models if not m.is_external]
+    runnable = [m.fqn for m in description.models if not (m.is_external or m.is_embedded)]
 
     context = _state_context(resource)
     try:
@@ -111,7 +111,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
         to_plan = tuple(
             m.fqn
             for m in description.models
-            if not m.is_external
+            if not (m.is_external or m.is_embedded)
             and (m.fqn not in state.data_hashes or state.data_hashes[m.fqn] != m.data_hash)
         )
     next_ticks = {fqn: utc(tick) for fqn, tick in state.next_ticks.items()}

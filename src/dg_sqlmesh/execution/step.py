@@ -22,7 +22,7 @@ from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinat
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
-from dg_sqlmesh.execution.report import report
+from dg_sqlmesh.execution.report import report, report_beyond_selection
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 
@@ -151,7 +151,9 @@ def _lead(
             report.outcomes[changed].held_columns = held.columns
     summary = _summary(report.outcomes, time.monotonic() - started)
     context.log.info(summary)
-    return coordinator.publish(step_key, report.outcomes, summary=summary)
+    published = coordinator.publish(step_key, report.outcomes, summary=summary)
+    report_beyond_selection(context, graph, report.beyond_selection)
+    return published
 
 
 def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:
