@@ -31,6 +31,7 @@ class AuditOutcome:
     args: dict[str, str] = field(default_factory=dict)
     failing_rows: int = 0
     query: str | None = None
+    node: str | None = None  # the audited node when not the model (see checks.AUDITED_NODE)
 
 
 @dataclass

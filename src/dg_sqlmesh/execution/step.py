@@ -140,6 +140,7 @@ def _lead(
                 on_execution=lambda: coordinator.record_execution(
                     step_key, next(attempts), len(selection)
                 ),
+                audited_nodes=graph.audited_nodes,
             )
     except BaseException as exc:
         coordinator.publish(step_key, {}, error=_failure_text(exc))
