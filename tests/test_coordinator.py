@@ -17,8 +17,9 @@ import dagster as dg
 import pytest
 from helpers.other_process import OUTCOME, instance_ref_file, open_instance
 
-from dg_sqlmesh.execution.coordinator import LeaderLost, RunCoordinator
-from dg_sqlmesh.execution.guard import LOCK_DIR_ENV, EnvironmentBusy, hold_environment, host_lock
+from dg_sqlmesh.errors import EnvironmentBusy, LeaderLost
+from dg_sqlmesh.execution.coordinator import RunCoordinator
+from dg_sqlmesh.execution.guard import LOCK_DIR_ENV, hold_environment, host_lock
 
 
 def _started_run(instance: dg.DagsterInstance) -> dg.DagsterRun:

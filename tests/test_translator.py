@@ -144,6 +144,7 @@ def test_spec_builder_gives_the_assets_specs(shop):
     assets = sqlmesh_assets_factory(
         sqlmesh_resource=resource, translator=WarehouseTranslator(), **options
     )
+
     def shown(spec: dg.AssetSpec) -> tuple:  # what the translator decides (Dagster adds more)
         deps = [d.asset_key for d in spec.deps]
         return spec.key, deps, spec.group_name, spec.owners, spec.code_version, spec.description

@@ -27,6 +27,7 @@ from dg_sqlmesh.defaults import (
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.due_models import find_due_models
 from dg_sqlmesh.errors import (
+    DagsterSQLMeshError,
     ErrorClass,
     SQLMeshDefinitionError,
     SQLMeshEnvironmentError,
@@ -45,6 +46,7 @@ from dg_sqlmesh.translator import SQLMeshTranslator, SQLMeshTranslatorSettings, 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DagsterSQLMeshError",
     "ErrorClass",
     "ModelInfo",
     "ModelOutcome",

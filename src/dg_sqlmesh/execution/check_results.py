@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from dg_sqlmesh.checks import AUDITED_NODE
 from dg_sqlmesh.execution.outcomes import AuditOutcome
 
 
@@ -18,8 +19,13 @@ def check_results(
     for spec in specs:
         audit_name = spec.metadata.get("sqlmesh/audit", spec.name)
         args = spec.metadata.get("sqlmesh/audit_args", {})
+        node = spec.metadata.get(AUDITED_NODE)
         match = next(
-            (o for o in remaining if o.name == audit_name and (not o.args or o.args == args)),
+            (
+                o
+                for o in remaining
+                if o.node == node and o.name == audit_name and (not o.args or o.args == args)
+            ),
             None,
         )
         if match is None:
