@@ -69,6 +69,10 @@ class ModelOutcome:
     log: list[list[Any]] = field(default_factory=list)  # [level, message, unix time]
     held_code_version: str | None = None  # the environment's version, when disk differs
     held_columns: dict[str, str] | None = None
+    interval_count: int = 0  # the model's intervals the batches covered
+    rows_written: int | None = None  # as the engine reported (None: not reported)
+    bytes_processed: int | None = None
+    row_count: int | None = None  # rows in the table after the run (None: not counted)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,6 +133,9 @@ class _Replay:
                 outcome.intervals.append((int(interval[0]), int(interval[1])))
                 outcome.duration_ms += duration_ms
                 outcome.batches += 1
+                outcome.interval_count += event.intervals
+                outcome.rows_written = _add(outcome.rows_written, event.rows)
+                outcome.bytes_processed = _add(outcome.bytes_processed, event.bytes)
             case ModelFailed(fqn=fqn, error=error, audits_failed=audits_failed):
                 error_class, reason = classify_error(error)
                 outcome = self.outcome(fqn)
@@ -142,6 +149,11 @@ class _Replay:
                 self.audit_failures.setdefault(fqn, []).append(event)
             case Aborted(error=error):
                 self.aborted = error
+
+
+def _add(total: int | None, more: int | None) -> int | None:
+    """Sum what the engine reported; ``None`` while nothing was."""
+    return total if more is None else (total or 0) + more
 
 
 def settle(
@@ -284,6 +296,9 @@ def merge_attempts(earlier: ModelOutcome, later: ModelOutcome) -> ModelOutcome:
         later.intervals = earlier.intervals + later.intervals
         later.duration_ms += earlier.duration_ms
         later.batches += earlier.batches
+        later.interval_count += earlier.interval_count
+        later.rows_written = _add(later.rows_written, earlier.rows_written)
+        later.bytes_processed = _add(later.bytes_processed, earlier.bytes_processed)
         if not later.audits:
             later.audits = earlier.audits
         if later.intervals and later.state is ModelState.UP_TO_DATE:
