@@ -170,6 +170,7 @@ def sqlmesh_definitions_factory(
     pool: str | bool = True,
     executor: dg.ExecutorDefinition | None = sqlmesh_executor,
     freshness_from_cron: bool = False,
+    row_counts: bool = True,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
 
@@ -185,6 +186,9 @@ def sqlmesh_definitions_factory(
     reports its model then costs no process start nor code-location load). Pass ``None``
     to leave the choice to ``Definitions`` you merge these with (``Definitions.merge``
     refuses two different executors), or any executor definition.
+
+    ``row_counts`` (``SQLMeshResource(row_counts=...)``) counts each materialized table's
+    rows after a run, for ``dagster/row_count``; turn it off where a count costs money.
 
     Example:
         >>> defs = sqlmesh_definitions_factory(  # doctest: +SKIP
@@ -212,6 +216,7 @@ def sqlmesh_definitions_factory(
         apply_plan=apply_plan,
         allow_prod_plan=allow_prod_plan,
         cache_dir=cache_dir,
+        row_counts=row_counts,
     )
     assets = sqlmesh_assets_factory(
         sqlmesh_resource=resource,

@@ -224,6 +224,15 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
             )
         ),
     ] = False
+    row_counts: Annotated[
+        bool,
+        dg.Resolver.default(
+            description=(
+                "Count each materialized table's rows after a run (dagster/row_count); turn "
+                "off where a count costs money."
+            )
+        ),
+    ] = True
     apply_plan: Annotated[
         bool,
         dg.Resolver.default(
@@ -289,6 +298,7 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
             apply_plan=self.apply_plan,
             allow_prod_plan=self.allow_prod_plan,
             cache_dir=self.cache_dir,
+            row_counts=self.row_counts,
         )
 
 

@@ -63,11 +63,14 @@ def execute(
     *,
     log: LogFn,
     on_execution: Callable[[], None] = lambda: None,
+    after_run: Callable[[Context, dict[str, ModelOutcome]], None] | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
     The caller holds the environment (``guard.hold_environment``); ``on_execution`` is
-    called each time SQLMesh's ``run`` is about to start (the first attempt and retries).
+    called each time SQLMesh's ``run`` is about to start (the first attempt and retries);
+    ``after_run`` once SQLMesh's last attempt has run, with its context still open (the
+    same warehouse connection) and the outcomes so far. It must not raise.
     """
     key = (
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
@@ -127,6 +130,8 @@ def execute(
             merged = merge(merged, settle(recorder.events, selection, models))
             retry = transient_failures(merged)
             if not retry or attempt == last:
+                if after_run is not None:
+                    after_run(context, merged)
                 break
         finally:
             if context is not None:
