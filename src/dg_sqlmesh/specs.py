@@ -27,6 +27,9 @@ class SQLMeshAssetGraph:
     # only external tables (by external model fqn).
     external_check_specs: dict[str, list[dg.AssetCheckSpec]] = field(default_factory=dict)
     op_names: dict[str, str] = field(default_factory=dict)  # fqn -> op name
+    # EMBEDDED models: SQLMesh inlines them into their downstream queries and never writes
+    # them, so they keep their place in the lineage but have no step (never materialized).
+    embedded_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
 
     @property
     def fqn_by_key(self) -> dict[dg.AssetKey, str]:
@@ -80,6 +83,8 @@ def build_asset_graph(
 
     def upstream_key(fqn: str) -> dg.AssetKey:
         model = models.get(fqn)
+        if model is not None and model.is_embedded:
+            return graph.embedded_specs[fqn].key
         if model is not None and not model.is_external:
             return graph.specs[fqn].key
         if fqn not in graph.external_keys:
@@ -95,6 +100,9 @@ def build_asset_graph(
             model, deps=deps, default_group=group_name, default_owners=owners
         )
         claim(spec.key, model.fqn)
+        if model.is_embedded:  # no step: nothing can run or claim it
+            graph.embedded_specs[model.fqn] = spec.replace_attributes(automation_condition=None)
+            continue
         graph.specs[model.fqn] = spec
         graph.check_specs[model.fqn] = list(translator.get_check_specs(model, spec.key))
     for model in description.models:

@@ -19,25 +19,26 @@ from dg_sqlmesh.errors import (
     SQLMeshRunFailure,
     classify_error,
 )
+from dg_sqlmesh.execution.attempts import (
+    failed_plan,
+    merge,
+    not_in_environment,
+    retries_exhausted,
+    retry_could_not_start,
+    transient_failures,
+)
 from dg_sqlmesh.execution.console import EventRecorder, LogFn
 from dg_sqlmesh.execution.environment import (
     HeldVersion,
+    PlanApplicationFailed,
     environment_models,
     held_versions,
     prepare_environment,
     warn_stale_upstreams,
 )
 from dg_sqlmesh.execution.events import Aborted
-from dg_sqlmesh.execution.outcomes import (
-    FAILURES,
-    ModelOutcome,
-    merge,
-    not_in_environment,
-    retries_exhausted,
-    retry_could_not_start,
-    settle,
-    transient_failures,
-)
+from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
+from dg_sqlmesh.execution.settle import planned_models, settle
 from dg_sqlmesh.project import ProjectDescription
 from dg_sqlmesh.sqlmesh_compat import cheap_environment_reads
 
@@ -49,7 +50,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class ExecutionReport:
-    outcomes: dict[str, ModelOutcome]
+    outcomes: dict[str, ModelOutcome]  # the selected models
+    # Models the run's plan evaluated although the run did not select them.
+    beyond_selection: dict[str, ModelOutcome] = field(default_factory=dict)
     unapplied_changes: dict[str, str] = field(default_factory=dict)  # fqn -> what changed
     held: dict[str, HeldVersion] = field(default_factory=dict)  # changed: what SQLMesh runs
     attempts: int = 0
@@ -106,8 +109,17 @@ def execute(
             on_execution()
         except SQLMeshEnvironmentError:
             raise
-        except Exception as exc:  # before SQLMesh ran: loading, connecting, reading state
+        except Exception as raised:  # before SQLMesh's run: loading, connecting, planning
+            plan_failure = raised if isinstance(raised, PlanApplicationFailed) else None
+            exc = plan_failure.error if plan_failure else raised
             error_class, reason = classify_error(exc)
+            by_model = plan_failure and failed_plan(
+                settle(recorder.events, selection, models),
+                exc,
+                planned_models(recorder.events),
+                plan_failure.unapplied,
+                {fqn: m.name for fqn, m in models.items()},
+            )
             if error_class is ErrorClass.TRANSIENT and attempt < last:
                 retry = [f"connecting ({reason})"]
             elif merged:  # a retry: what the earlier attempts wrote stands
@@ -116,6 +128,10 @@ def execute(
                 break
             elif context is None:  # the project does not load
                 raise
+            elif by_model:  # the plan failed on models: report each, as for a run
+                log("error", f"Applying the plan failed: {type(exc).__name__}: {exc}")
+                merged, report.planned = by_model, True
+                break
             else:
                 failed = [  # a failed plan reports its failing models to the console
                     f"{models[o.fqn].name if o.fqn in models else o.fqn}: {o.error}"
@@ -149,7 +165,13 @@ def execute(
             merged[fqn] = not_in_environment(fqn, resource.environment, description.project_dir)
     for fqn, outcome in merged.items():
         outcome.log = recorder.lines.get(fqn, [])
-    report.outcomes = merged
+    selected = set(selection)
+    report.outcomes = {fqn: o for fqn, o in merged.items() if fqn in selected}
+    report.beyond_selection = {
+        fqn: o
+        for fqn, o in merged.items()
+        if fqn not in selected and fqn in models and o.state is not ModelState.NOT_RUN
+    }
     return report
 
 

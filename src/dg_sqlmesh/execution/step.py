@@ -23,7 +23,7 @@ from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinat
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
-from dg_sqlmesh.execution.report import report, report_checks_alone
+from dg_sqlmesh.execution.report import report, report_beyond_selection, report_checks_alone
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 NO_OP = "dagster_sqlmesh/no_op"
@@ -133,14 +133,16 @@ def _lead(
             ),
             live_progress(context.log) as progress,
         ):
-            outcomes, summary = _execute(
+            outcomes, summary, beyond = _execute(
                 resource, graph, coordinator, step_key, selection, alone, progress, started
             )
     except BaseException as exc:
         coordinator.publish(step_key, {}, error=_failure_text(exc))
         raise
     context.log.info(summary)
-    return coordinator.publish(step_key, outcomes, summary=summary)
+    published = coordinator.publish(step_key, outcomes, summary=summary)
+    report_beyond_selection(context, graph, beyond)
+    return published
 
 
 def _execute(
@@ -152,9 +154,10 @@ def _execute(
     alone: list[str],
     log: Any,
     started: float,
-) -> tuple[dict[str, ModelOutcome], str]:
+) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
     """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
-    run's outcomes, and a line summing them up."""
+    run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
+    selection."""
     # Imported here: only the leader needs SQLMesh, so loading definitions and the
     # other steps never pay for importing it.
     from dg_sqlmesh.execution.checks_alone import audit_alone, run_checks_alone
@@ -167,7 +170,8 @@ def _execute(
     if not selection:
         outcomes = run_checks_alone(resource, description, alone, log=log, standalone=standalone)
         seconds = time.monotonic() - started
-        return outcomes, f"Ran the audits of {len(alone)} model(s) checked alone ({seconds:.1f} s)"
+        summary = f"Ran the audits of {len(alone)} model(s) checked alone ({seconds:.1f} s)"
+        return outcomes, summary, {}
     audited: dict[str, ModelOutcome] = {}
 
     def after_run(sqlmesh_context: Any, outcomes: dict[str, ModelOutcome]) -> None:
@@ -210,7 +214,7 @@ def _execute(
             fqn,
             ModelOutcome(fqn=fqn, error="SQLMesh's execution stopped before auditing the model"),
         )
-    return {**report.outcomes, **audited}, summary
+    return {**report.outcomes, **audited}, summary, report.beyond_selection
 
 
 def _standalone_audits(graph: SQLMeshAssetGraph, fqns: list[str]) -> dict[str, list[str]]:
