@@ -94,8 +94,9 @@ def test_checks_executed_alone_audit_the_table_as_it_is(project, instance, execu
     db = project / "warehouse.duckdb"
     assert run_in_process(project, instance).success
     # Rows SQLMesh did not write: an evaluation of the FULL model would replace them.
+    orders = physical_table(db, "orders")
     with duckdb.connect(str(db)) as conn:
-        conn.execute(f"INSERT INTO {physical_table(db, 'orders')} VALUES (NULL, 7), (6, 5000)")
+        conn.execute(f"INSERT INTO {orders} VALUES (NULL, 7), (6, 5000)")
     before = warehouse_and_state(db)
 
     result = execute_checks(project, instance, CHECKS, executor)

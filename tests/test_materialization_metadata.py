@@ -14,8 +14,6 @@ import duckdb
 import pytest
 from helpers.harness import copy_project, plan_project, query, run_in_process, run_multiprocess
 
-from dg_sqlmesh.execution import row_counts
-
 PROJECT = Path(__file__).parent / "projects" / "metadata"
 COUNTED = ("orders", "daily_events")  # tables
 NOT_COUNTED = ("big_orders", "order_totals")  # a view; a table tagged dagster:row_count:false
@@ -89,6 +87,8 @@ def test_row_counts_equal_the_warehouse_and_run_facts_are_numbers(project, insta
 
 
 def test_the_switch_turns_counting_off(project, instance, monkeypatch):
+    from dg_sqlmesh.execution import row_counts
+
     def never(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("counted although row_counts=False")
 
@@ -102,6 +102,8 @@ def test_the_switch_turns_counting_off(project, instance, monkeypatch):
 
 
 def test_a_count_that_raises_is_a_warning_not_a_failure(project, instance, monkeypatch):
+    from dg_sqlmesh.execution import row_counts
+
     def broken(adapter, tables):  # noqa: ANN001, ANN202
         raise RuntimeError("warehouse refused the count")
 

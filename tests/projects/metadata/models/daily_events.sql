@@ -6,6 +6,7 @@ MODEL (
 );
 
 SELECT
-  CAST(@start_ds AS DATE) AS event_date,
-  CAST(i AS INT) AS event_id
-FROM range(3) AS r(i)
+  CAST(d.day AS DATE) AS event_date,
+  CAST(r.i AS INT) AS event_id
+FROM generate_series(CAST(@start_ds AS DATE), CAST(@end_ds AS DATE), INTERVAL 1 DAY) AS d(day)
+CROSS JOIN range(3) AS r(i)
