@@ -3,7 +3,7 @@
 The project (``projects/dbt_shop``) has what dbt users have: ``dbt_project.yml`` and
 ``profiles.yml``, a package in ``dbt_packages/`` (as ``dbt deps`` installs it) whose macro
 a model calls, a seed, an ephemeral model (SQLMesh: EMBEDDED, never written), a table, a
-view, and schema tests (SQLMesh: audits).
+view, and schema tests (SQLMesh: audits; ``relationships`` is a standalone audit).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def test_a_dbt_project_runs_with_the_data_of_bare_sqlmesh(tmp_path, instance, ba
         ("warehouse/main/orders", "unique"),
         ("warehouse/main/orders", "not"),
         ("warehouse/main/customer_totals", "not"),
+        ("warehouse/main/customer_totals", "relationships"),  # SQLMesh: a standalone audit
     }
     assert all(c["passed"] for c in checks.values())
 

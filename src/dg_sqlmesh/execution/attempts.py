@@ -69,7 +69,7 @@ def transient_failures(outcomes: Mapping[str, ModelOutcome]) -> list[str]:
     if any(o.state is ModelState.AUDIT_FAILED for o in outcomes.values()):
         return []
     failed = [o for o in outcomes.values() if o.state is ModelState.FAILED]
-    if failed and all(o.error_class == ErrorClass.TRANSIENT.value for o in failed):
+    if failed and all(o.error_class is ErrorClass.TRANSIENT for o in failed):
         return [o.fqn for o in failed]
     return []
 
@@ -100,7 +100,7 @@ def retry_could_not_start(
         outcome.error = f"SQLMesh could not start attempt {attempt}: {type(error).__name__}: " + (
             f"{error} (the previous attempt: {earlier})" if earlier else str(error)
         )
-        outcome.error_class = error_class.value
+        outcome.error_class = error_class
         outcome.error_reason = reason
     return merged
 

@@ -11,6 +11,7 @@ results travel in the published outcomes like any other; each step reports its c
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ def run_checks_alone(
     fqns: Iterable[str],
     *,
     log: LogFn,
-    standalone: Mapping[str, Sequence[str]] | None = None,
+    audited_nodes: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, ModelOutcome]:
     """Audit ``fqns`` in a SQLMesh context of their own (a run that materializes nothing)."""
     from dg_sqlmesh.execution.console import EventRecorder
@@ -49,7 +50,7 @@ def run_checks_alone(
             description.models_by_fqn,
             log,
             project_dir=description.project_dir,
-            standalone=standalone,
+            audited_nodes=audited_nodes,
         )
     finally:
         context.close()
@@ -63,11 +64,11 @@ def audit_alone(
     log: LogFn,
     *,
     project_dir: str = "<project>",
-    standalone: Mapping[str, Sequence[str]] | None = None,
+    audited_nodes: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, ModelOutcome]:
     """Run the audits of each of ``fqns`` on its table as the environment holds it, and
-    the standalone audits whose checks are on its asset (``standalone``: fqn -> audit
-    names).
+    those of the nodes whose checks are on its asset (``audited_nodes``: fqn -> external
+    models and standalone audits, see ``execution.audited_nodes``).
 
     Never raises: a model whose audits could not run gets an outcome with the error.
     """
@@ -100,9 +101,9 @@ def audit_alone(
         started = time.monotonic()
         try:
             outcome.audits = _audit(context, snapshot, snapshots, deployability)
-            for audit_name in (standalone or {}).get(fqn, ()):
-                outcome.audits += _standalone(
-                    context, audit_name, snapshot, snapshots, deployability, log
+            for node in (audited_nodes or {}).get(fqn, ()):
+                outcome.audits += _audit_node(
+                    context, node, snapshot, snapshots, deployability, log
                 )
         except _NoData as exc:
             outcome.error = str(exc)
@@ -169,7 +170,7 @@ def _audit(
     ]
 
 
-def _standalone(
+def _audit_node(
     context: Context,
     name: str,
     host: Any,
@@ -177,15 +178,24 @@ def _standalone(
     deployability: Any,
     log: LogFn,
 ) -> list[AuditOutcome]:
-    """A standalone audit, over its own intervals (or its host model's, when it never
-    ran: a run with a model selection leaves standalone audits out)."""
+    """The audits of a node checked on ``host``'s asset (an external model, a standalone
+    audit), over the node's intervals, or its host's when it has none (an external model;
+    a standalone audit that never ran)."""
     node = snapshots.get(name)
-    if node is None or not node.is_audit:
-        log("warning", f"Standalone audit {name} is not in the environment: not run")
+    if node is None:
+        log("warning", f"{name} is not in the environment: its audits were not run")
         return []
     window = _window(node, deployability) or _window(host, deployability)
     results = _run(context, node, snapshots, deployability, window)
-    return [_outcome(context, name, {}, r) for r in results if not getattr(r, "skipped", False)]
+    if node.is_model:
+        described = [(info.name, dict(info.args)) for info in describe_audits(node.model)]
+    else:  # a standalone audit: its one audit is itself
+        described = [(name, {})] * len(results)
+    return [
+        dataclasses.replace(_outcome(context, audit, args, result), node=name)
+        for (audit, args), result in zip(described, results, strict=False)
+        if not getattr(result, "skipped", False)
+    ]
 
 
 def _run(
@@ -221,5 +231,5 @@ def _outcome(context: Context, name: str, args: dict[str, str], result: Any) -> 
 def _failed(outcome: ModelOutcome, exc: BaseException, what: str) -> None:
     error_class, reason = classify_error(exc)
     outcome.error = f"{what}: {type(exc).__name__}: {exc}"
-    outcome.error_class = error_class.value
+    outcome.error_class = error_class
     outcome.error_reason = reason

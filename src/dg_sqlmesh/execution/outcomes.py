@@ -11,6 +11,8 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dg_sqlmesh.errors import ErrorClass
+
 
 class ModelState(enum.StrEnum):
     """The one state a selected model ends a run in."""
@@ -31,6 +33,7 @@ class AuditOutcome:
     args: dict[str, str] = field(default_factory=dict)
     failing_rows: int = 0
     query: str | None = None
+    node: str | None = None  # the audited node when not the model (see checks.AUDITED_NODE)
 
 
 @dataclass
@@ -44,7 +47,7 @@ class ModelOutcome:
     batches: int = 0
     audits: list[AuditOutcome] = field(default_factory=list)
     error: str | None = None
-    error_class: str | None = None
+    error_class: ErrorClass | None = None
     error_reason: str | None = None
     failed_upstreams: list[str] = field(default_factory=list)
     detail: str | None = None
@@ -66,6 +69,8 @@ class ModelOutcome:
     def from_dict(cls, data: dict[str, Any]) -> ModelOutcome:
         values = dict(data)
         values["state"] = ModelState(values["state"])
+        if values.get("error_class") is not None:
+            values["error_class"] = ErrorClass(values["error_class"])
         values["intervals"] = [tuple(i) for i in values.get("intervals", [])]
         values["audits"] = [AuditOutcome(**a) for a in values.get("audits", [])]
         return cls(**values)

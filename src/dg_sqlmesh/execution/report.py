@@ -106,7 +106,7 @@ def report_checks_alone(
             description=f"{model.name}: its checks could not run alone: {outcome.error}",
             metadata=(
                 {
-                    "sqlmesh/error_class": outcome.error_class,
+                    "sqlmesh/error_class": outcome.error_class.value,
                     "sqlmesh/error_reason": outcome.error_reason or "",
                 }
                 if outcome.error_class
@@ -163,9 +163,9 @@ def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
     if outcome.detail:
         metadata["sqlmesh/detail"] = outcome.detail.strip()
     if outcome.error_class:
-        metadata["sqlmesh/error_class"] = outcome.error_class
+        metadata["sqlmesh/error_class"] = outcome.error_class.value
         metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
-        metadata["sqlmesh/retryable"] = outcome.error_class == ErrorClass.TRANSIENT.value
+        metadata["sqlmesh/retryable"] = outcome.error_class is ErrorClass.TRANSIENT
     if outcome.unapplied_change:
         metadata["sqlmesh/unapplied_change"] = (
             f"{outcome.unapplied_change} on disk, not yet in the environment: this run "

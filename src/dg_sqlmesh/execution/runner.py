@@ -9,7 +9,7 @@ one :class:`ModelOutcome` per selected model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +27,7 @@ from dg_sqlmesh.execution.attempts import (
     retry_could_not_start,
     transient_failures,
 )
+from dg_sqlmesh.execution.audited_nodes import host_audits, standalone_nodes
 from dg_sqlmesh.execution.console import EventRecorder, LogFn
 from dg_sqlmesh.execution.environment import (
     HeldVersion,
@@ -40,7 +41,11 @@ from dg_sqlmesh.execution.events import Aborted
 from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
 from dg_sqlmesh.execution.settle import planned_models, settle
 from dg_sqlmesh.project import ProjectDescription
-from dg_sqlmesh.sqlmesh_compat import cheap_environment_reads
+from dg_sqlmesh.sqlmesh_compat import (
+    StandaloneAuditsNotRun,
+    cheap_environment_reads,
+    run_standalone_audits,
+)
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -66,20 +71,28 @@ def execute(
     *,
     log: LogFn,
     on_execution: Callable[[], None] = lambda: None,
+    audited_nodes: Mapping[str, Sequence[str]] | None = None,
     after_run: Callable[[Context, dict[str, ModelOutcome]], None] | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
     The caller holds the environment (``guard.hold_environment``); ``on_execution`` is
-    called each time SQLMesh's ``run`` is about to start (the first attempt and retries);
-    ``after_run`` once SQLMesh's last attempt has run, with its context still open (the
-    same warehouse connection) and the outcomes so far. It must not raise.
+    called each time SQLMesh's ``run`` is about to start (the first attempt and retries).
+    ``audited_nodes`` maps a model to the nodes without a step (external models,
+    standalone audits) whose audits it reports; SQLMesh runs those with the model.
+    ``after_run`` is called once SQLMesh's last attempt has run, with its context still
+    open (the same warehouse connection) and the outcomes so far. It must not raise.
     """
     key = (
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
         f"(gateway {description.gateway})"
     )
-    models = description.models_by_fqn
+    selected = set(selection)
+    hosted = {h: list(n) for h, n in (audited_nodes or {}).items() if h in selected}
+    nodes = [node for found in hosted.values() for node in found]
+    standalone = standalone_nodes(description, nodes)
+    models = {**description.models_by_fqn, **standalone}
+    settled = [*selection, *nodes]  # what SQLMesh is asked to run, and reports on
     recorder = EventRecorder(models, log)
     report = ExecutionReport(outcomes={})
     merged: dict[str, ModelOutcome] = {}
@@ -104,8 +117,11 @@ def execute(
                 changed = [f for f, c in report.unapplied_changes.items() if c == "changed"]
                 report.held = held_versions(context, resource.environment, changed)
                 promoted = environment_models(context, resource.environment)
-                runnable = [fqn for fqn in selection if fqn in promoted]
-                warn_stale_upstreams(context, resource.environment, description, runnable, log)
+                runnable = [fqn for fqn in settled if fqn in promoted]
+                selected_runnable = [fqn for fqn in runnable if fqn in selected]
+                warn_stale_upstreams(
+                    context, resource.environment, description, selected_runnable, log
+                )
             on_execution()
         except SQLMeshEnvironmentError:
             raise
@@ -114,7 +130,7 @@ def execute(
             exc = plan_failure.error if plan_failure else raised
             error_class, reason = classify_error(exc)
             by_model = plan_failure and failed_plan(
-                settle(recorder.events, selection, models),
+                settle(recorder.events, settled, models),
                 exc,
                 planned_models(recorder.events),
                 plan_failure.unapplied,
@@ -135,15 +151,15 @@ def execute(
             else:
                 failed = [  # a failed plan reports its failing models to the console
                     f"{models[o.fqn].name if o.fqn in models else o.fqn}: {o.error}"
-                    for o in settle(recorder.events, selection, models).values()
+                    for o in settle(recorder.events, settled, models).values()
                     if o.state in FAILURES
                 ]
                 raise _startup_failure(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
         else:
-            _run_once(context, resource, recorder, runnable, log)
-            merged = merge(merged, settle(recorder.events, selection, models))
+            _run_once(context, resource, recorder, runnable, log, standalone=set(standalone))
+            merged = merge(merged, settle(recorder.events, settled, models))
             retry = transient_failures(merged)
             if not retry or attempt == last:
                 if after_run is not None:
@@ -165,7 +181,7 @@ def execute(
             merged[fqn] = not_in_environment(fqn, resource.environment, description.project_dir)
     for fqn, outcome in merged.items():
         outcome.log = recorder.lines.get(fqn, [])
-    selected = set(selection)
+    host_audits(merged, hosted)
     report.outcomes = {fqn: o for fqn, o in merged.items() if fqn in selected}
     report.beyond_selection = {
         fqn: o
@@ -234,18 +250,26 @@ def _run_once(
     recorder: EventRecorder,
     selection: Sequence[str],
     log: LogFn,
+    *,
+    standalone: set[str],
 ) -> None:
-    """Run SQLMesh on ``selection``; what happened is in ``recorder.events``."""
-    if not selection:
+    """Run SQLMesh on ``selection`` (models, and the ``standalone`` audits among it);
+    what happened is in ``recorder.events``."""
+    models = [fqn for fqn in selection if fqn not in standalone]
+    if not models:
         return
+    audits = [fqn for fqn in selection if fqn in standalone]
     try:
-        with cheap_environment_reads(context):
+        with cheap_environment_reads(context), run_standalone_audits(context, audits):
             context.run(
                 resource.environment,
-                select_models=list(selection),
+                select_models=models,
                 no_auto_upstream=True,
                 ignore_cron=resource.ignore_cron,
             )
+    except StandaloneAuditsNotRun as exc:
+        log("warning", f"Standalone audits {', '.join(audits)} not run: {exc}")
+        _run_once(context, resource, recorder, models, log, standalone=set())
     except Exception as exc:  # noqa: BLE001 - settled per model from the events
         log("error", f"SQLMesh stopped with an error: {exc}")
         recorder.record(Aborted(exc))

@@ -79,7 +79,7 @@ class _Replay:
                 outcome = self.outcome(fqn)
                 outcome.state = ModelState.AUDIT_FAILED if audits_failed else ModelState.FAILED
                 outcome.error = str(error)
-                outcome.error_class = error_class.value
+                outcome.error_class = error_class
                 outcome.error_reason = reason
             case Skipped(fqn=fqn):
                 self.outcome(fqn).state = ModelState.SKIPPED
@@ -124,7 +124,7 @@ def settle(
             if outcome.state is ModelState.NOT_RUN:
                 outcome.state = ModelState.FAILED
                 outcome.error = f"SQLMesh run failed before this model completed: {replay.aborted}"
-                outcome.error_class = error_class.value
+                outcome.error_class = error_class
                 outcome.error_reason = reason
     return replay.outcomes
 

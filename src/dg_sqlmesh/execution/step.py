@@ -19,7 +19,7 @@ import dagster as dg
 
 from dg_sqlmesh.dagster_compat import run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import SQLMeshRunFailure
-from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinator
+from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
@@ -69,12 +69,21 @@ def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph)
     A step can run for a model's checks alone; that model is not SQLMesh's to run.
     """
     step_keys = run_step_keys(context)
+    if step_keys is None:  # fail closed: guessing could write models the run did not select
+        raise SQLMeshRunFailure(
+            description=(
+                "Cannot tell which steps this run executes: Dagster's execution plan "
+                "snapshot of the run could not be read, so SQLMesh was not run (running "
+                "every model could write models the run did not select). This Dagster "
+                "version may store plans differently; see dg_sqlmesh.dagster_compat."
+            ),
+            allow_retries=False,
+        )
     assets = selected_asset_keys(context)  # None: every asset of the steps
     return [
         fqn
         for fqn, op_name in graph.op_names.items()
-        if (step_keys is None or op_name in step_keys)
-        and (assets is None or graph.specs[fqn].key in assets)
+        if op_name in step_keys and (assets is None or graph.specs[fqn].key in assets)
     ]
 
 
@@ -100,7 +109,11 @@ def _lead(
 ) -> Published:
     resource = context.resources.sqlmesh
     description = graph.description
-    selection = selected_models(context, graph)
+    try:
+        selection = selected_models(context, graph)
+    except SQLMeshRunFailure as exc:
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
+        raise
     alone = checks_alone_models(context, graph)
     own = next(f for f, op in graph.op_names.items() if op == step_key)
     if own not in selection and own not in alone:
@@ -166,9 +179,9 @@ def _execute(
 
     description = graph.description
     models = description.models_by_fqn
-    standalone = _standalone_audits(graph, alone)
+    hosted = {fqn: graph.audited_nodes.get(fqn, []) for fqn in alone}
     if not selection:
-        outcomes = run_checks_alone(resource, description, alone, log=log, standalone=standalone)
+        outcomes = run_checks_alone(resource, description, alone, log=log, audited_nodes=hosted)
         seconds = time.monotonic() - started
         summary = f"Ran the audits of {len(alone)} model(s) checked alone ({seconds:.1f} s)"
         return outcomes, summary, {}
@@ -186,7 +199,7 @@ def _execute(
                 models,
                 log,
                 project_dir=description.project_dir,
-                standalone=standalone,
+                audited_nodes=hosted,
             )
         )
 
@@ -197,6 +210,7 @@ def _execute(
         selection,
         log=log,
         on_execution=lambda: coordinator.record_execution(step_key, next(attempts), len(selection)),
+        audited_nodes=graph.audited_nodes,
         after_run=after_run,
     )
     for changed, change in report.unapplied_changes.items():
@@ -215,18 +229,6 @@ def _execute(
             ModelOutcome(fqn=fqn, error="SQLMesh's execution stopped before auditing the model"),
         )
     return {**report.outcomes, **audited}, summary, report.beyond_selection
-
-
-def _standalone_audits(graph: SQLMeshAssetGraph, fqns: list[str]) -> dict[str, list[str]]:
-    """The standalone audits whose checks are on each model's asset."""
-    return {
-        fqn: [
-            str(spec.metadata.get("sqlmesh/audit", spec.name))
-            for spec in graph.check_specs.get(fqn, [])
-            if spec.metadata.get("sqlmesh/standalone")
-        ]
-        for fqn in fqns
-    }
 
 
 def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:
@@ -254,15 +256,13 @@ def _failure_text(exc: BaseException) -> str:
 def _follow(
     context: dg.AssetExecutionContext, coordinator: RunCoordinator, leader: str
 ) -> Published:
-    try:
-        return coordinator.wait_for(
-            leader,
-            on_wait=lambda: context.log.info(
-                f"Waiting for step '{leader}', which executes SQLMesh for this run"
-            ),
-        )
-    except LeaderLost as exc:
-        raise SQLMeshRunFailure(description=str(exc), allow_retries=False) from None
+    # Raises LeaderLost (a run failure, not retried) when the leader stopped first.
+    return coordinator.wait_for(
+        leader,
+        on_wait=lambda: context.log.info(
+            f"Waiting for step '{leader}', which executes SQLMesh for this run"
+        ),
+    )
 
 
 def _logger(context: dg.AssetExecutionContext):  # noqa: ANN202
