@@ -137,3 +137,17 @@ def test_a_table_dropped_behind_sqlmeshs_back_costs_only_its_own_count(project, 
     assert shown[key("daily_events")]["dagster/row_count"].value == count(db, "daily_events")
     warned = warnings_of(instance, second.run_id)
     assert any("shop.orders: rows not counted" in w for w in warned)
+
+
+def test_row_counts_in_a_dev_environment(tmp_path, instance):
+    """A dev environment's tables are found as SQLMesh resolves them (its views in
+    ``<schema>__dev`` name the same rows)."""
+    project = copy_project(PROJECT, tmp_path / "dev")
+    plan_project(project, "dev")
+    db = project / "warehouse.duckdb"
+    result = run_in_process(project, instance, environment="dev")
+    assert result.success
+    shown = metadata_of(instance, result.run_id)
+    for name in COUNTED:
+        expected = query(db, f"SELECT count(*) FROM shop__dev.{name}")[0][0]
+        assert shown[key(name)]["dagster/row_count"].value == expected > 0
