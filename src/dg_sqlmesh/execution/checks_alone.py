@@ -130,13 +130,15 @@ def _environment_snapshots(context: Context, environment: str) -> tuple[dict[str
     deployable, as SQLMesh's scheduler computes it for a run of the environment."""
     from sqlmesh.core.snapshot import DeployabilityIndex
 
+    from dg_sqlmesh.execution.environment import PROD
+
     held = context.state_reader.get_environment(environment)
     if held is None:
         return None, None
     snapshots = context.state_reader.get_snapshots(held.snapshots)
     deployability = (
         DeployabilityIndex.all_deployable()
-        if environment.lower() == "prod"
+        if environment.lower() == PROD
         else DeployabilityIndex.create(snapshots)
     )
     return {s.name: s for s in snapshots.values()}, deployability

@@ -23,6 +23,7 @@ import dagster as dg
 from dg_sqlmesh.checks import check_results
 from dg_sqlmesh.dagster_compat import last_check_evaluations, latest_data_version
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
@@ -101,6 +102,8 @@ def report_checks_alone(
     if replay:
         _replay(context, outcome, leader_step)
     model = graph.model(fqn)
+    if not outcome.error and outcome.detail != ALONE_DETAIL:  # the leader did not audit it
+        outcome.error = outcome.detail or "SQLMesh did not audit this model"
     if outcome.error:
         raise SQLMeshRunFailure(
             description=f"{model.name}: its checks could not run alone: {outcome.error}",

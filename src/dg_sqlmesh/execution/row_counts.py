@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dg_sqlmesh.execution.environment import PROD
 from dg_sqlmesh.execution.outcomes import FINISHED, ModelOutcome
 from dg_sqlmesh.project import ModelInfo
 from dg_sqlmesh.tags import row_count_enabled
@@ -86,7 +87,7 @@ def physical_tables(context: Context, environment: str, fqns: Sequence[str]) -> 
         and info.is_model
         and str(getattr(info.kind_name, "value", info.kind_name)).upper() not in NOT_COUNTED_KINDS
     ]
-    if environment.lower() == "prod" or not infos:
+    if environment.lower() == PROD or not infos:
         return {info.name: info.table_name() for info in infos}
     deployability = DeployabilityIndex.create(context.state_reader.get_snapshots(held.snapshots))
     return {

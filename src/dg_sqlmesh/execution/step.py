@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -25,6 +25,10 @@ from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.execution.report import report, report_beyond_selection, report_checks_alone
 from dg_sqlmesh.specs import SQLMeshAssetGraph
+
+if TYPE_CHECKING:
+    from dg_sqlmesh.execution.progress import LogFn
+    from dg_sqlmesh.resource import SQLMeshResource
 
 NO_OP = "dagster_sqlmesh/no_op"
 
@@ -159,13 +163,13 @@ def _lead(
 
 
 def _execute(
-    resource: Any,
+    resource: SQLMeshResource,
     graph: SQLMeshAssetGraph,
     coordinator: RunCoordinator,
     step_key: str,
     selection: list[str],
     alone: list[str],
-    log: Any,
+    log: LogFn,
     started: float,
 ) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
     """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
