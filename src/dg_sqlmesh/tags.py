@@ -10,6 +10,7 @@ tag                           effect
 ``dagster:description:...``   asset description (overrides the model's)
 ``dagster:kind:finance``      extra kind shown in the UI (repeatable)
 ``dagster:freshness:cron``    freshness policy from the model's cron (``none``: never)
+``dagster:row_count:false``   no ``dagster/row_count`` for this model (``true``: default)
 ``dagster:<key>:<value>``     Dagster tag ``<key>: <value>``
 ``pii`` (plain tag)           Dagster tag ``pii: ""``
 ============================  ===============================================
@@ -25,8 +26,9 @@ from dataclasses import dataclass, field
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
 PREFIX = "dagster"
-RESERVED_PROPERTIES = ("group_name", "owner", "description", "kind", "freshness")
+RESERVED_PROPERTIES = ("group_name", "owner", "description", "kind", "freshness", "row_count")
 FRESHNESS_VALUES = ("cron", "none")
+ROW_COUNT_VALUES = ("true", "false")
 
 _VALID_GROUP = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -133,6 +135,13 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
                     "'dagster:freshness:none' (no policy).",
                 )
             freshness = value.lower()
+        elif prop == "row_count":
+            if value.lower() not in ROW_COUNT_VALUES:
+                raise fail(
+                    tag,
+                    f"'{value}' is not true or false",
+                    "Use 'dagster:row_count:false' to leave the model's table uncounted.",
+                )
         else:
             near = difflib.get_close_matches(prop, RESERVED_PROPERTIES, n=1, cutoff=0.75)
             if near or prop.lower() in RESERVED_PROPERTIES or prop in {"group", "owners", "kinds"}:
@@ -153,3 +162,14 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
         tags=dagster_tags,
         freshness=freshness,
     )
+
+
+def row_count_enabled(tags: Iterable[str]) -> bool:
+    """False when the model's tags say ``dagster:row_count:false`` (its table is not
+    counted after a run); the tags were validated when the project was described."""
+    for tag in tags:
+        prefix, _, rest = tag.partition(":")
+        prop, _, value = rest.partition(":")
+        if prefix.strip().lower() == PREFIX and prop.strip() == "row_count":
+            return value.strip().lower() != "false"
+    return True
