@@ -372,3 +372,30 @@ def test_read_only_cache_dir_with_a_valid_cache_is_a_hit(project, tmp_path, cont
     with read_only(cache_dir):
         assert snapshot(load(project, cache_dir=str(cache_dir))) == expected
     assert len(contexts) == 1
+
+
+def test_the_cycle_collector_is_paused_only_while_the_definitions_are_built(project):
+    """Full collections walk every live object; a 5000-model build triggered several. The
+    collector is off while the assets are built, and back on afterwards, even on errors."""
+    import gc
+
+    from dg_sqlmesh import SQLMeshTranslator
+
+    seen: list[bool] = []
+
+    class Recording(SQLMeshTranslator):
+        def get_asset_spec(self, model, **kwargs):
+            seen.append(gc.isenabled())
+            return super().get_asset_spec(model, **kwargs)
+
+    class Failing(SQLMeshTranslator):
+        def get_asset_spec(self, model, **kwargs):
+            raise RuntimeError("a translator bug")
+
+    assert gc.isenabled()
+    sqlmesh_definitions_factory(project_dir=str(project), translator=Recording())
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError, match="a translator bug"):
+        sqlmesh_definitions_factory(project_dir=str(project), translator=Failing())
+    assert gc.isenabled()
