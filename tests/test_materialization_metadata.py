@@ -12,7 +12,14 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from helpers.harness import copy_project, plan_project, query, run_in_process, run_multiprocess
+from helpers.harness import (
+    copy_project,
+    materialization_metadata,
+    plan_project,
+    query,
+    run_in_process,
+    run_multiprocess,
+)
 
 PROJECT = Path(__file__).parent / "projects" / "metadata"
 COUNTED = ("orders", "daily_events")  # tables
@@ -28,18 +35,6 @@ def project(tmp_path) -> Path:
 
 def key(name: str) -> str:
     return f"warehouse/shop/{name}"
-
-
-def metadata_of(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
-    """Asset key string -> materialization metadata (MetadataValue objects)."""
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    found = {}
-    for record in records:
-        mat = record.event_log_entry.dagster_event.event_specific_data.materialization
-        found[mat.asset_key.to_user_string()] = dict(mat.metadata)
-    return found
 
 
 def warnings_of(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -60,7 +55,7 @@ def test_row_counts_equal_the_warehouse_and_run_facts_are_numbers(project, insta
     run = run_in_process if executor == "in_process" else run_multiprocess
     result = run(project, instance)
     assert result.success
-    shown = metadata_of(instance, result.run_id)
+    shown = materialization_metadata(instance, result.run_id)
     assert set(shown) == {key(n) for n in COUNTED + NOT_COUNTED}
     for name in COUNTED:
         row_count = shown[key(name)]["dagster/row_count"]
@@ -95,7 +90,7 @@ def test_the_switch_turns_counting_off(project, instance, monkeypatch):
     monkeypatch.setattr(row_counts, "count_tables", never)
     result = run_in_process(project, instance, row_counts=False)
     assert result.success
-    shown = metadata_of(instance, result.run_id)
+    shown = materialization_metadata(instance, result.run_id)
     assert len(shown) == 4
     assert not [n for n, m in shown.items() if "dagster/row_count" in m]
     assert not [w for w in warnings_of(instance, result.run_id) if "not counted" in w]
@@ -110,7 +105,7 @@ def test_a_count_that_raises_is_a_warning_not_a_failure(project, instance, monke
     monkeypatch.setattr(row_counts, "count_tables", broken)
     result = run_in_process(project, instance)
     assert result.success
-    shown = metadata_of(instance, result.run_id)
+    shown = materialization_metadata(instance, result.run_id)
     assert len(shown) == 4
     assert not [n for n, m in shown.items() if "dagster/row_count" in m]
     assert all(shown[key(n)]["sqlmesh/state"].value == "materialized" for n in COUNTED)
@@ -131,7 +126,7 @@ def test_a_table_dropped_behind_sqlmeshs_back_costs_only_its_own_count(project, 
 
     second = run_in_process(project, instance)  # nothing due: every model up to date
     assert second.success
-    shown = metadata_of(instance, second.run_id)
+    shown = materialization_metadata(instance, second.run_id)
     assert all(m["sqlmesh/state"].value == "up_to_date" for m in shown.values())
     assert "dagster/row_count" not in shown[key("orders")]
     assert shown[key("daily_events")]["dagster/row_count"].value == count(db, "daily_events")
@@ -147,7 +142,7 @@ def test_row_counts_in_a_dev_environment(tmp_path, instance):
     db = project / "warehouse.duckdb"
     result = run_in_process(project, instance, environment="dev")
     assert result.success
-    shown = metadata_of(instance, result.run_id)
+    shown = materialization_metadata(instance, result.run_id)
     for name in COUNTED:
         expected = query(db, f"SELECT count(*) FROM shop__dev.{name}")[0][0]
         assert shown[key(name)]["dagster/row_count"].value == expected > 0

@@ -114,16 +114,24 @@ def run_multiprocess(
         )
 
 
-def materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
-    """Asset key string -> materialization metadata (raw values) for one run."""
+def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    """Asset key string -> materialization metadata (``MetadataValue`` objects), one run."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
     found = {}
     for record in records:
         mat = record.event_log_entry.dagster_event.event_specific_data.materialization
-        found[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+        found[mat.asset_key.to_user_string()] = dict(mat.metadata)
     return found
+
+
+def materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    """Asset key string -> materialization metadata (raw values) for one run."""
+    return {
+        key: {k: v.value for k, v in metadata.items()}
+        for key, metadata in materialization_metadata(instance, run_id).items()
+    }
 
 
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[tuple[str, str], dict]:
