@@ -62,6 +62,9 @@ def _model_asset(
     graph: SQLMeshAssetGraph, fqn: str, op_tags: Mapping[str, Any] | None, pool: str | None
 ) -> dg.AssetsDefinition:
     model = graph.model(fqn)
+    # A backfill of a partition range is one run, so SQLMesh runs once for the whole range.
+    partitioned = graph.specs[fqn].partitions_def is not None
+    backfill_policy = dg.BackfillPolicy.single_run() if partitioned else None
 
     @dg.multi_asset(
         name=graph.op_names[fqn],
@@ -71,6 +74,7 @@ def _model_asset(
         pool=pool,
         required_resource_keys={"sqlmesh", "sqlmesh_results"},
         can_subset=True,  # makes check outputs optional: audits that did not run report nothing
+        backfill_policy=backfill_policy,
     )
     def _asset(context):  # noqa: ANN001, ANN202 - Dagster reads the hint; keep it bare
         yield from sqlmesh_step(context, graph, fqn)
@@ -89,6 +93,7 @@ def sqlmesh_assets_factory(
     automation_from_cron: bool = False,
     pool: str | bool = True,
     freshness_from_cron: bool = False,
+    partitioned: bool = False,
 ) -> list[dg.AssetsDefinition]:
     """Asset definitions for every model of a SQLMesh project, one asset per model.
 
@@ -101,7 +106,10 @@ def sqlmesh_assets_factory(
     (``dg_sqlmesh.freshness``). Every op is in the Dagster pool ``pool`` (``True``:
     ``sqlmesh_<environment>``; ``False``: none); a limit of 1 on it with
     ``concurrency: pools: granularity: run`` makes Dagster queue a second run of the
-    environment (see the README).
+    environment (see the README). With ``partitioned`` every ``INCREMENTAL_BY_TIME_RANGE``
+    model with a fixed start is a time-partitioned asset, one partition per SQLMesh interval
+    (``dg_sqlmesh.partitions``; the model tag ``dagster:partitioned:true|false`` decides for
+    one model), and a backfill of a partition range runs SQLMesh once for that range.
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
@@ -119,6 +127,7 @@ def sqlmesh_assets_factory(
         resolved,
         group_name=group_name,
         owners=list(owners) if owners else None,
+        partitioned=partitioned,
     )
     if pool is True:
         pool = default_pool(sqlmesh_resource.environment)
@@ -139,6 +148,7 @@ def sqlmesh_job(
     it runs on the executor of the ``Definitions`` it is in.
     """
     keys = [key for a in assets for key in a.keys]
+    _one_partitions_def(assets, name)
     tags = dict(NO_RUN_RETRY_TAGS)
     if environment:
         tags["dg_sqlmesh/environment"] = environment
@@ -149,6 +159,27 @@ def sqlmesh_job(
         executor_def=executor_def,
         description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
     )
+
+
+def _one_partitions_def(assets: Sequence[dg.AssetsDefinition], job_name: str) -> None:
+    """A Dagster asset job admits one partitions definition: say which models differ."""
+    by_def: dict[Any, list[str]] = {}
+    for asset in assets:
+        for key in asset.keys:
+            partitions_def = asset.specs_by_key[key].partitions_def
+            if partitions_def is not None:
+                by_def.setdefault(partitions_def, []).append(key.to_user_string())
+    if len(by_def) > 1:
+        from dg_sqlmesh.errors import SQLMeshDefinitionError
+
+        groups = "; ".join(f"{d}: {', '.join(sorted(k)[:5])}" for d, k in by_def.items())
+        raise SQLMeshDefinitionError(
+            f"The partitioned SQLMesh models have {len(by_def)} different partitions "
+            f"definitions, and the Dagster job {job_name} can hold one: {groups}. Give the "
+            "partitioned models one interval unit and one start (model_defaults.start), tag the "
+            "others 'dagster:partitioned:false', or build your own jobs from "
+            "sqlmesh_assets_factory (one per partitions definition)."
+        )
 
 
 def sqlmesh_definitions_factory(
@@ -170,6 +201,7 @@ def sqlmesh_definitions_factory(
     pool: str | bool = True,
     executor: dg.ExecutorDefinition | None = sqlmesh_executor,
     freshness_from_cron: bool = False,
+    partitioned: bool = False,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
 
@@ -185,6 +217,9 @@ def sqlmesh_definitions_factory(
     reports its model then costs no process start nor code-location load). Pass ``None``
     to leave the choice to ``Definitions`` you merge these with (``Definitions.merge``
     refuses two different executors), or any executor definition.
+
+    ``partitioned`` makes the time-incremental models time-partitioned assets (see
+    :func:`sqlmesh_assets_factory`); off by default.
 
     Example:
         >>> defs = sqlmesh_definitions_factory(  # doctest: +SKIP
@@ -223,6 +258,7 @@ def sqlmesh_definitions_factory(
         automation_from_cron=automation_from_cron,
         pool=pool,
         freshness_from_cron=freshness_from_cron,
+        partitioned=partitioned,
     )
     job = sqlmesh_job(assets, environment=environment)
     schedules = []

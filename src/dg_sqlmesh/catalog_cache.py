@@ -26,8 +26,9 @@ from dg_sqlmesh.project_dirs import ProjectDirs, primary_project_dir, resolve_pr
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 5  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
-# external-model audits; 5: ModelInfo.column_lineage
+CACHE_FORMAT = 6  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
+# external-model audits; 5: ModelInfo.column_lineage; 6: ModelInfo end, lookback,
+# allow_partials, depends_on_self (partitions)
 _SKIP_DIRS = {".cache", "logs", "__pycache__", ".git", ".venv", "target", ".dagster_home"}
 # The files SQLMesh (and its dbt loader) reads to load a project: models, macros, audits,
 # tests and configs (SQL, Python, YAML, Jinja), seeds (CSV), dbt docs blocks (Markdown).

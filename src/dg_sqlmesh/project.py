@@ -86,7 +86,12 @@ class ModelInfo:
     dialect: str | None = None
     interval_unit: str | None = None
     start: str | None = None
+    end: str | None = None
     time_column: str | None = None
+    # What decides whether the model's intervals can be Dagster partitions (``partitions``).
+    lookback: int = 0
+    allow_partials: bool = False
+    depends_on_self: bool = False
     grain: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     owner: str | None = None
@@ -385,7 +390,11 @@ def describe_model(
         dialect=model.dialect or None,
         interval_unit=None if is_external else model.interval_unit.value,
         start=None if model.start is None else str(model.start),
+        end=None if getattr(model, "end", None) is None else str(model.end),
         time_column=_time_column(model),
+        lookback=0 if is_external else int(getattr(model, "lookback", 0) or 0),
+        allow_partials=bool(getattr(model, "allow_partials", False)),
+        depends_on_self=not is_external and bool(getattr(model, "depends_on_self", False)),
         grain=_grain(model),
         tags=tuple(model.tags),
         owner=model.owner,

@@ -224,6 +224,16 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
             )
         ),
     ] = False
+    partitioned: Annotated[
+        bool,
+        dg.Resolver.default(
+            description=(
+                "Make every INCREMENTAL_BY_TIME_RANGE model with a fixed start a time-partitioned "
+                "asset, one partition per SQLMesh interval (tag dagster:partitioned:true|false "
+                "decides per model)."
+            )
+        ),
+    ] = False
     apply_plan: Annotated[
         bool,
         dg.Resolver.default(
@@ -289,6 +299,7 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
             apply_plan=self.apply_plan,
             allow_prod_plan=self.allow_prod_plan,
             cache_dir=self.cache_dir,
+            partitioned=self.partitioned,
         )
 
 
