@@ -69,6 +69,9 @@ class ModelOutcome:
     log: list[list[Any]] = field(default_factory=list)  # [level, message, unix time]
     held_code_version: str | None = None  # the environment's version, when disk differs
     held_columns: dict[str, str] | None = None
+    # A partitioned run: per partition of its window, what SQLMesh recorded for this model
+    # (``execution.intervals.IntervalTracker.partitions``); None otherwise.
+    partitions: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

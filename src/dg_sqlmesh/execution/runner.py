@@ -28,6 +28,7 @@ from dg_sqlmesh.execution.environment import (
     warn_stale_upstreams,
 )
 from dg_sqlmesh.execution.events import Aborted
+from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bounds
 from dg_sqlmesh.execution.outcomes import (
     FAILURES,
     ModelOutcome,
@@ -63,11 +64,14 @@ def execute(
     *,
     log: LogFn,
     on_execution: Callable[[], None] = lambda: None,
+    window: RunWindow | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
     The caller holds the environment (``guard.hold_environment``); ``on_execution`` is
     called each time SQLMesh's ``run`` is about to start (the first attempt and retries).
+    ``window``: the partitions the run names (``execution.intervals``); SQLMesh then runs
+    exactly their intervals, and each partitioned model's outcome says what it recorded.
     """
     key = (
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
@@ -79,6 +83,10 @@ def execute(
     merged: dict[str, ModelOutcome] = {}
     prepared = False
     runnable = list(selection)
+    tracker = None
+    if window is not None:
+        names = {fqn: models[fqn].name for fqn in window.partitioned if fqn in models}
+        tracker = IntervalTracker(window, resource.environment, names)
     last = resource.max_transient_retries
     for attempt in range(last + 1):
         report.attempts = attempt + 1
@@ -100,6 +108,8 @@ def execute(
                 promoted = environment_models(context, resource.environment)
                 runnable = [fqn for fqn in selection if fqn in promoted]
                 warn_stale_upstreams(context, resource.environment, description, runnable, log)
+            if tracker is not None:
+                tracker.prepare(context, runnable, log)
             on_execution()
         except SQLMeshEnvironmentError:
             raise
@@ -123,7 +133,9 @@ def execute(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
         else:
-            _run_once(context, resource, recorder, runnable, log)
+            _run_once(context, resource, recorder, runnable, log, window)
+            if tracker is not None:
+                tracker.record(context)
             merged = merge(merged, settle(recorder.events, selection, models))
             retry = transient_failures(merged)
             if not retry or attempt == last:
@@ -144,6 +156,8 @@ def execute(
             merged[fqn] = not_in_environment(fqn, resource.environment, description.project_dir)
     for fqn, outcome in merged.items():
         outcome.log = recorder.lines.get(fqn, [])
+        if tracker is not None and fqn in window.partitioned:
+            outcome.partitions = tracker.partitions(fqn)
     report.outcomes = merged
     return report
 
@@ -207,17 +221,24 @@ def _run_once(
     recorder: EventRecorder,
     selection: Sequence[str],
     log: LogFn,
+    window: RunWindow | None = None,
 ) -> None:
-    """Run SQLMesh on ``selection``; what happened is in ``recorder.events``."""
+    """Run SQLMesh on ``selection``; what happened is in ``recorder.events``.
+
+    With a ``window``, exactly its intervals, whatever the models' crons say.
+    """
     if not selection:
         return
+    bounded = window is not None and window.bounded
+    bounds = window_bounds(window) if bounded else {}
     try:
         with cheap_environment_reads(context):
             context.run(
                 resource.environment,
                 select_models=list(selection),
                 no_auto_upstream=True,
-                ignore_cron=resource.ignore_cron,
+                ignore_cron=resource.ignore_cron or bounded,
+                **bounds,
             )
     except Exception as exc:  # noqa: BLE001 - settled per model from the events
         log("error", f"SQLMesh stopped with an error: {exc}")

@@ -20,6 +20,7 @@ from dg_sqlmesh.dagster_compat import run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
+from dg_sqlmesh.execution.intervals import run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.execution.report import report
@@ -111,13 +112,15 @@ def _lead(
     own = next(f for f, op in graph.op_names.items() if op == step_key)
     if own not in selection:
         selection.append(own)
-    context.log.info(
-        f"Executing SQLMesh once for this run's {len(selection)} selected model(s) "
-        f"in environment '{resource.environment}'"
-    )
     attempts = iter(range(1, 1_000_000))
     started = time.monotonic()
     try:
+        window = run_window(context.run.tags, graph, selection)
+        context.log.info(
+            f"Executing SQLMesh once for this run's {len(selection)} selected model(s) "
+            f"in environment '{resource.environment}'"
+            + ("" if window is None or not window.bounded else f", for {window.describe()}")
+        )
         with (
             hold_environment(
                 context.instance,
@@ -140,6 +143,7 @@ def _lead(
                 on_execution=lambda: coordinator.record_execution(
                     step_key, next(attempts), len(selection)
                 ),
+                window=window,
             )
     except BaseException as exc:
         coordinator.publish(step_key, {}, error=_failure_text(exc))
