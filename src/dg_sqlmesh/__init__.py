@@ -21,6 +21,7 @@ from dg_sqlmesh.errors import (
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.executor import sqlmesh_executor
 from dg_sqlmesh.freshness import cron_freshness_policy, with_cron_freshness
+from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
 from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.schedules import find_due_models, sqlmesh_adaptive_schedule_factory
@@ -53,5 +54,6 @@ __all__ = [
     "sqlmesh_definitions_factory",
     "sqlmesh_executor",
     "sqlmesh_job",
+    "sqlmesh_partition_status_sensor",
     "with_cron_freshness",
 ]

@@ -272,12 +272,28 @@ def sqlmesh_definitions_factory(
                 job_name=job.name,
                 translator=translator,
                 external_asset_mapping=external_asset_mapping,
+                partitioned=partitioned,
+            )
+        )
+    sensors = []
+    if any(asset.partitions_def is not None for asset in assets):
+        from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
+
+        graph = build_asset_graph(
+            resource.describe(),
+            resolve_translator(translator, external_asset_mapping),
+            partitioned=partitioned,
+        )
+        sensors.append(
+            sqlmesh_partition_status_sensor(
+                sqlmesh_resource=resource, asset_graph=graph, job_name=job.name
             )
         )
     return dg.Definitions(
         assets=assets,
         jobs=[job],
         schedules=schedules,
+        sensors=sensors,
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
         executor=executor,
     )
