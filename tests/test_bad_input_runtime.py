@@ -80,23 +80,23 @@ def test_missing_table_fails_when_the_environment_is_planned(tmp_path, instance)
     with pytest.raises(PlanError, match=r"^Plan application failed\.$"):
         plan_project(root)
 
-    # Through Dagster, letting the run create the environment
+    # Through Dagster, letting the run create the environment: the failing model fails,
+    # with the database's error; what the plan wrote is recorded, and said not promoted.
     result = run_in_process(root, instance, apply_plan=True, allow_prod_plan=True)
     assert not result.success
     found = failures(result)
-    leader = next(d for d, _ in found.values() if d.startswith("SQLMesh could not start"))
-    assert leader.startswith(
-        f"SQLMesh could not start for SQLMesh environment 'prod' of {root} (gateway local) "
-        "(persistent): PlanError: Plan application failed.\n"
-        '- app.bad: Catalog Error: Table with name "nowhere.missing" does not exist because '
+    assert set(found) == {"db__app__bad"}
+    description, metadata = found["db__app__bad"]
+    assert description.startswith(
+        'app.bad: Catalog Error: Table with name "nowhere.missing" does not exist because '
         'schema "nowhere" does not exist.'
     )
-    (metadata,) = [m for d, m in found.values() if d == leader]
     assert metadata["sqlmesh/error_class"] == "persistent"
-    assert metadata["sqlmesh/attempts"] == 1  # persistent: not retried
-    others = {d for d, _ in found.values() if d != leader}
-    assert others == {f"The run's SQLMesh execution failed: {leader}"}
-    assert materialized(instance, result.run_id) == {}
+    (ok,) = materialized(instance, result.run_id).values()
+    assert ok["sqlmesh/detail"].startswith(
+        "written by the plan this run applied, but the plan this run applied failed (app.bad: "
+        "Plan application failed.): the environment does not show this version yet"
+    )
 
 
 def test_table_dropped_after_the_plan_fails_at_run_time(tmp_path, instance):

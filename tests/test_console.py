@@ -10,7 +10,7 @@ from sqlmesh.utils.errors import AuditError, NodeAuditsErrors
 from dg_sqlmesh import ModelState
 from dg_sqlmesh.execution.console import EventRecorder
 from dg_sqlmesh.execution.events import ModelFailed
-from dg_sqlmesh.execution.outcomes import settle
+from dg_sqlmesh.execution.settle import settle
 from dg_sqlmesh.project import ModelInfo
 
 FQN = '"db"."sch"."orders"'

@@ -16,8 +16,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dg_sqlmesh.execution.coordinator import LeaderLost, RunCoordinator
-from dg_sqlmesh.execution.guard import LOCK_DIR_ENV, EnvironmentBusy, hold_environment, host_lock
+from dg_sqlmesh.errors import EnvironmentBusy, LeaderLost
+from dg_sqlmesh.execution.coordinator import RunCoordinator
+from dg_sqlmesh.execution.guard import LOCK_DIR_ENV, hold_environment, host_lock
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome, ModelState
 
 

@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 
 from dg_sqlmesh import ModelState
+from dg_sqlmesh.execution.attempts import (
+    merge,
+    merge_attempts,
+    not_in_environment,
+    retries_exhausted,
+    retry_could_not_start,
+    transient_failures,
+)
 from dg_sqlmesh.execution.events import (
     Aborted,
     AuditFailed,
@@ -16,17 +24,8 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
-from dg_sqlmesh.execution.outcomes import (
-    NOT_CONSIDERED,
-    ModelOutcome,
-    merge,
-    merge_attempts,
-    not_in_environment,
-    retries_exhausted,
-    retry_could_not_start,
-    settle,
-    transient_failures,
-)
+from dg_sqlmesh.execution.outcomes import ModelOutcome
+from dg_sqlmesh.execution.settle import NOT_CONSIDERED, settle
 from dg_sqlmesh.project import AuditInfo, ModelInfo
 
 DAY = 86_400_000

@@ -12,6 +12,7 @@ from dg_sqlmesh.assets import (
 from dg_sqlmesh.automation import cron_automation_condition
 from dg_sqlmesh.components import SQLMeshProjectComponent
 from dg_sqlmesh.errors import (
+    DagsterSQLMeshError,
     ErrorClass,
     SQLMeshDefinitionError,
     SQLMeshEnvironmentError,
@@ -31,6 +32,7 @@ from dg_sqlmesh.translator import SQLMeshTranslator
 __version__ = "0.1.0"
 
 __all__ = [
+    "DagsterSQLMeshError",
     "ErrorClass",
     "ModelInfo",
     "ModelOutcome",

@@ -48,14 +48,16 @@ def build_assets(
     op_tags: Mapping[str, Any] | None = None,
     pool: str | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """An ``AssetsDefinition`` (its own op and step) per model of ``graph``.
+    """An ``AssetsDefinition`` (its own op and step) per model of ``graph``, and one
+    without a step per EMBEDDED model (lineage only: SQLMesh never writes it).
 
     Every op is in ``pool`` (unless ``op_tags`` name a ``dagster/concurrency_key``, the
     older spelling of a pool), so that a pool limit reaches runs launched from anywhere.
     """
     if op_tags and "dagster/concurrency_key" in op_tags:
         pool = None
-    return [_model_asset(graph, fqn, op_tags, pool) for fqn in graph.specs]
+    lineage_only = [dg.AssetsDefinition(specs=[spec]) for spec in graph.embedded_specs.values()]
+    return [_model_asset(graph, fqn, op_tags, pool) for fqn in graph.specs] + lineage_only
 
 
 def _model_asset(
@@ -147,7 +149,7 @@ def sqlmesh_job(
     concurrent runs of one SQLMesh environment across machines. Without ``executor_def``
     it runs on the executor of the ``Definitions`` it is in.
     """
-    keys = [key for a in assets for key in a.keys]
+    keys = [key for a in assets if a.is_executable for key in a.keys]
     _one_partitions_def(assets, name)
     tags = dict(NO_RUN_RETRY_TAGS)
     if environment:

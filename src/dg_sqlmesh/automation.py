@@ -41,7 +41,7 @@ def cron_automation_condition(model: ModelInfo) -> dg.AutomationCondition:
         >>> cron_automation_condition(model).get_label()
         'sqlmesh_cron(@hourly, UTC)'
     """
-    if model.is_external or not model.cron:
+    if model.is_external or model.is_embedded or not model.cron:
         raise ValueError(f"{model.name} has no cron: external models are never run by SQLMesh")
     cron = dagster_cron(model.cron)
     tz = getattr(model, "cron_tz", None) or "UTC"

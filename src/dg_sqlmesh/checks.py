@@ -1,8 +1,10 @@
 """SQLMesh audits as Dagster asset checks: specs at load time, results after a run.
 
-A model's audits are checks on its asset; an external model's audits are checks on its
-external asset key; a standalone audit is a check on the most downstream model asset
-it reads (or, if it reads only external tables, on the first of them).
+A model's audits are checks on its asset. An audit of a node without a step of its own
+is a check on a model asset that runs it: an external model's audits are checks on the
+first model (in SQLMesh's DAG order) that reads it, a standalone audit is a check on the
+most downstream model it reads (or on the first model reading the external tables it
+reads). The run that materializes that model has SQLMesh run the audit too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from dg_sqlmesh.project import AuditInfo, ModelInfo, StandaloneAuditInfo
 
 # Dagster names are ``[A-Za-z0-9_]+``; anything else in an audit name becomes ``_``.
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
+
+# Check metadata: the SQLMesh node (an external model's FQN, a standalone audit's name)
+# an audit belongs to, when it is not the asset's own model.
+AUDITED_NODE = "sqlmesh/audited_node"
 
 
 def check_name(audit: AuditInfo) -> str:
@@ -58,19 +64,44 @@ def standalone_check_spec(
     name = _NOT_NAME_CHAR.sub("_", audit.name)
     if name in taken:  # a model audit of the same name on the same asset
         name = f"{name}_standalone"
+    metadata = {
+        "sqlmesh/audit": audit.name,
+        "sqlmesh/blocking": audit.blocking,
+        "sqlmesh/audit_args": {},
+        "sqlmesh/standalone": True,
+        AUDITED_NODE: audit.name,
+        **({"sqlmesh/file": audit.path} if audit.path else {}),
+    }
     return dg.AssetCheckSpec(
         name=name,
         asset=asset_key,
         additional_deps=[key for key in reads if key != asset_key],
         description=audit.description or f"SQLMesh standalone audit {audit.name}, non-blocking",
         blocking=audit.blocking,
-        metadata={
-            "sqlmesh/audit": audit.name,
-            "sqlmesh/blocking": audit.blocking,
-            "sqlmesh/audit_args": {},
-            "sqlmesh/standalone": True,
-            **({"sqlmesh/file": audit.path} if audit.path else {}),
-        },
+        metadata=metadata,
+    )
+
+
+def hosted_check_spec(
+    spec: dg.AssetCheckSpec,
+    host_key: dg.AssetKey,
+    *,
+    node: str,
+    label: str,
+    taken: Sequence[str] = (),
+) -> dg.AssetCheckSpec:
+    """An external model's audit check (``spec``, on the external key) moved onto the
+    model asset ``host_key`` that reads it first, named ``<label>__<check>``."""
+    name = f"{_NOT_NAME_CHAR.sub('_', label)}__{spec.name}"
+    if name in taken:
+        name = f"{name}_{len(taken)}"
+    return dg.AssetCheckSpec(
+        name=name,
+        asset=host_key,
+        additional_deps=[spec.asset_key],
+        description=f"{spec.description or spec.name}, on {label}",
+        blocking=spec.blocking,
+        metadata={**spec.metadata, AUDITED_NODE: node},
     )
 
 
@@ -89,8 +120,13 @@ def check_results(
     for spec in specs:
         audit_name = spec.metadata.get("sqlmesh/audit", spec.name)
         args = spec.metadata.get("sqlmesh/audit_args", {})
+        node = spec.metadata.get(AUDITED_NODE)
         match = next(
-            (o for o in remaining if o.name == audit_name and (not o.args or o.args == args)),
+            (
+                o
+                for o in remaining
+                if o.node == node and o.name == audit_name and (not o.args or o.args == args)
+            ),
             None,
         )
         if match is None:

@@ -1,10 +1,12 @@
 """Error types, and the transient/persistent classification of run-time failures.
 
-Definition-time mistakes (a missing project, a malformed tag, two models on one
-asset key) raise :class:`SQLMeshDefinitionError`, a ``DagsterInvalidDefinitionError``
-whose message names the problem and the fix. Run-time failures raise
-:class:`SQLMeshRunFailure`, a ``dagster.Failure`` carrying the classification in its
-metadata.
+Every error the library raises is a :class:`DagsterSQLMeshError`. Definition-time
+mistakes (a missing project, a malformed tag, two models on one asset key) raise
+:class:`SQLMeshDefinitionError`, a ``DagsterInvalidDefinitionError`` whose message names
+the problem and the fix. Run-time failures raise :class:`SQLMeshRunFailure`, a
+``dagster.Failure`` carrying the classification in its metadata; those no retry of the
+same step can fix (a model's error, a missing environment, an environment busy for too
+long, a lost leader) are raised with ``allow_retries=False``.
 """
 
 from __future__ import annotations
@@ -17,16 +19,34 @@ from collections.abc import Iterator
 import dagster as dg
 
 
-class SQLMeshDefinitionError(dg.DagsterInvalidDefinitionError):
+class DagsterSQLMeshError(Exception):
+    """The root of every error dg-sqlmesh raises."""
+
+
+class SQLMeshDefinitionError(DagsterSQLMeshError, dg.DagsterInvalidDefinitionError):
     """The SQLMesh project cannot be turned into Dagster definitions."""
 
 
-class SQLMeshEnvironmentError(dg.Failure):
+class SQLMeshRunFailure(DagsterSQLMeshError, dg.Failure):
+    """A model (or SQLMesh itself) failed during a run."""
+
+
+class SQLMeshEnvironmentError(SQLMeshRunFailure):
     """The SQLMesh environment to run is missing or cannot be used."""
 
 
-class SQLMeshRunFailure(dg.Failure):
-    """A model (or SQLMesh itself) failed during a run."""
+class EnvironmentBusy(SQLMeshRunFailure):
+    """Another run kept the SQLMesh environment busy longer than this run would wait."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description=description, allow_retries=False)
+
+
+class LeaderLost(SQLMeshRunFailure):
+    """The step executing SQLMesh for this run stopped before publishing its outcome."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description=description, allow_retries=False)
 
 
 class ErrorClass(enum.StrEnum):

@@ -79,7 +79,7 @@ def cron_freshness_policy(model: ModelInfo) -> Any:
         >>> policy.deadline_cron, policy.timezone, policy.lower_bound_delta
         ('@hourly', 'Europe/Paris', datetime.timedelta(seconds=3600))
     """
-    if model.is_external or not model.cron:
+    if model.is_external or model.is_embedded or not model.cron:
         raise SQLMeshDefinitionError(
             f"{model.name} has no cron: external models are never run by SQLMesh, so they "
             "get no freshness policy from a cron."

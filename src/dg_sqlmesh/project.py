@@ -106,6 +106,11 @@ class ModelInfo:
     # query; None when it is unknown (Python models, queries that do not resolve).
     column_lineage: dict[str, tuple[tuple[str, str], ...]] | None = None
 
+    @property
+    def is_embedded(self) -> bool:
+        """Inlined into its downstream queries by SQLMesh, never written to a table."""
+        return self.kind == "EMBEDDED"
+
     def to_dict(self) -> dict[str, Any]:
         # Shallow copies, not ``asdict``: it deep-copies every value, which JSON does
         # not need, and it is most of the time a cold load spends writing the cache.

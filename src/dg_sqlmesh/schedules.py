@@ -200,7 +200,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
     description = resource.describe()
     environment = resource.environment
     may_plan = resource.apply_plan and (environment.lower() != "prod" or resource.allow_prod_plan)
-    runnable = [m.fqn for m in description.models if not m.is_external]
+    runnable = [m.fqn for m in description.models if not (m.is_external or m.is_embedded)]
 
     context = _state_context(resource)
     try:
@@ -247,7 +247,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
         to_plan = tuple(
             m.fqn
             for m in description.models
-            if not m.is_external
+            if not (m.is_external or m.is_embedded)
             and (m.fqn not in state.data_hashes or state.data_hashes[m.fqn] != m.data_hash)
         )
     next_due = min(state.next_ticks.values(), default=None)

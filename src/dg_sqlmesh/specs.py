@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from dg_sqlmesh.checks import hosted_check_spec, standalone_check_spec
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project import ModelInfo, ProjectDescription
 from dg_sqlmesh.translator import SQLMeshTranslator, key_segment
@@ -23,10 +24,13 @@ class SQLMeshAssetGraph:
     specs: dict[str, dg.AssetSpec] = field(default_factory=dict)  # by model fqn
     check_specs: dict[str, list[dg.AssetCheckSpec]] = field(default_factory=dict)
     external_keys: dict[str, dg.AssetKey] = field(default_factory=dict)
-    # Checks on external asset keys: external models' audits, standalone audits reading
-    # only external tables (by external model fqn).
-    external_check_specs: dict[str, list[dg.AssetCheckSpec]] = field(default_factory=dict)
+    # fqn -> the SQLMesh nodes without a step (external models, standalone audits) whose
+    # audits are checks on that model's asset: SQLMesh runs them when it runs the model.
+    audited_nodes: dict[str, list[str]] = field(default_factory=dict)
     op_names: dict[str, str] = field(default_factory=dict)  # fqn -> op name
+    # EMBEDDED models: SQLMesh inlines them into their downstream queries and never writes
+    # them, so they keep their place in the lineage but have no step (never materialized).
+    embedded_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
 
     @property
     def fqn_by_key(self) -> dict[dg.AssetKey, str]:
@@ -87,6 +91,8 @@ def build_asset_graph(
 
     def upstream_key(fqn: str) -> dg.AssetKey:
         model = models.get(fqn)
+        if model is not None and model.is_embedded:
+            return graph.embedded_specs[fqn].key
         if model is not None and not model.is_external:
             return graph.specs[fqn].key
         if fqn not in graph.external_keys:
@@ -106,41 +112,67 @@ def build_asset_graph(
             if partitions_def is not None:
                 spec = spec.replace_attributes(partitions_def=partitions_def)
         claim(spec.key, model.fqn)
+        if model.is_embedded:  # no step: nothing can run or claim it
+            graph.embedded_specs[model.fqn] = spec.replace_attributes(automation_condition=None)
+            continue
         graph.specs[model.fqn] = spec
         graph.check_specs[model.fqn] = list(translator.get_check_specs(model, spec.key))
+    readers = _first_readers(graph)
     for model in description.models:
-        if model.is_external and model.audits:
-            key = upstream_key(model.fqn)
-            specs = list(translator.get_check_specs(model, key))
-            if specs:
-                graph.external_check_specs[model.fqn] = specs
-    _add_standalone_checks(graph, upstream_key)
+        host = readers.get(model.fqn)
+        if not (model.is_external and model.audits and host):
+            continue  # an external model nothing reads: no run would audit it
+        specs = graph.check_specs[host]
+        for spec in translator.get_check_specs(model, upstream_key(model.fqn)):
+            specs.append(
+                hosted_check_spec(
+                    spec,
+                    graph.specs[host].key,
+                    node=model.fqn,
+                    label=model.table,
+                    taken=[s.name for s in specs],
+                )
+            )
+        graph.audited_nodes.setdefault(host, []).append(model.fqn)
+    _add_standalone_checks(graph, upstream_key, readers)
     graph.op_names = _op_names(graph.specs)
     return graph
 
 
-def _add_standalone_checks(graph: SQLMeshAssetGraph, upstream_key) -> None:  # noqa: ANN001
-    """Each standalone audit becomes a check on the most downstream model it reads."""
-    from dg_sqlmesh.checks import standalone_check_spec
+def _first_readers(graph: SQLMeshAssetGraph) -> dict[str, str]:
+    """For each model, the first model with a step (DAG order) that reads it."""
+    readers: dict[str, str] = {}
+    for model in graph.description.models:
+        if model.fqn in graph.specs:
+            for parent in model.depends_on:
+                readers.setdefault(parent, model.fqn)
+    return readers
 
+
+def _add_standalone_checks(
+    graph: SQLMeshAssetGraph,
+    upstream_key,  # noqa: ANN001
+    readers: dict[str, str],
+) -> None:
+    """Each standalone audit becomes a check on the most downstream model it reads, or,
+    when it reads only tables without a step, on the first model reading one of them."""
     order = {m.fqn: i for i, m in enumerate(graph.description.models)}
     for audit in graph.description.standalone_audits:
         reads = sorted(audit.depends_on, key=lambda fqn: (order.get(fqn, -1), fqn))
-        if not reads:
-            continue  # reads no table SQLMesh knows: nothing in Dagster to hang it on
         own = [fqn for fqn in reads if fqn in graph.specs]
-        host = own[-1] if own else reads[0]
-        bucket = graph.check_specs if own else graph.external_check_specs
-        specs = bucket.setdefault(host, [])
-        key = graph.specs[host].key if own else upstream_key(host)
+        hosts = own[-1:] or [readers[fqn] for fqn in reads if fqn in readers][:1]
+        if not hosts:
+            continue  # reads nothing a model with a step reads: no run would audit it
+        specs = graph.check_specs[hosts[0]]
         specs.append(
             standalone_check_spec(
                 audit,
-                key,
+                graph.specs[hosts[0]].key,
                 [upstream_key(fqn) for fqn in reads],
                 taken=[s.name for s in specs],
             )
         )
+        graph.audited_nodes.setdefault(hosts[0], []).append(audit.name)
 
 
 def _name(models: dict[str, ModelInfo], fqn: str) -> str:

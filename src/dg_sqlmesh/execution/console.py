@@ -91,7 +91,8 @@ class EventRecorder:
     def on_snapshot_start(self, snapshot: Any) -> None:
         # The audits SQLMesh runs are the environment's, which can differ from the
         # project on disk (changes not applied yet): record those, not the disk's.
-        model = getattr(snapshot, "model", None)
+        # A standalone audit's snapshot has no model (``.model`` raises): its audit is itself.
+        model = snapshot.model if getattr(snapshot, "is_model", True) else None
         audits = None if model is None else tuple(describe_audits(model, self._sql_cache))
         self.record(SnapshotStarted(snapshot.name, audits))
 
@@ -147,13 +148,13 @@ class EventRecorder:
 
     def on_audit_failure(self, audit_error: Any) -> None:
         model = getattr(audit_error, "model", None)
-        if model is None:
-            return
-        described = self._models.get(model.fqn)
+        # A standalone audit's error has no model; its node is named after the audit.
+        fqn = model.fqn if model is not None else audit_error.audit_name
+        described = self._models.get(fqn)
         dialect = described.dialect if described else None
         self.record(
             AuditFailed(
-                fqn=model.fqn,
+                fqn=fqn,
                 audit=audit_error.audit_name,
                 args=_args(audit_error, dialect),
                 failing_rows=int(audit_error.count),

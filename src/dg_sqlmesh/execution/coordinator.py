@@ -36,6 +36,7 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.dagster_compat import engine_event_data
+from dg_sqlmesh.errors import LeaderLost
 from dg_sqlmesh.execution.outcomes import ModelOutcome
 
 OUTCOMES_KEY = "dg_sqlmesh/outcomes"
@@ -55,10 +56,6 @@ _FOLLOWED = {
 }
 _STATUS_EVERY_SECONDS = 2.0
 _PAGE = 200
-
-
-class LeaderLost(RuntimeError):
-    """The step executing SQLMesh for this run stopped before publishing its outcome."""
 
 
 @dataclass

@@ -20,6 +20,15 @@ if TYPE_CHECKING:
 PROD = "prod"
 
 
+class PlanApplicationFailed(Exception):
+    """Applying the run's plan failed; what it evaluated is in the console's events."""
+
+    def __init__(self, error: Exception, unapplied: dict[str, str]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.unapplied = unapplied  # fqn -> change, as the project on disk differed
+
+
 def environment_models(context: Context, environment: str) -> set[str]:
     """FQNs of the models promoted in the environment."""
     promoted = context.state_reader.get_environment(environment)
@@ -55,7 +64,8 @@ def prepare_environment(
                 allow_retries=False,
             )
         log("info", f"Environment '{name}' does not exist: applying a plan to create it")
-        _apply_plan(context, name)
+        new = {fqn: "new" for fqn, model in context.models.items() if not model.kind.is_external}
+        _apply_plan(context, name, new)
         return {}, True
 
     changed = unapplied_changes(context, environment)
@@ -70,7 +80,7 @@ def prepare_environment(
         )
         if may_plan:
             log("warning", f"Project differs from environment '{name}' ({names}): applying a plan")
-            _apply_plan(context, name)
+            _apply_plan(context, name, changed)
             return {}, True
         log(
             "warning",
@@ -122,13 +132,21 @@ def warn_stale_upstreams(
             )
 
 
-def _apply_plan(context: Context, environment: str) -> None:
-    context.plan(
-        environment,
-        auto_apply=True,
-        no_prompts=True,
-        include_unmodified=environment.lower() != PROD,
-    )
+def _apply_plan(context: Context, environment: str, unapplied: dict[str, str]) -> None:
+    """Apply SQLMesh's plan for ``environment``, as ``sqlmesh plan`` would.
+
+    The plan evaluates what it needs, selected in the run or not; the console records
+    every evaluation, so the run reports each model the plan touched.
+    """
+    try:
+        context.plan(
+            environment,
+            auto_apply=True,
+            no_prompts=True,
+            include_unmodified=environment.lower() != PROD,
+        )
+    except Exception as exc:
+        raise PlanApplicationFailed(exc, unapplied) from exc
 
 
 def unapplied_changes(context: Context, environment: object) -> dict[str, str]:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from dg_sqlmesh.errors import EnvironmentBusy
+
 EXECUTING_TAG = "dg_sqlmesh/executing"
 HOLDER_TAG = "dg_sqlmesh/executing_holder"
 LOCK_DIR_ENV = "DG_SQLMESH_LOCK_DIR"
@@ -43,10 +45,6 @@ _ACTIVE = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-
-
-class EnvironmentBusy(RuntimeError):
-    """Another run kept the environment busy longer than we were willing to wait."""
 
 
 def environment_id(project_dir: str, gateway: str | None, environment: str) -> str:

@@ -125,9 +125,9 @@ def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
     if outcome.detail:
         metadata["sqlmesh/detail"] = outcome.detail.strip()
     if outcome.error_class:
-        metadata["sqlmesh/error_class"] = outcome.error_class
+        metadata["sqlmesh/error_class"] = outcome.error_class.value
         metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
-        metadata["sqlmesh/retryable"] = outcome.error_class == ErrorClass.TRANSIENT.value
+        metadata["sqlmesh/retryable"] = outcome.error_class is ErrorClass.TRANSIENT
     if outcome.unapplied_change:
         metadata["sqlmesh/unapplied_change"] = (
             f"{outcome.unapplied_change} on disk, not yet in the environment: this run "
@@ -215,3 +215,55 @@ def _carried_over(
             )
         )
     return results
+
+
+BY_PLAN = "dg_sqlmesh/evaluated_by_plan_of_run"
+
+
+def report_beyond_selection(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    outcomes: dict[str, ModelOutcome],
+) -> None:
+    """Record what the run's plan evaluated outside the run's selection.
+
+    A plan evaluates every model it must, selected or not, and SQLMesh's log shows it;
+    so Dagster records it too, from the step that applied the plan: a materialization for
+    each model it wrote and the results of the audits it ran, each marked with this run.
+    Nothing is recorded for a model the plan did not write.
+    """
+    if not outcomes:
+        return
+    names = sorted(graph.model(fqn).name for fqn in outcomes if fqn in graph.specs)
+    context.log.warning(
+        f"The plan this run applied also evaluated {len(names)} model(s) this run did not "
+        f"select: {', '.join(names)}. Their materializations and audit results are recorded "
+        "here, marked with this run."
+    )
+    for fqn, outcome in outcomes.items():
+        spec = graph.specs.get(fqn)
+        if spec is None:
+            continue
+        mark = {BY_PLAN: context.run_id}
+        if outcome.state is ModelState.MATERIALIZED:
+            version = _data_version(graph.model(fqn).data_hash, outcome, context.run_id)
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=spec.key,
+                    metadata={**_metadata(outcome), **mark},
+                    tags={"dagster/data_version": version},
+                )
+            )
+        elif outcome.state is not ModelState.UP_TO_DATE:
+            reason = outcome.error or outcome.detail or outcome.state.value
+            context.log.error(f"{graph.model(fqn).name} (evaluated by the plan): {reason}")
+        for result in check_results(graph.check_specs.get(fqn, []), outcome.audits):
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=result.asset_key,
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    severity=result.severity,
+                    metadata={**result.metadata, **mark},
+                )
+            )

@@ -9,7 +9,7 @@ one :class:`ModelOutcome` per selected model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,9 +19,19 @@ from dg_sqlmesh.errors import (
     SQLMeshRunFailure,
     classify_error,
 )
+from dg_sqlmesh.execution.attempts import (
+    failed_plan,
+    merge,
+    not_in_environment,
+    retries_exhausted,
+    retry_could_not_start,
+    transient_failures,
+)
+from dg_sqlmesh.execution.audited_nodes import host_audits, standalone_nodes
 from dg_sqlmesh.execution.console import EventRecorder, LogFn
 from dg_sqlmesh.execution.environment import (
     HeldVersion,
+    PlanApplicationFailed,
     environment_models,
     held_versions,
     prepare_environment,
@@ -29,18 +39,14 @@ from dg_sqlmesh.execution.environment import (
 )
 from dg_sqlmesh.execution.events import Aborted
 from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bounds
-from dg_sqlmesh.execution.outcomes import (
-    FAILURES,
-    ModelOutcome,
-    merge,
-    not_in_environment,
-    retries_exhausted,
-    retry_could_not_start,
-    settle,
-    transient_failures,
-)
+from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
+from dg_sqlmesh.execution.settle import planned_models, settle
 from dg_sqlmesh.project import ProjectDescription
-from dg_sqlmesh.sqlmesh_compat import cheap_environment_reads
+from dg_sqlmesh.sqlmesh_compat import (
+    StandaloneAuditsNotRun,
+    cheap_environment_reads,
+    run_standalone_audits,
+)
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -50,7 +56,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class ExecutionReport:
-    outcomes: dict[str, ModelOutcome]
+    outcomes: dict[str, ModelOutcome]  # the selected models
+    # Models the run's plan evaluated although the run did not select them.
+    beyond_selection: dict[str, ModelOutcome] = field(default_factory=dict)
     unapplied_changes: dict[str, str] = field(default_factory=dict)  # fqn -> what changed
     held: dict[str, HeldVersion] = field(default_factory=dict)  # changed: what SQLMesh runs
     attempts: int = 0
@@ -64,12 +72,15 @@ def execute(
     *,
     log: LogFn,
     on_execution: Callable[[], None] = lambda: None,
+    audited_nodes: Mapping[str, Sequence[str]] | None = None,
     window: RunWindow | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
     The caller holds the environment (``guard.hold_environment``); ``on_execution`` is
     called each time SQLMesh's ``run`` is about to start (the first attempt and retries).
+    ``audited_nodes`` maps a model to the nodes without a step (external models,
+    standalone audits) whose audits it reports; SQLMesh runs those with the model.
     ``window``: the partitions the run names (``execution.intervals``); SQLMesh then runs
     exactly their intervals, and each partitioned model's outcome says what it recorded.
     """
@@ -77,7 +88,12 @@ def execute(
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
         f"(gateway {description.gateway})"
     )
-    models = description.models_by_fqn
+    selected = set(selection)
+    hosted = {h: list(n) for h, n in (audited_nodes or {}).items() if h in selected}
+    nodes = [node for found in hosted.values() for node in found]
+    standalone = standalone_nodes(description, nodes)
+    models = {**description.models_by_fqn, **standalone}
+    settled = [*selection, *nodes]  # what SQLMesh is asked to run, and reports on
     recorder = EventRecorder(models, log)
     report = ExecutionReport(outcomes={})
     merged: dict[str, ModelOutcome] = {}
@@ -106,15 +122,27 @@ def execute(
                 changed = [f for f, c in report.unapplied_changes.items() if c == "changed"]
                 report.held = held_versions(context, resource.environment, changed)
                 promoted = environment_models(context, resource.environment)
-                runnable = [fqn for fqn in selection if fqn in promoted]
-                warn_stale_upstreams(context, resource.environment, description, runnable, log)
+                runnable = [fqn for fqn in settled if fqn in promoted]
+                selected_runnable = [fqn for fqn in runnable if fqn in selected]
+                warn_stale_upstreams(
+                    context, resource.environment, description, selected_runnable, log
+                )
             if tracker is not None:
                 tracker.prepare(context, runnable, log)
             on_execution()
         except SQLMeshEnvironmentError:
             raise
-        except Exception as exc:  # before SQLMesh ran: loading, connecting, reading state
+        except Exception as raised:  # before SQLMesh's run: loading, connecting, planning
+            plan_failure = raised if isinstance(raised, PlanApplicationFailed) else None
+            exc = plan_failure.error if plan_failure else raised
             error_class, reason = classify_error(exc)
+            by_model = plan_failure and failed_plan(
+                settle(recorder.events, settled, models),
+                exc,
+                planned_models(recorder.events),
+                plan_failure.unapplied,
+                {fqn: m.name for fqn, m in models.items()},
+            )
             if error_class is ErrorClass.TRANSIENT and attempt < last:
                 retry = [f"connecting ({reason})"]
             elif merged:  # a retry: what the earlier attempts wrote stands
@@ -123,20 +151,32 @@ def execute(
                 break
             elif context is None:  # the project does not load
                 raise
+            elif by_model:  # the plan failed on models: report each, as for a run
+                log("error", f"Applying the plan failed: {type(exc).__name__}: {exc}")
+                merged, report.planned = by_model, True
+                break
             else:
                 failed = [  # a failed plan reports its failing models to the console
                     f"{models[o.fqn].name if o.fqn in models else o.fqn}: {o.error}"
-                    for o in settle(recorder.events, selection, models).values()
+                    for o in settle(recorder.events, settled, models).values()
                     if o.state in FAILURES
                 ]
                 raise _startup_failure(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
         else:
-            _run_once(context, resource, recorder, runnable, log, window)
+            _run_once(
+                context,
+                resource,
+                recorder,
+                runnable,
+                log,
+                standalone=set(standalone),
+                window=window,
+            )
             if tracker is not None:
                 tracker.record(context)
-            merged = merge(merged, settle(recorder.events, selection, models))
+            merged = merge(merged, settle(recorder.events, settled, models))
             retry = transient_failures(merged)
             if not retry or attempt == last:
                 break
@@ -158,7 +198,13 @@ def execute(
         outcome.log = recorder.lines.get(fqn, [])
         if tracker is not None and fqn in window.partitioned:
             outcome.partitions = tracker.partitions(fqn)
-    report.outcomes = merged
+    host_audits(merged, hosted)
+    report.outcomes = {fqn: o for fqn, o in merged.items() if fqn in selected}
+    report.beyond_selection = {
+        fqn: o
+        for fqn, o in merged.items()
+        if fqn not in selected and fqn in models and o.state is not ModelState.NOT_RUN
+    }
     return report
 
 
@@ -221,25 +267,31 @@ def _run_once(
     recorder: EventRecorder,
     selection: Sequence[str],
     log: LogFn,
+    *,
+    standalone: set[str],
     window: RunWindow | None = None,
 ) -> None:
-    """Run SQLMesh on ``selection``; what happened is in ``recorder.events``.
-
-    With a ``window``, exactly its intervals, whatever the models' crons say.
-    """
-    if not selection:
+    """Run SQLMesh on ``selection`` (models, and the ``standalone`` audits among it);
+    what happened is in ``recorder.events``. With a ``window``, exactly its intervals,
+    whatever the models' crons say."""
+    models = [fqn for fqn in selection if fqn not in standalone]
+    if not models:
         return
+    audits = [fqn for fqn in selection if fqn in standalone]
     bounded = window is not None and window.bounded
     bounds = window_bounds(window) if bounded else {}
     try:
-        with cheap_environment_reads(context):
+        with cheap_environment_reads(context), run_standalone_audits(context, audits):
             context.run(
                 resource.environment,
-                select_models=list(selection),
+                select_models=models,
                 no_auto_upstream=True,
                 ignore_cron=resource.ignore_cron or bounded,
                 **bounds,
             )
+    except StandaloneAuditsNotRun as exc:
+        log("warning", f"Standalone audits {', '.join(audits)} not run: {exc}")
+        _run_once(context, resource, recorder, models, log, standalone=set(), window=window)
     except Exception as exc:  # noqa: BLE001 - settled per model from the events
         log("error", f"SQLMesh stopped with an error: {exc}")
         recorder.record(Aborted(exc))

@@ -18,12 +18,12 @@ import dagster as dg
 
 from dg_sqlmesh.dagster_compat import run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import SQLMeshRunFailure
-from dg_sqlmesh.execution.coordinator import LeaderLost, Published, RunCoordinator
+from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.intervals import run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
-from dg_sqlmesh.execution.report import report
+from dg_sqlmesh.execution.report import report, report_beyond_selection
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 NO_OP = "dagster_sqlmesh/no_op"
@@ -75,12 +75,21 @@ def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph)
     A step can run for a model's checks alone; that model is not SQLMesh's to run.
     """
     step_keys = run_step_keys(context)
+    if step_keys is None:  # fail closed: guessing could write models the run did not select
+        raise SQLMeshRunFailure(
+            description=(
+                "Cannot tell which steps this run executes: Dagster's execution plan "
+                "snapshot of the run could not be read, so SQLMesh was not run (running "
+                "every model could write models the run did not select). This Dagster "
+                "version may store plans differently; see dg_sqlmesh.dagster_compat."
+            ),
+            allow_retries=False,
+        )
     assets = selected_asset_keys(context)  # None: every asset of the steps
     return [
         fqn
         for fqn, op_name in graph.op_names.items()
-        if (step_keys is None or op_name in step_keys)
-        and (assets is None or graph.specs[fqn].key in assets)
+        if op_name in step_keys and (assets is None or graph.specs[fqn].key in assets)
     ]
 
 
@@ -108,7 +117,11 @@ def _lead(
 
     resource = context.resources.sqlmesh
     description = graph.description
-    selection = selected_models(context, graph)
+    try:
+        selection = selected_models(context, graph)
+    except SQLMeshRunFailure as exc:
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
+        raise
     own = next(f for f, op in graph.op_names.items() if op == step_key)
     if own not in selection:
         selection.append(own)
@@ -143,6 +156,7 @@ def _lead(
                 on_execution=lambda: coordinator.record_execution(
                     step_key, next(attempts), len(selection)
                 ),
+                audited_nodes=graph.audited_nodes,
                 window=window,
             )
     except BaseException as exc:
@@ -157,7 +171,9 @@ def _lead(
             report.outcomes[changed].held_columns = held.columns
     summary = _summary(report.outcomes, time.monotonic() - started)
     context.log.info(summary)
-    return coordinator.publish(step_key, report.outcomes, summary=summary)
+    published = coordinator.publish(step_key, report.outcomes, summary=summary)
+    report_beyond_selection(context, graph, report.beyond_selection)
+    return published
 
 
 def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:
@@ -185,15 +201,13 @@ def _failure_text(exc: BaseException) -> str:
 def _follow(
     context: dg.AssetExecutionContext, coordinator: RunCoordinator, leader: str
 ) -> Published:
-    try:
-        return coordinator.wait_for(
-            leader,
-            on_wait=lambda: context.log.info(
-                f"Waiting for step '{leader}', which executes SQLMesh for this run"
-            ),
-        )
-    except LeaderLost as exc:
-        raise SQLMeshRunFailure(description=str(exc), allow_retries=False) from None
+    # Raises LeaderLost (a run failure, not retried) when the leader stopped first.
+    return coordinator.wait_for(
+        leader,
+        on_wait=lambda: context.log.info(
+            f"Waiting for step '{leader}', which executes SQLMesh for this run"
+        ),
+    )
 
 
 def _logger(context: dg.AssetExecutionContext):  # noqa: ANN202

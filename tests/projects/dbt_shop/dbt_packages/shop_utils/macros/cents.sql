@@ -1,0 +1,1 @@
+{% macro to_cents(column) %}({{ column }} * 100)::INTEGER{% endmacro %}

@@ -1,0 +1,1 @@
+MODEL (name shop.prices, kind SEED (path '../seeds/prices.csv'));

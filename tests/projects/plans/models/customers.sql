@@ -1,0 +1,1 @@
+MODEL (name shop.customers, kind SEED (path '../seeds/customers.csv'));
