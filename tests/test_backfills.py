@@ -11,6 +11,7 @@ from helpers.partitioned import (
     CHAIN,
     day,
     db,
+    key,
     launch,
     loaded_at,
     make_project,
@@ -105,3 +106,32 @@ def _partitions_def(project):  # noqa: ANN001, ANN202
 
     defs = sqlmesh_definitions_factory(project_dir=str(project), partitioned=True)
     return defs.resolve_assets_def(dg_key("part.events")).partitions_def
+
+
+def test_a_run_naming_no_partitions_records_every_interval_sqlmesh_filled(tmp_path, instance):
+    # sqlmesh_job without a partition, applying the plan that creates the environment (the
+    # quickstart's first run): the plan's backfill fills every day, and each is a partition.
+    project = make_project(tmp_path, plan=False)
+    from dg_sqlmesh import sqlmesh_definitions_factory
+
+    defs = sqlmesh_definitions_factory(
+        project_dir=str(project), partitioned=True, apply_plan=True, allow_prod_plan=True
+    )
+    job = defs.resolve_job_def("sqlmesh_job")
+    result = job.execute_in_process(
+        instance=instance, asset_selection=[key("part.events")], raise_on_error=False
+    )
+    assert result.success, step_failures(instance, result.run_id)
+    every_day = [day(n) for n in range(21)]
+    assert state_days(project, "part.events") == every_day
+    assert materialized_partitions(instance, "part.events", result.run_id) == every_day
+
+    # Nothing is due afterwards: no partition is claimed again.
+    again = job.execute_in_process(instance=instance, asset_selection=[key("part.events")])
+    assert materialized_partitions(instance, "part.events", again.run_id) == []
+
+    # A partitioned model reading a partitioned model needs a partition in Dagster: said so.
+    refused = job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not refused.success
+    failure = step_failures(instance, refused.run_id)["warehouse__part__events"]
+    assert "names no partition" in failure and "part.daily_totals reads part.events" in failure

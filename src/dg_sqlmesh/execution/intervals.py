@@ -114,6 +114,7 @@ def run_window(
     if not partitioned:
         return None
     if keys is None:
+        _refuse_partitioned_upstreams(graph, partitioned)
         return RunWindow(None, None, (), tuple(partitioned), restate=False)
     defs = {graph.specs[f].partitions_def for f in partitioned}
     if len(defs) > 1:
@@ -134,6 +135,28 @@ def run_window(
         partitioned=tuple(partitioned),
         restate=not any(tag in tags for tag in AUTOMATED_RUN_TAGS),
     )
+
+
+def _refuse_partitioned_upstreams(graph: SQLMeshAssetGraph, partitioned: Sequence[str]) -> None:
+    """Dagster cannot run a partitioned asset reading a partitioned asset in a run that
+    names no partition (its step fails before it starts): say so before SQLMesh runs."""
+    reading = [
+        (graph.model(fqn).name, graph.model(up).name)
+        for fqn in partitioned
+        for up in graph.model(fqn).depends_on
+        if up in graph.specs and graph.specs[up].partitions_def is not None
+    ]
+    if reading:
+        pairs = ", ".join(f"{m} reads {u}" for m, u in reading[:5])
+        raise SQLMeshRunFailure(
+            description=(
+                "This run names no partition, but it selects partitioned models that read "
+                f"partitioned models ({pairs}), which Dagster runs only for partitions. "
+                "Launch a backfill of a partition range (Materialize in the UI), or pass "
+                "partition_key= (or the tags dagster/asset_partition_range_start and _end)."
+            ),
+            allow_retries=False,
+        )
 
 
 def partition_units(partitions_def: Any, first: str, last: str) -> tuple[Interval, ...]:
@@ -222,24 +245,26 @@ class IntervalTracker:
 
         self.after = environment_intervals(context, self.environment, self.window.partitioned)
 
-    def partitions(self, fqn: str) -> dict[str, Any]:
+    def partitions(self, fqn: str, evaluated: Iterable[Interval] = ()) -> dict[str, Any]:
         """What the run did to ``fqn``'s partitions (JSON-serialisable).
 
-        ``recorded``: intervals SQLMesh's state gained in this run (restated ones
-        included); ``kept``: held before and not restated (a schedule's run); ``restated``:
-        held before and evaluated again. Per partition of a bounded window; for an
-        unbounded run, the intervals gained.
+        ``recorded``: intervals SQLMesh's state holds after the run and did not before, or
+        that this run evaluated (``evaluated``: its batches, a plan's backfill included);
+        ``kept``: held before and not evaluated again (a schedule's run); ``restated``:
+        held before and cleared to be evaluated again. Per partition of a bounded window;
+        for an unbounded run, the intervals recorded.
         """
         before, after = self.before.get(fqn, []), self.after.get(fqn, [])
+        evaluated = list(evaluated)
         if not self.window.bounded:
-            gained = _subtract(after, before)
+            gained = _subtract(after, before) + _intersect(after, evaluated)
             return {"first_key": None, "last_key": None, "recorded": gained}
         restated = set(self.restated.get(fqn, []))
         recorded, kept = [], []
         for unit in self.window.units:
             if not _covered(after, unit):
                 continue
-            if unit in restated or not _covered(before, unit):
+            if unit in restated or not _covered(before, unit) or _covered(evaluated, unit):
                 recorded.append(list(unit))
             else:
                 kept.append(list(unit))
@@ -250,6 +275,17 @@ class IntervalTracker:
             "kept": kept,
             "restated": [list(u) for u in sorted(restated)],
         }
+
+
+def _intersect(intervals: Iterable[Interval], other: Iterable[Interval]) -> list[list[int]]:
+    """The parts of ``intervals`` that ``other`` covers."""
+    found = []
+    for start, end in intervals:
+        for o_start, o_end in other:
+            low, high = max(start, o_start), min(end, o_end)
+            if low < high:
+                found.append([low, high])
+    return found
 
 
 def _subtract(intervals: Iterable[Interval], removed: Iterable[Interval]) -> list[list[int]]:

@@ -197,7 +197,7 @@ def execute(
     for fqn, outcome in merged.items():
         outcome.log = recorder.lines.get(fqn, [])
         if tracker is not None and fqn in window.partitioned:
-            outcome.partitions = tracker.partitions(fqn)
+            outcome.partitions = tracker.partitions(fqn, outcome.intervals)
     host_audits(merged, hosted)
     report.outcomes = {fqn: o for fqn, o in merged.items() if fqn in selected}
     report.beyond_selection = {
