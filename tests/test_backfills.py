@@ -6,7 +6,7 @@ launched as the UI launches a single-run backfill."""
 from __future__ import annotations
 
 import pytest
-from helpers.harness import executions, query, step_failures
+from helpers.harness import check_evaluations, executions, query, step_failures
 from helpers.partitioned import (
     CHAIN,
     day,
@@ -41,6 +41,10 @@ def test_a_ten_day_backfill_runs_sqlmesh_once_and_fills_exactly_ten_intervals(
         assert materialized_partitions(instance, model, result.run_id) == TEN_DAYS, model
     # three rows a day, nothing outside the range
     assert query(db(project), "SELECT COUNT(*) FROM part.events")[0][0] == 30
+    # the audit is a check of the run
+    checks = check_evaluations(instance, result.run_id)
+    assert checks[("warehouse/part/events", "not_null")]["passed"] is True
+    assert checks[("warehouse/part/events", "not_null")]["metadata"]["failing_rows"] == 0
 
 
 def test_restating_two_partitions_rewrites_exactly_those_rows(tmp_path, instance):

@@ -112,3 +112,27 @@ def test_the_interval_unit_sets_the_partitions():
     assert monthly.get_partition_keys() == ["2026-01-01", "2026-02-01", "2026-03-01"]
     epoch = model_partitions_def(_model(start="1767225600000"), partitioned=True)  # epoch ms
     assert epoch.start == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_the_component_takes_the_option(tmp_path):
+    import os
+
+    import yaml
+    from dagster.components.testing import create_defs_folder_sandbox
+
+    project = make_project(tmp_path, plan=False)
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = sandbox.defs_folder_path / "warehouse"
+        defs_path.mkdir(parents=True)
+        attributes = {"project": os.path.relpath(project, defs_path), "partitioned": True}
+        (defs_path / "defs.yaml").write_text(
+            yaml.safe_dump({"type": "dg_sqlmesh.SQLMeshProjectComponent", "attributes": attributes})
+        )
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (_, defs):
+            partitioned = {
+                spec.key for a in defs.assets for spec in a.specs if spec.partitions_def is not None
+            }
+            assert partitioned == {
+                key(m) for m in ("part.events", "part.daily_totals", "part.daily_report")
+            }
+            assert {s.name for s in defs.sensors} == {"sqlmesh_partition_status_sensor"}
