@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL 15 server binaries and the `postgres` OS user exist.
 # Idempotent; never starts a server (the test suite starts throwaway servers
-# itself, see tests/pg_server.py). Prints exactly one summary line.
+# itself, see tests/helpers/pg_server.py). Prints exactly one summary line.
 set -euo pipefail
 
 PG_MAJOR="${PG_MAJOR:-15}"

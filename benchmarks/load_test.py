@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
 
-    from pg_server import PostgresServer, postgres_available
+    from helpers.pg_server import PostgresServer, postgres_available
 
     reason = postgres_available()
     if reason:
@@ -164,7 +164,7 @@ def plan(project: Path) -> None:
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project import load_config
+    from dg_sqlmesh.project_config import load_config
 
     set_console(NoopConsole())
     config, gateway = load_config(project, "postgres")

@@ -599,7 +599,7 @@ class Bench:
         server for the section, a fresh database per sample) against ``sqlmesh run`` +
         that floor."""
         sys.path.insert(0, str(REPO / "tests"))
-        from pg_server import PostgresServer, postgres_available
+        from helpers.pg_server import PostgresServer, postgres_available
 
         reason = postgres_available()
         if reason:

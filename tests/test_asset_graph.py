@@ -10,9 +10,8 @@ import dagster as dg
 import pytest
 from helpers.harness import copy_project
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import sqlmesh_definitions_factory
-from dg_sqlmesh.project import load_config
+from dg_sqlmesh.project_config import load_config
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
 VENV_BIN = Path(sys.executable).parent
@@ -100,7 +99,6 @@ AUDITS = {
 
 
 def build_defs(project: Path) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     return sqlmesh_definitions_factory(project_dir=str(project), external_asset_mapping=MAPPING)
 
 
@@ -444,7 +442,7 @@ def test_loading_definitions_does_not_touch_the_database(shop_project):
 )
 def test_check_name_is_a_valid_dagster_name(audit_name, expected):
     from dg_sqlmesh.checks import check_name
-    from dg_sqlmesh.project import AuditInfo
+    from dg_sqlmesh.description import AuditInfo
 
     name = check_name(AuditInfo(name=audit_name, blocking=True))
     assert name == expected

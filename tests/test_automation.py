@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
-from test_schedules import write_cron_project
+from helpers.cron_project import write_cron_project
 
 from dg_sqlmesh import (
     ModelInfo,

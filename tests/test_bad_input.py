@@ -12,7 +12,6 @@ import pytest
 from helpers.harness import materialized, plan_project, run_in_process
 from projects.generate import generate_project, project_models
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
 from dg_sqlmesh.project import load_project
 
@@ -20,7 +19,6 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def load(project_dir, **options) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     return sqlmesh_definitions_factory(project_dir=str(project_dir), **options)
 
 
@@ -60,6 +58,20 @@ def test_unknown_gateway_lists_known_ones(shop_project):
     message = error_of(shop_project, gateway="snowflake")
     assert "Gateway 'snowflake'" in message
     assert "Known gateways: duckdb, postgres" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"gatewy": "duckdb"}, "sqlmesh_definitions_factory got an unknown option 'gatewy'"),
+        ({"apply_plan": "maybe"}, "sqlmesh_definitions_factory option 'apply_plan'"),
+    ],
+)
+def test_an_unknown_or_mistyped_option_is_named(shop_project, options, expected):
+    message = error_of(shop_project, **options)
+    assert expected in message
+    assert "Its options: project_dir, translator, executor, " in message
+    assert "gateway" in message.split("Its options:")[1]
 
 
 def test_gateway_name_is_case_insensitive(shop_project):

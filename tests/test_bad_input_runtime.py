@@ -16,7 +16,6 @@ import pytest
 from helpers.harness import materialized, plan_project, run_in_process
 from projects.generate import generate_project
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, sqlmesh_definitions_factory
 
 CONFIG = """\
@@ -56,7 +55,6 @@ def failures(result: dg.ExecuteInProcessResult) -> dict[str, tuple[str, dict]]:
 
 
 def load(project_dir: Path, **options) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     return sqlmesh_definitions_factory(project_dir=str(project_dir), **options)
 
 

@@ -19,7 +19,6 @@ import pytest
 from helpers.harness import copy_project
 
 import dg_sqlmesh.project
-import dg_sqlmesh.resource
 from dg_sqlmesh import sqlmesh_definitions_factory
 from dg_sqlmesh.catalog_cache import default_cache_dir, load_description
 from dg_sqlmesh.project import load_project
@@ -93,7 +92,6 @@ def no_context(monkeypatch) -> None:
 
 
 def load(project_dir: Path, **options) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()  # the in-process memo would hide the disk cache
     return sqlmesh_definitions_factory(project_dir=str(project_dir), **options)
 
 
@@ -236,7 +234,6 @@ def test_each_change_is_a_miss(project, contexts, change):
     assert len(contexts) == 2, "the change did not invalidate the cache"
     assert reflected(before, after)
     # And it is what a full load without any cache gives.
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     assert load_description(project, use_cache=False) == load_description(project)
 
 

@@ -11,7 +11,6 @@ import pytest
 from helpers.harness import copy_project
 from projects.generate import generate_project, project_models
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshTranslator, sqlmesh_definitions_factory
 
 TESTS = Path(__file__).parent
@@ -21,7 +20,6 @@ MAPPING = "raw/{node.schema}/{node.name}"
 
 
 def defs_for(project: Path, **options) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     return sqlmesh_definitions_factory(project_dir=str(project), **options)
 
 

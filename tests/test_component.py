@@ -84,6 +84,17 @@ def test_defs_yaml_loads_what_the_factory_builds(shop_project):
     assert "raw/payments/transactions" in upstream  # the external model, mapped
 
 
+def test_every_option_of_the_factory_is_an_attribute(shop_project):
+    """The resource's options (retries, plans, ...) and the pool reach the definitions too."""
+    options = {"max_transient_retries": 7, "ignore_cron": True, "pool": "warehouse"}
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = _write_defs(sandbox, {"project": str(shop_project), **options})
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, defs):
+            resource = defs.resources["sqlmesh"]
+            assert (resource.max_transient_retries, resource.ignore_cron) == (7, True)
+            assert {a.op.pool for a in defs.assets} == {"warehouse"}
+
+
 def test_translation_and_jinja_external_mapping(shop_project):
     attributes = {
         "project": str(shop_project),

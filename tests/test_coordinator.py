@@ -15,11 +15,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from helpers.other_process import OUTCOME, instance_ref_file, open_instance
 
 from dg_sqlmesh.errors import EnvironmentBusy, LeaderLost
 from dg_sqlmesh.execution.coordinator import RunCoordinator
 from dg_sqlmesh.execution.guard import LOCK_DIR_ENV, hold_environment, host_lock
-from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome, ModelState
 
 
 def _started_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
@@ -32,38 +32,14 @@ def _started_run(instance: dg.DagsterInstance) -> dg.DagsterRun:
     return instance.get_run_by_id(run.run_id)
 
 
-def _instance_ref_file(instance: dg.DagsterInstance, tmp_path: Path) -> Path:
-    from dagster._serdes import serialize_value
-
-    path = tmp_path / "instance.json"
-    path.write_text(serialize_value(instance.get_ref()))
-    return path
-
-
-def _open_instance(ref_file: str) -> dg.DagsterInstance:
-    from dagster._core.instance.ref import InstanceRef
-    from dagster._serdes import deserialize_value
-
-    return dg.DagsterInstance.from_ref(deserialize_value(Path(ref_file).read_text(), InstanceRef))
-
-
-OUTCOME = ModelOutcome(
-    fqn='"db"."s"."t"',
-    state=ModelState.AUDIT_FAILED,
-    intervals=[(0, 86_400_000)],
-    audits=[AuditOutcome("not_null", True, False, {"columns": "[id]"}, 3, "SELECT 1")],
-    error="audit failed",
-)
-
-
 def test_a_follower_reads_what_a_leader_in_another_process_published(instance, tmp_path):
     run = _started_run(instance)
-    ref = _instance_ref_file(instance, tmp_path)
+    ref = instance_ref_file(instance, tmp_path)
     publish = (
         "import json, sys\n"
-        "from test_coordinator import OUTCOME, _open_instance\n"
+        "from helpers.other_process import OUTCOME, open_instance\n"
         "from dg_sqlmesh.execution.coordinator import RunCoordinator\n"
-        "instance = _open_instance(sys.argv[1])\n"
+        "instance = open_instance(sys.argv[1])\n"
         "run = instance.get_run_by_id(sys.argv[2])\n"
         "RunCoordinator(instance, run, ['a', 'b']).publish('a', {OUTCOME.fqn: OUTCOME})\n"
     )
@@ -127,7 +103,7 @@ def _hold(args: tuple[str, str, str, str]) -> tuple[float, float, list[str]]:
     ref_file, run_id, lock_dir, _ = args
     os.environ[LOCK_DIR_ENV] = lock_dir
     logs: list[str] = []
-    with _open_instance(ref_file) as instance:
+    with open_instance(ref_file) as instance:
         with hold_environment(
             instance,
             run_id,
@@ -143,7 +119,7 @@ def _hold(args: tuple[str, str, str, str]) -> tuple[float, float, list[str]]:
 
 
 def test_runs_on_different_hosts_hold_the_environment_one_at_a_time(instance, tmp_path):
-    ref = _instance_ref_file(instance, tmp_path)
+    ref = instance_ref_file(instance, tmp_path)
     runs = [_started_run(instance) for _ in range(4)]
     jobs = [(str(ref), r.run_id, str(tmp_path / f"host{i}"), "") for i, r in enumerate(runs)]
     with multiprocessing.get_context("spawn").Pool(4) as pool:

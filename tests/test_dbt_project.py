@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 from helpers.harness import (
     check_evaluations,
@@ -75,3 +76,23 @@ def test_the_ephemeral_model_is_lineage_only(tmp_path):
     ephemeral = dg.AssetKey(["warehouse", "main", "stg_orders"])
     assert not graph.get(ephemeral).is_executable
     assert graph.get(dg.AssetKey(["warehouse", "main", "orders"])).parent_keys == {ephemeral}
+
+
+def test_loading_the_dbt_project_never_opens_the_warehouse(tmp_path):
+    """SQLMesh's dbt loader reads ``profiles.yml``; describing the project must not connect
+    (a second writer holds the DuckDB file during a cold load)."""
+    from helpers.db_holder import can_write, hold, release
+
+    project = copy_project(PROJECTS / "dbt_shop", tmp_path / "dbt")
+    db = project / "warehouse.duckdb"
+    duckdb.connect(str(db)).close()  # the file exists, as in a deployed warehouse
+    holder = hold(db)
+    try:
+        defs = sqlmesh_definitions_factory(project_dir=str(project))
+    finally:
+        release(holder)
+    assert (
+        dg.AssetKey(["warehouse", "main", "orders"])
+        in defs.resolve_asset_graph().get_all_asset_keys()
+    )
+    assert can_write(db) == ""

@@ -19,6 +19,7 @@ import dagster as dg
 import duckdb
 import pytest
 from helpers.harness import _env, executions, materialized, plan_project, step_failures
+from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reliability import (
     BATCH_SECONDS_ENV,
     MARKER_DIR_ENV,
@@ -31,7 +32,6 @@ from helpers.reliability import (
     write_slow_project,
 )
 from helpers.split_storage import files_under, split_storage_overrides
-from pg_server import PostgresServer, postgres_available
 
 from dg_sqlmesh.execution.guard import LOCK_DIR_ENV
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.generated_models import key, pick_with_children, step
 from helpers.harness import (
     check_evaluations,
     executions,
@@ -20,37 +21,6 @@ from helpers.harness import (
 from projects.generate import project_models
 
 N = 12
-
-
-def key(name: str) -> str:
-    """Asset key string of a generated model (catalog 'db' from db.duckdb)."""
-    return "db/" + name.replace(".", "/")
-
-
-def step(name: str) -> str:
-    return "db__" + name.replace(".", "__")
-
-
-def descendants(models: list[dict], name: str) -> set[str]:
-    found: set[str] = set()
-    frontier = {name}
-    while frontier:
-        children = {m["name"] for m in models if set(m["parents"]) & frontier}
-        frontier = children - found
-        found |= children
-    return found
-
-
-def pick_with_children(models: list[dict]) -> tuple[str, set[str], set[str]]:
-    """A layer-1 model with descendants, its descendants, and the unrelated models."""
-    for m in models:
-        if m["layer"] == 1:
-            below = descendants(models, m["name"])
-            if below:
-                ancestors = set(m["parents"])
-                others = {o["name"] for o in models} - below - {m["name"]} - ancestors
-                return m["name"], below, others
-    raise AssertionError("no layer-1 model with children")
 
 
 def assert_honest(instance, run_id: str, db: Path) -> dict[str, dict]:

@@ -11,11 +11,11 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 from helpers.harness import copy_project
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, parse_tags
-from dg_sqlmesh.freshness import freshness_policy_class, with_cron_freshness
+from dg_sqlmesh.freshness import freshness_policy_class
 from dg_sqlmesh.resource import SQLMeshResource
 from dg_sqlmesh.specs import build_asset_graph
+from dg_sqlmesh.translator import with_cron_freshness
 
 LINEAGE = Path(__file__).parent / "projects" / "lineage"
 CUSTOMERS = "warehouse/crm/customers"  # @hourly in Europe/Paris, tagged dagster:freshness:cron
@@ -30,7 +30,6 @@ def project(tmp_path_factory) -> Path:
 
 
 def policies(project: Path, translator: SQLMeshTranslator) -> dict[str, object]:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     description = SQLMeshResource(project_dir=str(project)).describe()
     graph = build_asset_graph(description, translator)
     return {spec.key.to_user_string(): spec.freshness_policy for spec in graph.specs.values()}

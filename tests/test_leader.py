@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import yaml
+from helpers.generated_models import key, pick_with_children, step
 from helpers.harness import (
     executions,
     materialized,
@@ -14,7 +15,6 @@ from helpers.harness import (
     step_failures,
 )
 from projects.generate import project_models
-from test_execution import key, pick_with_children, step
 
 N = 8
 
@@ -31,19 +31,19 @@ config = Config.model_validate(yaml.safe_load((Path(__file__).parent / "settings
 """
 
 
-def instrument(project: Path, log: Path) -> None:
+def instrument(project: Path, log: Path, monkeypatch) -> None:
     """Replace config.yaml by a config.py that logs each load (one per SQLMesh context)."""
     settings = yaml.safe_load((project / "config.yaml").read_text())
     (project / "config.yaml").unlink()
     (project / "settings.yml").write_text(yaml.safe_dump(settings))
     (project / "config.py").write_text(CONFIG_PY)
-    os.environ["DG_SQLMESH_CONFIG_LOG"] = str(log)
+    monkeypatch.setenv("DG_SQLMESH_CONFIG_LOG", str(log))  # step processes inherit it
 
 
-def test_only_the_leader_builds_a_sqlmesh_context(generated, instance, tmp_path):
+def test_only_the_leader_builds_a_sqlmesh_context(generated, instance, tmp_path, monkeypatch):
     project = generated(N, plan=False)
     log = tmp_path / "config_loads.log"
-    instrument(project, log)
+    instrument(project, log, monkeypatch)
     from helpers.harness import plan_project
 
     plan_project(project)

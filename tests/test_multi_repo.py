@@ -8,12 +8,10 @@ cache; runs through Dagster write the same data as bare SQLMesh.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers.db_holder import can_write, hold, release
 from helpers.harness import (
     check_evaluations,
     copy_project,
@@ -22,19 +20,11 @@ from helpers.harness import (
     run_multiprocess,
 )
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
 from dg_sqlmesh.catalog_cache import load_description
 
 PROJECTS = Path(__file__).parent / "projects"
 ORDERS, TOTALS = "warehouse/bronze/orders", "warehouse/silver/customer_totals"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
-    yield
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
 
 
 @pytest.fixture
@@ -52,7 +42,7 @@ def sqlmesh_context(parent: Path):
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project import load_config
+    from dg_sqlmesh.project_config import load_config
 
     set_console(NoopConsole())
     configs = {p: load_config(p, None)[0] for p in repos(parent)}
@@ -73,42 +63,6 @@ def table(parent: Path, name: str) -> list[tuple]:
 
 # --- loading never connects, never holds ---------------------------------------------------
 
-_HOLDER = textwrap.dedent(
-    """
-    import sys, time, duckdb
-    conn = duckdb.connect(sys.argv[1])  # a second writer: DuckDB admits only one process
-    conn.execute("SELECT 1").fetchall()
-    print("holding", flush=True)
-    sys.stdin.read()  # until the test closes our stdin
-    """
-)
-
-
-def _hold(db: Path) -> subprocess.Popen:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout.readline().strip() == "holding"
-    return holder
-
-
-def _release(holder: subprocess.Popen) -> None:
-    holder.stdin.close()
-    holder.wait(timeout=30)
-
-
-def _can_write(db: Path) -> str:
-    """'' if another process can open the DuckDB file for writing, else its error."""
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys, duckdb; duckdb.connect(sys.argv[1]).close()", str(db)],
-        capture_output=True,
-        text=True,
-    )
-    return done.stderr.strip()
-
 
 @pytest.mark.parametrize("given", ["one_repo", "both_repos", "parent"])
 def test_loading_definitions_opens_no_connection_and_holds_nothing(multi, given):
@@ -120,15 +74,15 @@ def test_loading_definitions_opens_no_connection_and_holds_nothing(multi, given)
     }[given]
     db = multi / "warehouse.duckdb"
 
-    holder = _hold(db)
+    holder = hold(db)
     try:
         defs = sqlmesh_definitions_factory(project_dir=project_dir)
     finally:
-        _release(holder)
+        release(holder)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert TOTALS in keys and ORDERS in keys  # bronze.orders: an asset, or an upstream key
 
-    assert _can_write(db) == "", "the process that loaded definitions still holds the file"
+    assert can_write(db) == "", "the process that loaded definitions still holds the file"
 
 
 # --- several repos: one project -----------------------------------------------------------

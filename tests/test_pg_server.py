@@ -1,4 +1,4 @@
-"""Tests for the throwaway-PostgreSQL helper (tests/pg_server.py) and smoke tests
+"""Tests for the throwaway-PostgreSQL helper (tests/helpers/pg_server.py) and smoke tests
 that Dagster instance storage and a SQLMesh gateway both work against it."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import pg_server  # noqa: E402
-from pg_server import PostgresServer, postgres_available  # noqa: E402
+from helpers import pg_server  # noqa: E402
+from helpers.pg_server import PostgresServer, postgres_available  # noqa: E402
 
 _reason = postgres_available()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")

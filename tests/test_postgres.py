@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from helpers.harness import copy_project, materialized, run_multiprocess
+from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reliability import coordinator_runs, executions_of
-from pg_server import PostgresServer, postgres_available
 
 from dg_sqlmesh import load_project
 
@@ -62,7 +62,7 @@ def plan(project: Path, gateway: str) -> None:
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project import load_config
+    from dg_sqlmesh.project_config import load_config
 
     set_console(NoopConsole())
     config, gateway_name = load_config(project, gateway)

@@ -14,18 +14,10 @@ from pathlib import Path
 import pytest
 from helpers.harness import copy_project, materialized, plan_project, query, run_in_process
 
-import dg_sqlmesh.resource
 from dg_sqlmesh import sqlmesh_definitions_factory
 from dg_sqlmesh.catalog_cache import load_description, project_fingerprint
 
 PROJECTS = Path(__file__).parent / "projects"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_memo():
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()  # each test loads its own copy from disk
-    yield
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
 
 
 # --- config file names -------------------------------------------------------------------

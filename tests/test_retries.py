@@ -5,29 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+from helpers.generated_models import descendants, key, step
 from helpers.harness import executions, materialized, query, step_failures
 from helpers.reliability import run_in_process
 from projects.generate import project_models
 
 N = 12
 BROKEN = "MODEL (name gen_l0.broken, kind FULL);\nSELECT FROM WHERE (\n"
-
-
-def key(name: str) -> str:
-    return "db/" + name.replace(".", "/")
-
-
-def step(name: str) -> str:
-    return "db__" + name.replace(".", "__")
-
-
-def _below(models: list[dict], name: str) -> set[str]:
-    found: set[str] = set()
-    frontier = {name}
-    while frontier:
-        frontier = {m["name"] for m in models if set(m["parents"]) & frontier} - found
-        found |= frontier
-    return found
 
 
 def _on_first_retry(instance, action) -> threading.Thread:
@@ -52,8 +36,8 @@ def test_retry_that_cannot_start_keeps_what_the_first_attempt_wrote(generated, i
     """Attempt 1 writes every model but one (a transient failure) and its downstream;
     the project cannot be loaded for attempt 2. The written models stay materialized."""
     models = project_models(N)
-    flaky = next(m["name"] for m in models if m["layer"] == 1 and _below(models, m["name"]))
-    stopped = {flaky} | _below(models, flaky)
+    flaky = next(m["name"] for m in models if m["layer"] == 1 and descendants(models, m["name"]))
+    stopped = {flaky} | descendants(models, flaky)
     project = generated(N, failing={flaky: "transient_error"})
     db = project / "db.duckdb"
     before = executions(db)

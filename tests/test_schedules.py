@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import time_machine
+from helpers.cron_project import write_cron_project
 from helpers.harness import executions, materialized, plan_project
-from projects.generate import BEFORE_ALL
 
 from dg_sqlmesh import (
     SQLMeshDefinitionError,
@@ -21,7 +20,7 @@ from dg_sqlmesh import (
     sqlmesh_adaptive_schedule_factory,
     sqlmesh_definitions_factory,
 )
-from dg_sqlmesh.schedules import cron_interval, dagster_cron, finest_cron
+from dg_sqlmesh.cron import cron_interval, dagster_cron, finest_cron
 
 SCHEDULE = "sqlmesh_adaptive_schedule"
 PLANNED_AT = datetime(2026, 1, 10, 9, 30, tzinfo=UTC)  # a Saturday
@@ -35,46 +34,6 @@ THREE_CRONS = {
     "s.daily": ("@daily", "SELECT id FROM s.hourly"),
     "s.weekly": ("@weekly", "SELECT id FROM s.daily"),
 }
-
-
-def write_cron_project(
-    root: Path,
-    models: dict[str, tuple],
-    *,
-    start: str = "2026-01-01",
-    externals: dict[str, dict[str, str]] | None = None,
-) -> Path:
-    """A DuckDB SQLMesh project of FULL models with the given crons; counts executions."""
-    q = json.dumps
-    (root / "models").mkdir(parents=True)
-    lines = [
-        "gateways:",
-        "  duckdb:",
-        "    connection:",
-        "      type: duckdb",
-        f"      database: {q(str(root / 'db.duckdb'))}",
-        "default_gateway: duckdb",
-        "model_defaults:",
-        "  dialect: duckdb",
-        f"  start: {q(start)}",
-        "disable_anonymized_analytics: true",
-        "before_all:",
-        *[f"  - {q(statement)}" for statement in BEFORE_ALL],
-    ]
-    (root / "config.yaml").write_text("\n".join(lines) + "\n")
-    for name, (cron, query, *extra) in models.items():
-        props = ", ".join([f"name {name}", "kind FULL", f"cron '{cron}'", *extra])
-        (root / "models" / f"{name.replace('.', '_')}.sql").write_text(
-            f"MODEL ({props});\n{query}\n"
-        )
-    if externals:
-        text = "".join(
-            f"- name: {name}\n  columns:\n"
-            + "".join(f"    {col}: {typ}\n" for col, typ in columns.items())
-            for name, columns in externals.items()
-        )
-        (root / "external_models.yaml").write_text(text)
-    return root
 
 
 def at(day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -265,6 +224,18 @@ def test_ticks_use_the_translator_keys(planned, instance):
         sqlmesh_resource=resource, name="other", translator=Prefixed()
     )
     assert tick(direct, instance, at(10, 10)).asset_selection == request.asset_selection
+
+
+def test_the_schedule_reads_the_asset_graph_the_factory_built(planned):
+    class Counting(SQLMeshTranslator):
+        specs = 0
+
+        def get_asset_spec(self, model, **kwargs):
+            type(self).specs += 1
+            return super().get_asset_spec(model, **kwargs)
+
+    schedule_of(planned, translator=Counting())
+    assert Counting.specs == len(THREE_CRONS), "the models were translated more than once"
 
 
 # --- no overlap -----------------------------------------------------------------------

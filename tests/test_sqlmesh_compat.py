@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmesh import Context
 
-from dg_sqlmesh.project import load_config
+from dg_sqlmesh.project_config import load_config
 from dg_sqlmesh.sqlmesh_compat import cheap_environment_reads
 
 

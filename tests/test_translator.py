@@ -16,9 +16,17 @@ from helpers.harness import (
 )
 from projects.generate import project_models
 
-import dg_sqlmesh.resource
-from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, sqlmesh_definitions_factory
-from dg_sqlmesh.project import create_context, load_project
+from dg_sqlmesh import (
+    SQLMeshDefinitionError,
+    SQLMeshResource,
+    SQLMeshTranslator,
+    SQLMeshTranslatorSettings,
+    build_sqlmesh_asset_specs,
+    sqlmesh_assets_factory,
+    sqlmesh_definitions_factory,
+)
+from dg_sqlmesh.project import load_project
+from dg_sqlmesh.project_context import create_context
 from dg_sqlmesh.specs import build_asset_graph, resolve_translator
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
@@ -26,7 +34,6 @@ VALID_SEGMENT = re.compile(r"^[A-Za-z0-9_]+$")
 
 
 def defs_for(project: Path, **options) -> dg.Definitions:
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     return sqlmesh_definitions_factory(project_dir=str(project), **options)
 
 
@@ -109,7 +116,41 @@ def test_subclass_without_super_init_works(shop):
     translator = NoSuperInit("p")
     defs = defs_for(shop, translator=translator, external_asset_mapping="ext/{node.name}")
     assert "ext/transactions" in dep_keys(defs)
-    assert not hasattr(translator, "external_asset_mapping")  # the caller's object is untouched
+    assert translator.settings.external_asset_mapping is None  # the caller's object is untouched
+
+
+def test_settings_are_one_object_the_factory_never_changes(shop):
+    translator = WarehouseTranslator(settings=SQLMeshTranslatorSettings(freshness_from_cron=True))
+    defs = defs_for(
+        shop,
+        translator=translator,
+        external_asset_mapping="ext/{node.name}",
+        automation_from_cron=True,
+    )
+    specs = [spec for a in defs.assets for spec in a.specs]
+    assert all(spec.automation_condition is not None for spec in specs)
+    assert all(spec.freshness_policy is not None for spec in specs)
+    assert any(d.asset_key.path[0] == "ext" for spec in specs for d in spec.deps)
+    # the factory worked on a copy: the translator passed in still has its own settings
+    assert translator.settings == SQLMeshTranslatorSettings(freshness_from_cron=True)
+
+
+def test_spec_builder_gives_the_assets_specs(shop):
+    options = {"external_asset_mapping": "raw/{node.schema}/{node.name}", "group_name": "g"}
+    resource = SQLMeshResource(project_dir=str(shop))
+    specs, checks = build_sqlmesh_asset_specs(
+        sqlmesh_resource=resource, translator=WarehouseTranslator(), **options
+    )
+    assets = sqlmesh_assets_factory(
+        sqlmesh_resource=resource, translator=WarehouseTranslator(), **options
+    )
+
+    def shown(spec: dg.AssetSpec) -> tuple:  # what the translator decides (Dagster adds more)
+        deps = [d.asset_key for d in spec.deps]
+        return spec.key, deps, spec.group_name, spec.owners, spec.code_version, spec.description
+
+    assert [shown(s) for s in specs] == [shown(s) for a in assets for s in a.specs]
+    assert {c.key for c in checks} == {key for a in assets for key in a.check_keys}
 
 
 def test_translator_class_instead_of_instance_is_a_clear_error(shop):

@@ -81,9 +81,7 @@ def test_a_change_not_applied_is_not_recorded_as_what_ran(planned_shop, instance
     model.write_text(
         model.read_text().replace("signed_up_at /*", "1 AS loyalty_tier, signed_up_at /*")
     )
-    import dg_sqlmesh.resource
-
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()  # definitions reloaded, as a code server would
+    # definitions reloaded, as a code server would
     defs = sqlmesh_definitions_factory(project_dir=str(planned_shop))
     new_version = defs.resolve_assets_def(key).code_versions_by_key[key]
     assert new_version != old_version  # the definition shows the change on disk

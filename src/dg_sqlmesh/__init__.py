@@ -5,12 +5,27 @@ Dagster run executes SQLMesh once for everything it selected.
 """
 
 from dg_sqlmesh.assets import (
+    build_sqlmesh_asset_specs,
     sqlmesh_assets_factory,
     sqlmesh_definitions_factory,
     sqlmesh_job,
 )
 from dg_sqlmesh.automation import cron_automation_condition
+from dg_sqlmesh.checks import default_check_specs
 from dg_sqlmesh.components import SQLMeshProjectComponent
+from dg_sqlmesh.defaults import (
+    default_asset_key,
+    default_column_lineage,
+    default_description,
+    default_freshness_policy,
+    default_group_name,
+    default_kinds,
+    default_metadata,
+    default_owners,
+    default_tags,
+)
+from dg_sqlmesh.description import ModelInfo, ProjectDescription
+from dg_sqlmesh.due_models import find_due_models
 from dg_sqlmesh.errors import (
     DagsterSQLMeshError,
     ErrorClass,
@@ -21,13 +36,13 @@ from dg_sqlmesh.errors import (
 )
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.executor import sqlmesh_executor
-from dg_sqlmesh.freshness import cron_freshness_policy, with_cron_freshness
+from dg_sqlmesh.freshness import cron_freshness_policy
 from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
-from dg_sqlmesh.project import ModelInfo, ProjectDescription, load_project
+from dg_sqlmesh.project import load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
-from dg_sqlmesh.schedules import find_due_models, sqlmesh_adaptive_schedule_factory
+from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
 from dg_sqlmesh.tags import parse_tags
-from dg_sqlmesh.translator import SQLMeshTranslator
+from dg_sqlmesh.translator import SQLMeshTranslator, SQLMeshTranslatorSettings, with_cron_freshness
 
 __version__ = "0.1.0"
 
@@ -45,9 +60,21 @@ __all__ = [
     "SQLMeshResultsResource",
     "SQLMeshRunFailure",
     "SQLMeshTranslator",
+    "SQLMeshTranslatorSettings",
+    "build_sqlmesh_asset_specs",
     "classify_error",
     "cron_automation_condition",
     "cron_freshness_policy",
+    "default_asset_key",
+    "default_check_specs",
+    "default_column_lineage",
+    "default_description",
+    "default_freshness_policy",
+    "default_group_name",
+    "default_kinds",
+    "default_metadata",
+    "default_owners",
+    "default_tags",
     "find_due_models",
     "load_project",
     "parse_tags",

@@ -7,19 +7,16 @@ from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, NO_RUN_RETRY_TAGS
+from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.execution.step import sqlmesh_step
 from dg_sqlmesh.executor import sqlmesh_executor
-from dg_sqlmesh.freshness import with_cron_freshness
+from dg_sqlmesh.options import AssetOptions, DefinitionsOptions, options_doc, parse_options
+from dg_sqlmesh.project_dirs import split_project_dirs
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
-from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
+from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
+from dg_sqlmesh.specs import SQLMeshAssetGraph, options_asset_graph
 from dg_sqlmesh.translator import SQLMeshTranslator
-
-JOB_NAME = "sqlmesh_job"
-
-# Persistent failures must never be retried blindly: a failed step does not make
-# Dagster's run-retry daemon re-launch the run (transient errors are retried inside
-# the run's SQLMesh execution instead, with backoff).
-NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
 
 # For runs that choose the multiprocess executor: every step is a process that imports
 # Dagster and SQLMesh; forking them from a server that has imported both already makes a
@@ -88,14 +85,7 @@ def sqlmesh_assets_factory(
     *,
     sqlmesh_resource: SQLMeshResource,
     translator: SQLMeshTranslator | None = None,
-    external_asset_mapping: str | None = None,
-    group_name: str | None = None,
-    op_tags: Mapping[str, Any] | None = None,
-    owners: Sequence[str] | None = None,
-    automation_from_cron: bool = False,
-    pool: str | bool = True,
-    freshness_from_cron: bool = False,
-    partitioned: bool = False,
+    **options: Any,
 ) -> list[dg.AssetsDefinition]:
     """Asset definitions for every model of a SQLMesh project, one asset per model.
 
@@ -108,32 +98,53 @@ def sqlmesh_assets_factory(
     (``dg_sqlmesh.freshness``). Every op is in the Dagster pool ``pool`` (``True``:
     ``sqlmesh_<environment>``; ``False``: none); a limit of 1 on it with
     ``concurrency: pools: granularity: run`` makes Dagster queue a second run of the
-    environment (see the README). With ``partitioned`` every ``INCREMENTAL_BY_TIME_RANGE``
-    model with a fixed start is a time-partitioned asset, one partition per SQLMesh interval
-    (``dg_sqlmesh.partitions``; the model tag ``dagster:partitioned:true|false`` decides for
-    one model), and a backfill of a partition range runs SQLMesh once for that range.
+    environment (see the README).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
         >>> assets = sqlmesh_assets_factory(sqlmesh_resource=resource)  # doctest: +SKIP
-    """
-    resolved = resolve_translator(translator, external_asset_mapping)
-    if automation_from_cron:
-        from dg_sqlmesh.automation import with_cron_automation
 
-        resolved = with_cron_automation(resolved)
-    if freshness_from_cron:
-        resolved = with_cron_freshness(resolved)
-    graph = build_asset_graph(
-        sqlmesh_resource.describe(),
-        resolved,
-        group_name=group_name,
-        owners=list(owners) if owners else None,
-        partitioned=partitioned,
+    ``**options`` are those of :class:`~dg_sqlmesh.options.AssetOptions`:
+    """
+    parsed = parse_options(
+        AssetOptions, options, "sqlmesh_assets_factory", ("sqlmesh_resource", "translator")
     )
-    if pool is True:
-        pool = default_pool(sqlmesh_resource.environment)
-    return build_assets(graph, op_tags=op_tags, pool=pool or None)
+    graph = options_asset_graph(sqlmesh_resource.describe(), translator, parsed)
+    return _assets(graph, parsed, sqlmesh_resource.environment)
+
+
+def build_sqlmesh_asset_specs(
+    *,
+    sqlmesh_resource: SQLMeshResource,
+    translator: SQLMeshTranslator | None = None,
+    **options: Any,
+) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
+    """The asset specs of every model and the check specs of their audits, nothing else.
+
+    The same specs :func:`sqlmesh_assets_factory` builds its assets from (the same
+    translator and options), for a Dagster definition of your own: external assets
+    materialized elsewhere, a multi-asset of your own, a look at what Dagster would see.
+
+    Example:
+        >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
+        >>> specs, checks = build_sqlmesh_asset_specs(sqlmesh_resource=resource)  # doctest: +SKIP
+        >>> defs = dg.Definitions(assets=specs, asset_checks=[])  # doctest: +SKIP
+
+    ``**options`` are those of :class:`~dg_sqlmesh.options.AssetOptions`:
+    """
+    parsed = parse_options(
+        AssetOptions, options, "build_sqlmesh_asset_specs", ("sqlmesh_resource", "translator")
+    )
+    graph = options_asset_graph(sqlmesh_resource.describe(), translator, parsed)
+    checks = [spec for specs in graph.check_specs.values() for spec in specs]
+    return [*graph.specs.values(), *graph.embedded_specs.values()], checks
+
+
+def _assets(
+    graph: SQLMeshAssetGraph, options: AssetOptions, environment: str
+) -> list[dg.AssetsDefinition]:
+    pool = default_pool(environment) if options.pool is True else options.pool or None
+    return build_assets(graph, op_tags=options.op_tags, pool=pool)
 
 
 def sqlmesh_job(
@@ -153,7 +164,7 @@ def sqlmesh_job(
     _one_partitions_def(assets, name)
     tags = dict(NO_RUN_RETRY_TAGS)
     if environment:
-        tags["dg_sqlmesh/environment"] = environment
+        tags[ENVIRONMENT_TAG] = environment
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(*keys),
@@ -172,8 +183,6 @@ def _one_partitions_def(assets: Sequence[dg.AssetsDefinition], job_name: str) ->
             if partitions_def is not None:
                 by_def.setdefault(partitions_def, []).append(key.to_user_string())
     if len(by_def) > 1:
-        from dg_sqlmesh.errors import SQLMeshDefinitionError
-
         groups = "; ".join(f"{d}: {', '.join(sorted(k)[:5])}" for d, k in by_def.items())
         raise SQLMeshDefinitionError(
             f"The partitioned SQLMesh models have {len(by_def)} different partitions "
@@ -187,23 +196,9 @@ def _one_partitions_def(assets: Sequence[dg.AssetsDefinition], job_name: str) ->
 def sqlmesh_definitions_factory(
     *,
     project_dir: str | Sequence[str],
-    gateway: str | None = None,
-    environment: str = "prod",
     translator: SQLMeshTranslator | None = None,
-    external_asset_mapping: str | None = None,
-    group_name: str | None = None,
-    op_tags: Mapping[str, Any] | None = None,
-    owners: Sequence[str] | None = None,
-    schedule_name: str = "sqlmesh_adaptive_schedule",
-    enable_schedule: bool = False,
-    automation_from_cron: bool = False,
-    apply_plan: bool = False,
-    allow_prod_plan: bool = False,
-    cache_dir: str | None = None,
-    pool: str | bool = True,
     executor: dg.ExecutorDefinition | None = sqlmesh_executor,
-    freshness_from_cron: bool = False,
-    partitioned: bool = False,
+    **options: Any,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
 
@@ -220,72 +215,49 @@ def sqlmesh_definitions_factory(
     to leave the choice to ``Definitions`` you merge these with (``Definitions.merge``
     refuses two different executors), or any executor definition.
 
-    ``partitioned`` makes the time-incremental models time-partitioned assets (see
-    :func:`sqlmesh_assets_factory`); off by default.
-
     Example:
         >>> defs = sqlmesh_definitions_factory(  # doctest: +SKIP
         ...     project_dir="examples/shop",
         ...     environment="prod",
         ...     external_asset_mapping="raw/{node.schema}/{node.name}",
         ... )
-    """
-    if enable_schedule and automation_from_cron:
-        from dg_sqlmesh.errors import SQLMeshDefinitionError
 
+    ``**options`` are those of :class:`~dg_sqlmesh.options.DefinitionsOptions`:
+    """
+    parsed = parse_options(
+        DefinitionsOptions,
+        options,
+        "sqlmesh_definitions_factory",
+        ("project_dir", "translator", "executor"),
+    )
+    if parsed.enable_schedule and parsed.automation_from_cron:
         raise SQLMeshDefinitionError(
             "enable_schedule and automation_from_cron both run the models on their cron, so "
             "every model would run twice. Pick one: the adaptive schedule "
             "(enable_schedule=True) or per-model automation conditions (automation_from_cron=True)."
         )
-    from dg_sqlmesh.project_dirs import split_project_dirs
-
     first_dir, other_dirs = split_project_dirs(project_dir)
     resource = SQLMeshResource(
-        project_dir=first_dir,
-        additional_project_dirs=other_dirs,
-        gateway=gateway,
-        environment=environment,
-        apply_plan=apply_plan,
-        allow_prod_plan=allow_prod_plan,
-        cache_dir=cache_dir,
+        project_dir=first_dir, additional_project_dirs=other_dirs, **parsed.run_options()
     )
-    assets = sqlmesh_assets_factory(
-        sqlmesh_resource=resource,
-        translator=translator,
-        external_asset_mapping=external_asset_mapping,
-        group_name=group_name,
-        op_tags=op_tags,
-        owners=owners,
-        automation_from_cron=automation_from_cron,
-        pool=pool,
-        freshness_from_cron=freshness_from_cron,
-        partitioned=partitioned,
-    )
-    job = sqlmesh_job(assets, environment=environment)
+    asset_options = parsed.asset_options()
+    graph = options_asset_graph(resource.describe(), translator, asset_options)
+    assets = _assets(graph, asset_options, resource.environment)
+    job = sqlmesh_job(assets, environment=parsed.environment)
     schedules = []
-    if enable_schedule:
-        from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
-
+    if parsed.enable_schedule:
         schedules.append(
             sqlmesh_adaptive_schedule_factory(
                 sqlmesh_resource=resource,
-                name=schedule_name,
+                name=parsed.schedule_name,
                 job_name=job.name,
-                translator=translator,
-                external_asset_mapping=external_asset_mapping,
-                partitioned=partitioned,
+                asset_graph=graph,
             )
         )
     sensors = []
     if any(asset.partitions_def is not None for asset in assets):
         from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
 
-        graph = build_asset_graph(
-            resource.describe(),
-            resolve_translator(translator, external_asset_mapping),
-            partitioned=partitioned,
-        )
         sensors.append(
             sqlmesh_partition_status_sensor(
                 sqlmesh_resource=resource, asset_graph=graph, job_name=job.name
@@ -299,3 +271,9 @@ def sqlmesh_definitions_factory(
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
         executor=executor,
     )
+
+
+# The options' own descriptions, declared once in dg_sqlmesh.options, end each docstring.
+sqlmesh_assets_factory.__doc__ += "\n" + options_doc(AssetOptions)
+build_sqlmesh_asset_specs.__doc__ += "\n" + options_doc(AssetOptions)
+sqlmesh_definitions_factory.__doc__ += "\n" + options_doc(DefinitionsOptions)

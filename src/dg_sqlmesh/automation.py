@@ -10,13 +10,10 @@ Enable it with ``automation_from_cron=True`` on the factories, or with
 
 from __future__ import annotations
 
-import copy
-
 import dagster as dg
 
-from dg_sqlmesh.project import ModelInfo
-from dg_sqlmesh.schedules import dagster_cron
-from dg_sqlmesh.translator import SQLMeshTranslator
+from dg_sqlmesh.cron import dagster_cron
+from dg_sqlmesh.description import ModelInfo
 
 
 def cron_automation_condition(model: ModelInfo) -> dg.AutomationCondition:
@@ -52,15 +49,3 @@ def cron_automation_condition(model: ModelInfo) -> dg.AutomationCondition:
         & ~dg.AutomationCondition.any_deps_in_progress()
     )
     return condition.with_label(f"sqlmesh_cron({model.cron}, {tz})")
-
-
-def with_cron_automation(translator: SQLMeshTranslator) -> SQLMeshTranslator:
-    """A copy of ``translator`` whose models follow their SQLMesh cron (see above).
-
-    Example:
-        >>> with_cron_automation(SQLMeshTranslator()).automation_condition_from_cron
-        True
-    """
-    translator = copy.copy(translator)
-    translator.automation_condition_from_cron = True
-    return translator

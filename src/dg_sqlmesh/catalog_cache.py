@@ -21,7 +21,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from dg_sqlmesh.project import ProjectDescription, load_project
+from dg_sqlmesh.description import ProjectDescription
+from dg_sqlmesh.project import load_project
 from dg_sqlmesh.project_dirs import ProjectDirs, primary_project_dir, resolve_project_dirs
 
 logger = logging.getLogger(__name__)

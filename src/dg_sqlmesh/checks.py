@@ -1,4 +1,5 @@
-"""SQLMesh audits as Dagster asset checks: specs at load time, results after a run.
+"""SQLMesh audits as Dagster asset check specs (the results of a run are built in
+``execution/check_results.py``).
 
 A model's audits are checks on its asset. An audit of a node without a step of its own
 is a check on a model asset that runs it: an external model's audits are checks on the
@@ -14,8 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from dg_sqlmesh.execution.outcomes import AuditOutcome
-from dg_sqlmesh.project import AuditInfo, ModelInfo, StandaloneAuditInfo
+from dg_sqlmesh.description import AuditInfo, ModelInfo, StandaloneAuditInfo
 
 # Dagster names are ``[A-Za-z0-9_]+``; anything else in an audit name becomes ``_``.
 _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
@@ -109,46 +109,3 @@ def _describe(audit: AuditInfo) -> str:
     args = ", ".join(f"{k} := {v}" for k, v in audit.args.items())
     kind = "blocking" if audit.blocking else "non-blocking"
     return f"SQLMesh audit {audit.name}({args}), {kind}"
-
-
-def check_results(
-    specs: Sequence[dg.AssetCheckSpec], outcomes: Sequence[AuditOutcome]
-) -> list[dg.AssetCheckResult]:
-    """Match recorded audit outcomes to check specs, by audit name and arguments."""
-    remaining = list(outcomes)
-    results = []
-    for spec in specs:
-        audit_name = spec.metadata.get("sqlmesh/audit", spec.name)
-        args = spec.metadata.get("sqlmesh/audit_args", {})
-        node = spec.metadata.get(AUDITED_NODE)
-        match = next(
-            (
-                o
-                for o in remaining
-                if o.node == node and o.name == audit_name and (not o.args or o.args == args)
-            ),
-            None,
-        )
-        if match is None:
-            continue
-        remaining.remove(match)
-        results.append(_result(spec, match))
-    return results
-
-
-def _result(spec: dg.AssetCheckSpec, outcome: AuditOutcome) -> dg.AssetCheckResult:
-    metadata: dict[str, object] = {
-        "audit": outcome.name,
-        "audit_args": dict(outcome.args),
-        "blocking": outcome.blocking,
-        "failing_rows": outcome.failing_rows,
-    }
-    if outcome.query:
-        metadata["query"] = dg.MetadataValue.md(f"```sql\n{outcome.query}\n```")
-    return dg.AssetCheckResult(
-        asset_key=spec.asset_key,
-        check_name=spec.name,
-        passed=outcome.passed,
-        severity=(dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN),
-        metadata=metadata,
-    )

@@ -1,16 +1,21 @@
 """The few places where we need more of Dagster than its public API offers.
 
-Checked against Dagster 1.11 to 1.13. Everything here degrades to a safe answer
-when Dagster's internals move.
+Checked against Dagster 1.11.0 (the oldest pyproject.toml admits) and 1.13.27.
+Everything here degrades to a safe answer when Dagster's internals move, or fails
+closed (raises) when there is none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+
+from dg_sqlmesh.cron import cron_interval
+from dg_sqlmesh.errors import SQLMeshDefinitionError
 
 
 def run_step_keys(context: dg.AssetExecutionContext) -> set[str] | None:
@@ -113,3 +118,52 @@ def last_check_evaluations(
         if evaluation is not None and hasattr(evaluation, "passed"):
             found[key] = (history[0].run_id, evaluation)
     return found
+
+
+def smallest_cron_interval(cron: str, timezone: str) -> timedelta:
+    """The smallest gap between two ticks, measured as Dagster measures it when it
+    validates a cron freshness policy, so a policy never exceeds it: in the cron's
+    timezone (DST included, as Dagster 1.12+ checks) and in UTC (as Dagster 1.11 checks).
+
+    ``dagster._utils.schedules.get_smallest_cron_interval`` is private (checked against
+    Dagster 1.11.0 and 1.13.27); without it, our own measurement with croniter.
+    """
+    try:
+        from dagster._utils.schedules import get_smallest_cron_interval
+    except ImportError:  # pragma: no cover - moved in a later Dagster
+        return min(cron_interval(cron, timezone)[0], cron_interval(cron)[0])
+    return min(get_smallest_cron_interval(cron, timezone), get_smallest_cron_interval(cron))
+
+
+def scaffold_component(request: Any, attributes: Mapping[str, Any]) -> None:
+    """Dagster's ``scaffold_component``: writes a component's defs.yaml.
+
+    Exported as ``dagster.scaffold_component`` (checked against Dagster 1.11.0 and
+    1.13.27); the module it lives in is the fallback should the export go.
+    """
+    scaffold = getattr(dg, "scaffold_component", None)
+    if scaffold is None:  # pragma: no cover - not exported by a later Dagster
+        from dagster.components.component_scaffolding import scaffold_component as scaffold
+    scaffold(request, dict(attributes))
+
+
+def asset_attribute_changes(context: dg.ResolutionContext, attributes: Any) -> dict[str, Any]:
+    """The ``AssetSpec`` changes a component's ``AssetAttributesModel`` asks for, resolved.
+
+    Dagster's own components resolve ``translation:`` with
+    ``resolve_asset_spec_update_kwargs_to_mapping``, which ``dagster`` does not export
+    (checked against Dagster 1.11.0 and 1.13.27). Fails closed: without it, an error
+    saying ``translation:`` cannot be read, never a spec left untranslated.
+    """
+    try:
+        from dagster.components.resolved.core_models import (
+            resolve_asset_spec_update_kwargs_to_mapping,
+        )
+    except ImportError as exc:  # pragma: no cover - moved in a later Dagster
+        raise SQLMeshDefinitionError(
+            f"This Dagster release ({dg.__version__}) does not resolve asset attributes the way "
+            "dg-sqlmesh reads them, so SQLMeshProjectComponent's translation: cannot be "
+            "applied. Install a Dagster release that pyproject.toml admits, or override "
+            "get_translator() instead of using translation:."
+        ) from exc
+    return dict(resolve_asset_spec_update_kwargs_to_mapping(context, attributes))

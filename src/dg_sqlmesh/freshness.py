@@ -7,7 +7,7 @@ materialized since the previous tick. A model whose interval elapsed and was not
 filled before the following tick turns overdue (``FAIL``) until it materializes.
 
 Opt in with ``SQLMeshTranslator(freshness_from_cron=True)``, with
-:func:`with_cron_freshness`, with ``freshness_from_cron: true`` on the component, or
+``dg_sqlmesh.with_cron_freshness``, with ``freshness_from_cron: true`` on the component, or
 per model with the tag ``dagster:freshness:cron``
 (``dagster:freshness:none`` keeps a model without one).
 
@@ -18,16 +18,13 @@ same way.
 
 from __future__ import annotations
 
-import copy
 import functools
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from dg_sqlmesh.cron import dagster_cron
+from dg_sqlmesh.dagster_compat import smallest_cron_interval
+from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project import ModelInfo
-
-if TYPE_CHECKING:
-    from dg_sqlmesh.translator import SQLMeshTranslator
 
 FRESHNESS_TAG = "dagster:freshness:cron"
 
@@ -84,8 +81,6 @@ def cron_freshness_policy(model: ModelInfo) -> Any:
             f"{model.name} has no cron: external models are never run by SQLMesh, so they "
             "get no freshness policy from a cron."
         )
-    from dg_sqlmesh.schedules import dagster_cron
-
     return _policy(dagster_cron(model.cron), getattr(model, "cron_tz", None) or "UTC")
 
 
@@ -94,32 +89,6 @@ def _policy(cron: str, timezone: str) -> Any:
     # One policy per distinct cron: Dagster samples a thousand ticks to validate each one.
     return freshness_policy_class().cron(
         deadline_cron=cron,
-        lower_bound_delta=_smallest_interval(cron, timezone),
+        lower_bound_delta=smallest_cron_interval(cron, timezone),
         timezone=timezone,
     )
-
-
-def _smallest_interval(cron: str, timezone: str) -> timedelta:
-    """The smallest gap between two ticks, measured as Dagster measures it when it
-    validates the policy, so the policy never exceeds it: in the cron's timezone (DST
-    included, as Dagster 1.12+ checks) and in UTC (as Dagster 1.11 checks)."""
-    try:
-        from dagster._utils.schedules import get_smallest_cron_interval
-    except ImportError:  # pragma: no cover - moved in a later Dagster
-        from dg_sqlmesh.schedules import cron_interval
-
-        return min(cron_interval(cron, timezone)[0], cron_interval(cron)[0])
-    return min(get_smallest_cron_interval(cron, timezone), get_smallest_cron_interval(cron))
-
-
-def with_cron_freshness(translator: SQLMeshTranslator) -> SQLMeshTranslator:
-    """A copy of ``translator`` giving every model a freshness policy from its cron.
-
-    Example:
-        >>> from dg_sqlmesh import SQLMeshTranslator
-        >>> with_cron_freshness(SQLMeshTranslator()).freshness_from_cron
-        True
-    """
-    translator = copy.copy(translator)
-    translator.freshness_from_cron = True
-    return translator

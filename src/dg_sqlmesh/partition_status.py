@@ -148,12 +148,12 @@ def read_held_intervals(
     resource: SQLMeshResource, fqns: list[str]
 ) -> dict[str, list[tuple[int, int]]]:
     """The intervals the resource's environment holds for ``fqns``, from SQLMesh's state."""
-    from dg_sqlmesh.schedules import _state_context
-    from dg_sqlmesh.sqlmesh_compat import environment_intervals
+    from dg_sqlmesh.due_models import _state_context
+    from dg_sqlmesh.sqlmesh_compat import held_intervals
 
     context = _state_context(resource)
     try:
-        return environment_intervals(context, resource.environment, fqns)
+        return held_intervals(context, resource.environment, fqns)
     finally:
         context.close()
 

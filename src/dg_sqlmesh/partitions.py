@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project import ModelInfo
 from dg_sqlmesh.tags import parse_tags
 
 logger = logging.getLogger(__name__)

@@ -10,23 +10,22 @@ import dagster as dg
 from pydantic import Field
 
 from dg_sqlmesh.catalog_cache import load_description
-from dg_sqlmesh.project import (
-    ProjectDescription,
-    create_context,
-    resolve_project_dir,
-    resolve_project_dirs,
-)
+from dg_sqlmesh.description import ProjectDescription
+from dg_sqlmesh.options import RunOptions
+from dg_sqlmesh.project_context import create_context
+from dg_sqlmesh.project_dirs import resolve_project_dir, resolve_project_dirs
 
 if TYPE_CHECKING:
     from sqlmesh import Context
 
     from dg_sqlmesh.execution.coordinator import RunCoordinator
 
-_DESCRIPTIONS: dict[tuple[str, str | None, str | None], ProjectDescription] = {}
 
-
-class SQLMeshResource(dg.ConfigurableResource):
+class SQLMeshResource(dg.ConfigurableResource, RunOptions):
     """A SQLMesh project, the gateway and the environment Dagster runs it in.
+
+    Its other fields are the :class:`~dg_sqlmesh.options.RunOptions` (gateway,
+    environment, plans, retries, ...).
 
     Example:
         >>> SQLMeshResource(project_dir="examples/shop", environment="dev", apply_plan=True)
@@ -46,38 +45,6 @@ class SQLMeshResource(dg.ConfigurableResource):
             "as `sqlmesh -p <project_dir> -p <repo>` loads them."
         ),
     )
-    gateway: str | None = Field(
-        default=None, description="Gateway; the project's default if unset."
-    )
-    environment: str = Field(default="prod", description="SQLMesh environment to run.")
-    cache_dir: str | None = Field(
-        default=None,
-        description="Where the cached project description lives (default <project>/.cache).",
-    )
-    apply_plan: bool = Field(
-        default=False,
-        description=(
-            "Apply a plan (with backfill) before running when the environment is missing or "
-            "the project on disk differs from it. Refused for prod unless allow_prod_plan."
-        ),
-    )
-    allow_prod_plan: bool = Field(
-        default=False, description="Let apply_plan plan the prod environment too."
-    )
-    ignore_cron: bool = Field(
-        default=False,
-        description="Run missing intervals even if the model's cron has not elapsed yet.",
-    )
-    max_transient_retries: int = Field(
-        default=3, description="Retries of a run whose failures are all transient."
-    )
-    retry_backoff_seconds: float = Field(
-        default=2.0, description="First retry delay; doubles on each retry."
-    )
-    environment_lock_timeout: float = Field(
-        default=3600.0,
-        description="How long a run waits for another run of the same environment to finish.",
-    )
 
     @property
     def project_path(self) -> Path:
@@ -91,14 +58,7 @@ class SQLMeshResource(dg.ConfigurableResource):
     def describe(self, *, use_cache: bool = True) -> ProjectDescription:
         """The project's models, from the cache when possible (no warehouse connection)."""
         dirs = [self.project_dir, *self.additional_project_dirs]
-        key = (str(self.project_paths), self.gateway, self.cache_dir)
-        if use_cache and key in _DESCRIPTIONS:
-            return _DESCRIPTIONS[key]
-        description = load_description(
-            dirs, self.gateway, cache_dir=self.cache_dir, use_cache=use_cache
-        )
-        _DESCRIPTIONS[key] = description
-        return description
+        return load_description(dirs, self.gateway, cache_dir=self.cache_dir, use_cache=use_cache)
 
     def create_context(self, **kwargs: Any) -> Context:
         """A SQLMesh context for this project and gateway. Only executing steps need one."""

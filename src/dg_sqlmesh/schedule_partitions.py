@@ -18,7 +18,7 @@ import dagster as dg
 from dg_sqlmesh.execution.intervals import RANGE_END_TAG, RANGE_START_TAG
 
 if TYPE_CHECKING:
-    from dg_sqlmesh.schedules import DueModels
+    from dg_sqlmesh.due_models import DueModels
     from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 

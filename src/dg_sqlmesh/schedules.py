@@ -14,28 +14,21 @@ context, no warehouse connection.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from dg_sqlmesh.assets import JOB_NAME
+from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, SCHEDULE_TAG, SCHEDULED_TIME_TAG
+from dg_sqlmesh.cron import finest_cron, listed
+from dg_sqlmesh.due_models import DueModels, find_due_models, utc
 from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
-from dg_sqlmesh.project import ModelInfo, load_config
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translator import SQLMeshTranslator
 
 if TYPE_CHECKING:
-    from sqlmesh import Context
-
     from dg_sqlmesh.resource import SQLMeshResource
-
-SCHEDULE_TAG = "dg_sqlmesh/schedule"
-ENVIRONMENT_TAG = "dg_sqlmesh/environment"
-SCHEDULED_TIME_TAG = "dg_sqlmesh/scheduled_time"
 
 # Runs that may still execute SQLMesh: a tick waits for them rather than overlap.
 ACTIVE_RUN_STATUSES = [
@@ -45,292 +38,6 @@ ACTIVE_RUN_STATUSES = [
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 ]
-
-# SQLMesh crons are croniter expressions. Dagster reads the common aliases too; the
-# rare ones are spelled out so the schedule shows a cron every tool understands.
-_CRON_ALIASES = {
-    "@midnight": "@daily",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
-_REFERENCE = datetime(2024, 1, 1)  # a fixed start makes the cron comparison deterministic
-_SAMPLES = 64
-
-
-def dagster_cron(cron: str) -> str:
-    """A SQLMesh cron written the way Dagster schedules and conditions expect it.
-
-    Example:
-        >>> dagster_cron("@daily"), dagster_cron("@annually"), dagster_cron("*/15 * * * *")
-        ('@daily', '0 0 1 1 *', '*/15 * * * *')
-    """
-    cron = " ".join(cron.split())
-    return _CRON_ALIASES.get(cron.lower(), cron)
-
-
-def cron_interval(cron: str, cron_tz: str | None = None) -> tuple[timedelta, timedelta]:
-    """How often a cron fires: its smallest and its mean gap between two ticks.
-
-    Measured over the next ticks from a fixed date with croniter (SQLMesh's own
-    cron library), so irregular crons (``0 9-17 * * 1-5``) compare by their busiest
-    stretch.
-
-    Example:
-        >>> cron_interval("@hourly")[0] < cron_interval("@daily")[0]
-        True
-    """
-    from croniter import croniter
-
-    start = _REFERENCE.replace(tzinfo=ZoneInfo(cron_tz or "UTC"))
-    ticks = croniter(cron, start)
-    times = [ticks.get_next(datetime) for _ in range(_SAMPLES)]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    return min(gaps), sum(gaps, timedelta()) / len(gaps)
-
-
-@dataclass(frozen=True)
-class ChosenCron:
-    """The cron an adaptive schedule ticks on, and why."""
-
-    cron: str  # as Dagster reads it
-    sqlmesh_cron: str  # as the models declare it
-    timezone: str
-    models: tuple[str, ...]  # model names that use it
-    others: dict[str, tuple[str, ...]] = field(default_factory=dict)  # other crons -> models
-
-    def explain(self) -> str:
-        users = _names(self.models)
-        text = (
-            f"Ticks on '{self.cron}' ({self.timezone}), the finest cron among the project's "
-            f"models: {users} {'runs' if len(self.models) == 1 else 'run'} on "
-            f"'{self.sqlmesh_cron}'."
-        )
-        if self.others:
-            rest = "; ".join(f"'{c}': {_names(m)}" for c, m in self.others.items())
-            text += f" Coarser crons, picked up by the first tick after they elapse: {rest}."
-        return text
-
-
-def finest_cron(models: Iterable[ModelInfo]) -> ChosenCron:
-    """The cron with the smallest interval among the non-external models.
-
-    Ties go to the cron with the smaller mean interval, then to the one most models
-    use. The timezone is the model's ``cron_tz`` (UTC when unset).
-
-    Example:
-        >>> from dg_sqlmesh import load_project
-        >>> finest_cron(load_project("examples/shop").models).cron  # doctest: +SKIP
-        '@daily'
-    """
-    by_cron: dict[tuple[str, str], list[str]] = {}
-    for model in models:
-        if model.is_external or not model.cron:
-            continue
-        tz = getattr(model, "cron_tz", None) or "UTC"
-        by_cron.setdefault((" ".join(model.cron.split()), tz), []).append(model.name)
-    if not by_cron:
-        raise SQLMeshDefinitionError(
-            "The SQLMesh project has no model with a cron, so an adaptive schedule has nothing "
-            "to follow. Add a model, or leave enable_schedule off."
-        )
-
-    def rank(item: tuple[tuple[str, str], list[str]]) -> tuple:
-        (cron, tz), names = item
-        try:
-            smallest, mean = cron_interval(cron, tz)
-        except Exception as exc:  # croniter's errors: CroniterBadCronError, ValueError...
-            raise SQLMeshDefinitionError(
-                f"The cron '{cron}' of model(s) {_names(names)} could not be read: {exc}"
-            ) from exc
-        return (smallest, mean, -len(names), cron, tz)
-
-    ranked = sorted(by_cron.items(), key=rank)
-    (cron, tz), names = ranked[0]
-    others = {f"{c}" if t == tz else f"{c} ({t})": tuple(m) for (c, t), m in ranked[1:]}
-    return ChosenCron(
-        cron=dagster_cron(cron), sqlmesh_cron=cron, timezone=tz, models=tuple(names), others=others
-    )
-
-
-def _names(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-@dataclass(frozen=True)
-class DueModels:
-    """What SQLMesh's state says about an environment at one execution time.
-
-    ``due`` maps each due model (FQN, DAG order) to its missing intervals whose cron
-    has elapsed; ``to_plan`` lists the models a plan would create or change (only
-    filled when the resource may apply plans); ``not_ready`` says why nothing can
-    run (the environment is missing, or a plan is updating it).
-    """
-
-    environment: str
-    execution_time: datetime
-    due: dict[str, tuple[tuple[datetime, datetime], ...]] = field(default_factory=dict)
-    to_plan: tuple[str, ...] = ()
-    next_due: datetime | None = None
-    next_due_models: tuple[str, ...] = ()
-    not_ready: str | None = None
-
-    @property
-    def selection(self) -> list[str]:
-        """The models a run should select: due ones, and those a plan would touch."""
-        return list(self.due) + [fqn for fqn in self.to_plan if fqn not in self.due]
-
-
-def find_due_models(resource: SQLMeshResource, execution_time: datetime | None = None) -> DueModels:
-    """Ask SQLMesh's state which models are due at ``execution_time``, executing nothing.
-
-    A model is due when it has missing intervals that ended at or before the last
-    tick of its cron (unless the resource has ``ignore_cron``), exactly as
-    ``sqlmesh run`` decides at that time. Signals are not evaluated here (they may
-    query the warehouse): a due model whose signal is not ready is left alone by the
-    run itself. Opens the state connection for the duration of the call only.
-
-    Example:
-        >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
-        >>> find_due_models(resource, datetime(2026, 1, 10, tzinfo=UTC)).due
-        ... # doctest: +SKIP
-        {'"db"."shop"."orders"': ((datetime(...), datetime(...)),)}
-    """
-    execution_time = _utc(execution_time or datetime.now(UTC))
-    description = resource.describe()
-    environment = resource.environment
-    may_plan = resource.apply_plan and (environment.lower() != "prod" or resource.allow_prod_plan)
-    runnable = [m.fqn for m in description.models if not (m.is_external or m.is_embedded)]
-
-    context = _state_context(resource)
-    try:
-        state = _read_environment_state(
-            context, environment, execution_time, ignore_cron=resource.ignore_cron
-        )
-    finally:
-        context.close()  # release the state connection (for DuckDB, the warehouse file)
-
-    if state is None:
-        if may_plan:
-            return DueModels(environment, execution_time, to_plan=tuple(runnable))
-        where = f"{description.project_dir} (gateway {description.gateway})"
-        return DueModels(
-            environment,
-            execution_time,
-            not_ready=(
-                f"SQLMesh environment '{environment}' does not exist in the state of {where}. "
-                f"Create it with `sqlmesh -p {description.project_dir} plan {environment}`, or "
-                "let Dagster plan it with SQLMeshResource(apply_plan=True"
-                + (", allow_prod_plan=True" if environment.lower() == "prod" else "")
-                + ")."
-            ),
-        )
-    if state.updating_plan:
-        return DueModels(
-            environment,
-            execution_time,
-            not_ready=(
-                f"SQLMesh environment '{environment}' is being updated by plan "
-                f"{state.updating_plan}; models run once the plan is applied."
-            ),
-        )
-
-    order = {fqn: i for i, fqn in enumerate(m.fqn for m in description.models)}
-    due = {
-        fqn: tuple((_from_ms(s), _from_ms(e)) for s, e in intervals)
-        for fqn, intervals in sorted(
-            state.missing.items(), key=lambda item: (order.get(item[0], len(order)), item[0])
-        )
-    }
-    to_plan: tuple[str, ...] = ()
-    if may_plan:
-        to_plan = tuple(
-            m.fqn
-            for m in description.models
-            if not (m.is_external or m.is_embedded)
-            and (m.fqn not in state.data_hashes or state.data_hashes[m.fqn] != m.data_hash)
-        )
-    next_due = min(state.next_ticks.values(), default=None)
-    return DueModels(
-        environment,
-        execution_time,
-        due=due,
-        to_plan=to_plan,
-        next_due=next_due,
-        next_due_models=tuple(
-            sorted(fqn for fqn, tick in state.next_ticks.items() if tick == next_due)
-        ),
-    )
-
-
-@dataclass
-class _EnvironmentState:
-    missing: dict[str, list[tuple[int, int]]]  # fqn -> merged missing intervals (epoch ms)
-    data_hashes: dict[str, str]  # fqn -> data hash of the environment's snapshot
-    next_ticks: dict[str, datetime]  # fqn -> next cron tick after the execution time
-    updating_plan: str | None = None
-
-
-def _state_context(resource: SQLMeshResource) -> Context:
-    """A SQLMesh context that loads no model files: only its state connection is used."""
-    from sqlmesh import Context
-    from sqlmesh.core.console import NoopConsole, set_console
-
-    path = resource.project_paths[0]  # SQLMesh connects with the first repo's config
-    config, gateway = load_config(path, resource.gateway)
-    set_console(NoopConsole())
-    return Context(paths=[path], config=config, gateway=gateway, load=False)
-
-
-def _read_environment_state(
-    context: Context, environment: str, execution_time: datetime, *, ignore_cron: bool
-) -> _EnvironmentState | None:
-    """The environment's missing intervals at ``execution_time``, read-only.
-
-    The only place that relies on SQLMesh below its ``Context`` API. Checked against
-    SQLMesh 0.236: it repeats what ``Context.run`` -> ``Scheduler._run_or_audit``
-    (``sqlmesh/core/scheduler.py``) does before evaluating anything: load the
-    environment's snapshots with their intervals, apply due auto restatements (prod
-    only; in memory here, never written back), build the deployability index, and
-    call ``merged_missing_intervals``, which bounds each model by the floor of its
-    own cron (``Snapshot.missing_intervals`` in ``core/snapshot/definition.py``).
-    Returns None when the environment does not exist.
-    """
-    from sqlmesh.core import constants as c
-    from sqlmesh.core.environment import Environment
-    from sqlmesh.core.scheduler import merged_missing_intervals
-    from sqlmesh.core.snapshot import DeployabilityIndex, apply_auto_restatements
-
-    name = Environment.sanitize_name(environment)
-    state = context.state_reader
-    stored = state.get_environment(name)
-    if stored is None:
-        return None
-    if not stored.finalized_ts:
-        return _EnvironmentState({}, {}, {}, updating_plan=stored.plan_id)
-    snapshots = state.get_snapshots(stored.snapshots)  # intervals included
-    if name.lower() == c.PROD:
-        deployability = DeployabilityIndex.all_deployable()
-        apply_auto_restatements(snapshots, execution_time)
-    else:
-        deployability = DeployabilityIndex.create(snapshots)
-    missing = merged_missing_intervals(
-        snapshots.values(),
-        end=execution_time,
-        execution_time=execution_time,
-        deployability_index=deployability,
-        ignore_cron=ignore_cron,
-    )
-    models = [s for s in snapshots.values() if s.is_model]
-    return _EnvironmentState(
-        missing={s.name: list(i) for s, i in missing.items() if s.is_model and i},
-        data_hashes={s.name: s.fingerprint.data_hash for s in models},
-        next_ticks={
-            s.name: _utc(s.node.cron_next(execution_time))
-            for s in models
-            if not s.is_symbolic and not s.is_seed
-        },
-    )
 
 
 def active_sqlmesh_runs(
@@ -417,7 +124,7 @@ def sqlmesh_adaptive_schedule_factory(
     def _evaluate(
         context: dg.ScheduleEvaluationContext,
     ) -> dg.RunRequest | list[dg.RunRequest] | dg.SkipReason:
-        scheduled = _utc(context.scheduled_execution_time or datetime.now(UTC))
+        scheduled = utc(context.scheduled_execution_time or datetime.now(UTC))
         busy = active_sqlmesh_runs(context.instance, job_name=job_name, asset_keys=keys.values())
         if busy:
             run = busy[0]
@@ -443,13 +150,13 @@ def sqlmesh_adaptive_schedule_factory(
         unknown = [fqn for fqn in found.selection if fqn not in keys]
         if unknown:
             context.log.warning(
-                f"Due in SQLMesh's state but not in this project's assets: {_names(unknown)}"
+                f"Due in SQLMesh's state but not in this project's assets: {listed(unknown)}"
             )
         if not selected:
             return dg.SkipReason(_nothing_due(found, graph))
         context.log.info(
             f"{len(selected)} SQLMesh model(s) due at {scheduled.isoformat()}: "
-            + _names([graph.model(fqn).name for fqn in selected], 20)
+            + listed([graph.model(fqn).name for fqn in selected], 20)
         )
         run_key = f"{environment}@{scheduled.isoformat()}"
         tags = {
@@ -476,7 +183,7 @@ def sqlmesh_adaptive_schedule_factory(
         )(_evaluate)
     except dg.DagsterInvalidDefinitionError as exc:
         raise SQLMeshDefinitionError(
-            f"Dagster does not accept the cron '{chosen.sqlmesh_cron}' of {_names(chosen.models)} "
+            f"Dagster does not accept the cron '{chosen.sqlmesh_cron}' of {listed(chosen.models)} "
             f"as a schedule: {exc}"
         ) from exc
 
@@ -490,15 +197,5 @@ def _nothing_due(found: DueModels, graph: SQLMeshAssetGraph) -> str:
         names = [
             graph.model(fqn).name if fqn in graph.specs else fqn for fqn in found.next_due_models
         ]
-        text += f" Next due: {_names(names)} at {found.next_due.isoformat()}."
+        text += f" Next due: {listed(names)} at {found.next_due.isoformat()}."
     return text
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)

@@ -5,15 +5,16 @@ Shared by the asset factory, the definitions factory and the component.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import dagster as dg
 
 from dg_sqlmesh.checks import hosted_check_spec, standalone_check_spec
+from dg_sqlmesh.defaults import key_segment
+from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project import ModelInfo, ProjectDescription
-from dg_sqlmesh.translator import SQLMeshTranslator, key_segment
+from dg_sqlmesh.options import AssetOptions
+from dg_sqlmesh.translator import SQLMeshTranslator
 
 
 @dataclass
@@ -45,8 +46,14 @@ class SQLMeshAssetGraph:
 
 
 def resolve_translator(
-    translator: SQLMeshTranslator | type | None, external_asset_mapping: str | None
+    translator: SQLMeshTranslator | type | None,
+    external_asset_mapping: str | None = None,
+    *,
+    automation_from_cron: bool = False,
+    freshness_from_cron: bool = False,
 ) -> SQLMeshTranslator:
+    """The translator to build specs with: the given one (or the default) with the
+    factory's options applied to its settings."""
     if translator is None:
         translator = SQLMeshTranslator()
     elif isinstance(translator, type):
@@ -54,10 +61,37 @@ def resolve_translator(
             f"translator= got the class {translator.__name__}, not an instance. "
             f"Pass {translator.__name__}() instead."
         )
+    changes: dict[str, object] = {}
     if external_asset_mapping:
-        translator = copy.copy(translator)
-        translator.external_asset_mapping = external_asset_mapping
+        changes["external_asset_mapping"] = external_asset_mapping
+    if automation_from_cron:
+        changes["automation_condition_from_cron"] = True
+    if freshness_from_cron:
+        changes["freshness_from_cron"] = True
+    if changes:
+        translator = translator.with_settings(**changes)
     return translator
+
+
+def options_asset_graph(
+    description: ProjectDescription,
+    translator: SQLMeshTranslator | None,
+    options: AssetOptions,
+) -> SQLMeshAssetGraph:
+    """The asset graph of ``description`` for a factory's translator and options."""
+    resolved = resolve_translator(
+        translator,
+        options.external_asset_mapping,
+        automation_from_cron=options.automation_from_cron,
+        freshness_from_cron=options.freshness_from_cron,
+    )
+    return build_asset_graph(
+        description,
+        resolved,
+        group_name=options.group_name,
+        owners=options.owners or None,
+        partitioned=options.partitioned,
+    )
 
 
 def build_asset_graph(

@@ -1,14 +1,23 @@
 """Where we need more of SQLMesh than its public API offers, or work around it.
 
-Checked against SQLMesh 0.220 to 0.236. Each helper falls back to SQLMesh's own
-behaviour when the internals it relies on are not there.
+Checked against SQLMesh 0.220.0 (the oldest pyproject.toml admits) and 0.236.4. Each
+helper falls back to SQLMesh's own behaviour when the internals it relies on are not
+there, or fails closed (raises) when there is no safe answer.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dg_sqlmesh.errors import SQLMeshDefinitionError
+
+if TYPE_CHECKING:
+    from sqlmesh.core.config import Config
 
 
 @contextlib.contextmanager
@@ -90,7 +99,113 @@ def run_standalone_audits(context: Any, names: Iterable[str]) -> Iterator[None]:
         del context._select_models_for_run
 
 
+def load_project_config(project_dir: Path) -> Config:
+    """The project's ``Config`` as ``sqlmesh -p <project_dir>`` loads it.
+
+    ``sqlmesh.core.config.load_configs`` is below ``Context`` (which takes a config but
+    does not say where it came from); it is what ``Context`` calls itself. Checked
+    against SQLMesh 0.220.0 and 0.236.4. Raises ``ConfigError`` as SQLMesh does.
+    """
+    from sqlmesh.core.config import Config, load_configs
+
+    return load_configs("config", Config, [project_dir])[project_dir]
+
+
+def source_path(node: Any) -> str | None:
+    """The file a model or audit was loaded from, or None when SQLMesh does not say.
+
+    SQLMesh keeps it as the private ``_path`` of every node (checked against SQLMesh
+    0.220.0 and 0.236.4). Only metadata depends on it, so no answer means no file.
+    """
+    path = getattr(node, "_path", None)
+    return str(path) if path else None
+
+
+def audit_source_sql(audit: Any, dialect: str | None) -> str | None:
+    """An audit's query as written, without parsing it again.
+
+    SQLMesh keeps an audit's query as its SQL text in ``query_`` (a ``ParsableSql``,
+    checked against SQLMesh 0.220.0 and 0.236.4) and parses it on every ``audit.query``.
+    Falls back to printing ``audit.query`` (public) when ``query_`` is not there.
+    """
+    text = getattr(getattr(audit, "query_", None), "sql", None)
+    if isinstance(text, str):
+        return text.strip()
+    query = getattr(audit, "query", None)
+    return query.sql(dialect=dialect) if query else None
+
+
+@dataclass
+class EnvironmentIntervals:
+    """What SQLMesh's state says about an environment at one execution time."""
+
+    missing: dict[str, list[tuple[int, int]]]  # fqn -> merged missing intervals (epoch ms)
+    data_hashes: dict[str, str]  # fqn -> data hash of the environment's snapshot
+    next_ticks: dict[str, datetime]  # fqn -> next cron tick after the execution time
+    updating_plan: str | None = None
+
+
 def environment_intervals(
+    context: Any, environment: str, execution_time: datetime, *, ignore_cron: bool
+) -> EnvironmentIntervals | None:
+    """The environment's missing intervals at ``execution_time``, read-only.
+
+    Relies on SQLMesh below its ``Context`` API; checked against SQLMesh 0.220.0 and
+    0.236.4. It repeats what ``Context.run`` -> ``Scheduler._run_or_audit``
+    (``sqlmesh/core/scheduler.py``) does before evaluating anything: load the
+    environment's snapshots with their intervals, apply due auto restatements (prod
+    only; in memory here, never written back), build the deployability index, and
+    call ``merged_missing_intervals``, which bounds each model by the floor of its
+    own cron (``Snapshot.missing_intervals`` in ``core/snapshot/definition.py``).
+    Returns None when the environment does not exist. Fails closed: when these
+    internals are not there, it raises rather than guess which models are due.
+    """
+    try:
+        from sqlmesh.core import constants as c
+        from sqlmesh.core.environment import Environment
+        from sqlmesh.core.scheduler import merged_missing_intervals
+        from sqlmesh.core.snapshot import DeployabilityIndex, apply_auto_restatements
+    except ImportError as exc:
+        raise SQLMeshDefinitionError(
+            "This SQLMesh release does not have the scheduler functions dg-sqlmesh reads "
+            f"due models with ({exc}); the adaptive schedule cannot tell which models are "
+            "due. Install a SQLMesh release that pyproject.toml admits, or use "
+            "automation_from_cron instead of the schedule."
+        ) from exc
+
+    name = Environment.sanitize_name(environment)
+    state = context.state_reader
+    stored = state.get_environment(name)
+    if stored is None:
+        return None
+    if not stored.finalized_ts:
+        return EnvironmentIntervals({}, {}, {}, updating_plan=stored.plan_id)
+    snapshots = state.get_snapshots(stored.snapshots)  # intervals included
+    if name.lower() == c.PROD:
+        deployability = DeployabilityIndex.all_deployable()
+        apply_auto_restatements(snapshots, execution_time)
+    else:
+        deployability = DeployabilityIndex.create(snapshots)
+    missing = merged_missing_intervals(
+        snapshots.values(),
+        end=execution_time,
+        execution_time=execution_time,
+        deployability_index=deployability,
+        ignore_cron=ignore_cron,
+    )
+    models = [s for s in snapshots.values() if s.is_model]
+    return EnvironmentIntervals(
+        missing={s.name: list(i) for s, i in missing.items() if s.is_model and i},
+        data_hashes={s.name: s.fingerprint.data_hash for s in models},
+        next_ticks={
+            s.name: s.node.cron_next(execution_time)
+            for s in models
+            if not s.is_symbolic and not s.is_seed
+        },
+    )
+
+
+def held_intervals(
     context: Any, environment: str, fqns: Collection[str]
 ) -> dict[str, list[tuple[int, int]]]:
     """The intervals SQLMesh's state holds for the environment's snapshots of ``fqns``.
@@ -128,7 +243,7 @@ def environment_intervals(
     return found
 
 
-def remove_environment_intervals(
+def remove_held_intervals(
     context: Any, environment: str, interval: tuple[int, int], fqns: Collection[str]
 ) -> list[str]:
     """Remove ``interval`` (``[start, end)`` epoch ms) from the state of the environment's

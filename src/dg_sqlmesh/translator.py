@@ -1,7 +1,8 @@
 """SQLMeshTranslator: how a SQLMesh model becomes a Dagster asset spec.
 
 Subclass it and override one method per attribute. Each default lives in a
-module-level function so a subclass can reuse it::
+function of ``dg_sqlmesh.defaults`` (exported as ``dg_sqlmesh.default_*``) so a
+subclass can reuse it::
 
     class MyTranslator(SQLMeshTranslator):
         def get_asset_key(self, model):
@@ -10,192 +11,38 @@ module-level function so a subclass can reuse it::
 
 from __future__ import annotations
 
-import functools
-import logging
-import re
+import copy
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh.automation import cron_automation_condition
 from dg_sqlmesh.checks import default_check_specs
-from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project import ModelInfo
-from dg_sqlmesh.tags import TagProperties, is_valid_owner, parse_tags, sanitize_tag_part
-
-_INVALID_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")
-COLUMN_LINEAGE_KEY = "dagster/column_lineage"
-logger = logging.getLogger(__name__)
-
-
-def key_segment(name: str) -> str:
-    """A name made a valid asset key segment: quotes dropped, other odd characters ``_``.
-
-    Example:
-        >>> key_segment("events_*")
-        'events__'
-    """
-    return _INVALID_KEY_CHAR.sub("_", name.strip('"`[]')) or "_"
-
-
-def default_asset_key(model: ModelInfo) -> dg.AssetKey:
-    """``catalog/schema/table`` of the model (catalog left out when there is none)."""
-    parts = [model.catalog, model.schema, model.table]
-    return dg.AssetKey([key_segment(p) for p in parts if p])
+from dg_sqlmesh.defaults import (
+    COLUMN_LINEAGE_KEY,
+    default_asset_key,
+    default_column_lineage,
+    default_description,
+    default_freshness_policy,
+    default_group_name,
+    default_kinds,
+    default_metadata,
+    default_owners,
+    default_tags,
+    external_asset_key,
+    key_segment,
+    model_owner,
+)
+from dg_sqlmesh.description import ModelInfo
 
 
-def external_asset_key(model: ModelInfo, template: str | None) -> dg.AssetKey:
-    """The key of an external model: the default key, or ``template`` rendered.
+@dataclass(frozen=True)
+class SQLMeshTranslatorSettings:
+    """What a :class:`SQLMeshTranslator` is asked to do beyond its methods' defaults.
 
-    ``template`` is a Jinja (``{{ node.schema }}``) or format (``{node.schema}``)
-    string over ``node.catalog``, ``node.schema``, ``node.name`` and ``node.fqn``;
-    ``/`` separates key segments.
-
-    Example:
-        ``"raw/{node.schema}/{node.name}"`` maps ``payments.transactions`` to
-        ``raw/payments/transactions``.
-    """
-    if not template:
-        return default_asset_key(model)
-    node = _Node(catalog=model.catalog, schema=model.schema, name=model.table, fqn=model.fqn)
-    try:
-        if "{{" in template or "{%" in template:
-            import jinja2
-
-            rendered = jinja2.Template(template, undefined=jinja2.StrictUndefined).render(node=node)
-        else:
-            rendered = template.format(node=node)
-    except Exception as exc:  # AttributeError, KeyError, ValueError, jinja2 errors
-        raise SQLMeshDefinitionError(
-            f"external_asset_mapping '{template}' could not be rendered for the external "
-            f"model {model.name}: {exc}. It can use node.catalog, node.schema, node.name "
-            "and node.fqn, e.g. 'raw/{node.schema}/{node.name}'."
-        ) from exc
-    return dg.AssetKey([key_segment(p) for p in rendered.split("/") if p])
-
-
-class _Node:
-    def __init__(self, **values: str) -> None:
-        self.__dict__.update(values)
-
-
-@functools.lru_cache(maxsize=16384)
-def _parsed_tags(tags: tuple[str, ...], name: str, path: str | None) -> TagProperties:
-    return parse_tags(tags, model=name, path=path)
-
-
-def _tag_properties(model: ModelInfo) -> TagProperties:
-    """The model's tag convention, parsed once: five defaults below read it per model."""
-    return _parsed_tags(tuple(model.tags), model.name, model.path)
-
-
-def default_group_name(model: ModelInfo) -> str | None:
-    return _tag_properties(model).group_name
-
-
-def default_description(model: ModelInfo) -> str | None:
-    tagged = _tag_properties(model).description
-    return tagged or model.description
-
-
-def default_owners(model: ModelInfo) -> list[str] | None:
-    """Owners from ``dagster:owner:`` tags, or None to let the factory decide."""
-    owners = _tag_properties(model).owners
-    return list(owners) or None
-
-
-def model_owner(model: ModelInfo) -> list[str]:
-    """The SQLMesh ``owner`` of the model, as a Dagster owner."""
-    if not model.owner:
-        return []
-    owner = model.owner.strip()
-    return [owner if is_valid_owner(owner) else f"team:{sanitize_tag_part(owner)}"]
-
-
-def default_tags(model: ModelInfo) -> dict[str, str]:
-    return dict(_tag_properties(model).tags)  # a copy: the parsed properties are shared
-
-
-def default_kinds(model: ModelInfo) -> set[str]:
-    kinds = {"sqlmesh"}
-    if model.engine and model.engine != "unknown":
-        kinds.add(model.engine)
-    kinds.update(_tag_properties(model).kinds)
-    return kinds
-
-
-def default_metadata(model: ModelInfo) -> dict[str, Any]:
-    table = ".".join(p for p in (model.catalog, model.schema, model.table) if p)
-    metadata: dict[str, Any] = {
-        "dagster/table_name": table,
-        "dagster/column_schema": dg.TableSchema(
-            columns=[
-                dg.TableColumn(name=c.name, type=c.type, description=c.description)
-                for c in model.columns
-            ]
-        ),
-        "sqlmesh/model": model.name,
-        "sqlmesh/kind": model.kind,
-    }
-    optional = {
-        "sqlmesh/cron": model.cron,
-        "sqlmesh/cron_tz": getattr(model, "cron_tz", None),
-        "sqlmesh/dialect": model.dialect,
-        "sqlmesh/interval_unit": model.interval_unit,
-        "sqlmesh/time_column": model.time_column,
-        "sqlmesh/grain": ", ".join(model.grain) or None,
-        "sqlmesh/file": model.path,
-    }
-    metadata.update({k: v for k, v in optional.items() if v})
-    if model.rendered_query:
-        metadata["sqlmesh/rendered_query"] = dg.MetadataValue.md(
-            f"```sql\n{model.rendered_query}\n```"
-        )
-    return metadata
-
-
-def default_column_lineage(
-    model: ModelInfo, upstream_keys: Mapping[str, dg.AssetKey]
-) -> dg.TableColumnLineage | None:
-    """The model's column lineage with the asset keys of its upstream models.
-
-    ``upstream_keys`` maps each upstream model's fully qualified name (external models
-    included) to its asset key. None when the model has no known lineage, an upstream
-    has no key, or no column reads an upstream column.
-    """
-    lineage = getattr(model, "column_lineage", None)
-    if not lineage:
-        return None
-    deps_by_column: dict[str, list[dg.TableColumnDep]] = {}
-    for column, deps in lineage.items():
-        if not deps:
-            continue
-        column_deps = []
-        for fqn, upstream_column in deps:
-            key = upstream_keys.get(fqn)
-            if key is None:
-                logger.debug("No column lineage for model %s: no asset key for %s", model.name, fqn)
-                return None
-            column_deps.append(dg.TableColumnDep(asset_key=key, column_name=upstream_column))
-        deps_by_column[column] = column_deps
-    return dg.TableColumnLineage(deps_by_column=deps_by_column) if deps_by_column else None
-
-
-def default_freshness_policy(model: ModelInfo, from_cron: bool = False) -> Any | None:
-    """A freshness policy from the model's cron when ``from_cron`` or the model's tag
-    ``dagster:freshness:cron`` asks for one (``dagster:freshness:none`` never does)."""
-    tagged = _tag_properties(model).freshness
-    if tagged == "none" or (tagged is None and not from_cron):
-        return None
-    from dg_sqlmesh.freshness import cron_freshness_policy
-
-    return cron_freshness_policy(model)
-
-
-class SQLMeshTranslator:
-    """Decides how each SQLMesh model appears in Dagster. Subclass to customise.
-
-    Args:
+    Attributes:
         external_asset_mapping: template for the asset keys of external models,
             e.g. ``"raw/{node.schema}/{node.name}"``.
         automation_condition_from_cron: give every model an automation condition that
@@ -204,9 +51,39 @@ class SQLMeshTranslator:
             (see ``dg_sqlmesh.freshness``).
 
     Example:
+        >>> settings = SQLMeshTranslatorSettings(freshness_from_cron=True)
+        >>> SQLMeshTranslator(settings=settings).settings.freshness_from_cron
+        True
+    """
+
+    external_asset_mapping: str | None = None
+    automation_condition_from_cron: bool = False
+    freshness_from_cron: bool = False
+
+
+_DEFAULT_SETTINGS = SQLMeshTranslatorSettings()
+
+
+class SQLMeshTranslator:
+    """Decides how each SQLMesh model appears in Dagster. Subclass to customise.
+
+    One method per asset attribute, each taking the model's :class:`~dg_sqlmesh.ModelInfo`;
+    each default is a ``dg_sqlmesh.default_*`` function an override can start from. In
+    the examples, ``model`` is the ``ModelInfo`` of a model ``shop.orders`` (catalog
+    ``db``, ``@daily``).
+
+    Args:
+        external_asset_mapping, automation_condition_from_cron, freshness_from_cron:
+            shorthands for the fields of ``settings`` of the same names.
+        settings: everything the translator is asked to do, in one object
+            (:class:`SQLMeshTranslatorSettings`); read it as ``self.settings``.
+
+    Example:
         >>> class Prefixed(SQLMeshTranslator):
         ...     def get_asset_key(self, model):
         ...         return super().get_asset_key(model).with_prefix("warehouse")
+        >>> Prefixed().get_asset_key(model).to_user_string()
+        'warehouse/db/shop/orders'
     """
 
     def __init__(
@@ -214,39 +91,148 @@ class SQLMeshTranslator:
         external_asset_mapping: str | None = None,
         automation_condition_from_cron: bool = False,
         freshness_from_cron: bool = False,
+        *,
+        settings: SQLMeshTranslatorSettings | None = None,
     ) -> None:
-        self.external_asset_mapping = external_asset_mapping
-        self.automation_condition_from_cron = automation_condition_from_cron
-        self.freshness_from_cron = freshness_from_cron
+        shorthands = {
+            "external_asset_mapping": external_asset_mapping,
+            "automation_condition_from_cron": automation_condition_from_cron,
+            "freshness_from_cron": freshness_from_cron,
+        }
+        self._settings = replace(
+            settings or _DEFAULT_SETTINGS, **{k: v for k, v in shorthands.items() if v}
+        )
+
+    @property
+    def settings(self) -> SQLMeshTranslatorSettings:
+        """The translator's settings (the defaults when a subclass skipped ``__init__``)."""
+        return getattr(self, "_settings", None) or _DEFAULT_SETTINGS
+
+    @property
+    def external_asset_mapping(self) -> str | None:
+        return self.settings.external_asset_mapping
+
+    @property
+    def automation_condition_from_cron(self) -> bool:
+        return self.settings.automation_condition_from_cron
+
+    @property
+    def freshness_from_cron(self) -> bool:
+        return self.settings.freshness_from_cron
+
+    def with_settings(self, **changes: Any) -> SQLMeshTranslator:
+        """A copy of this translator (same class, same attributes) with ``settings``
+        changed as ``changes`` say; this one is left as it is.
+
+        Example:
+            >>> translator = SQLMeshTranslator()
+            >>> translator.with_settings(freshness_from_cron=True).settings.freshness_from_cron
+            True
+            >>> translator.settings.freshness_from_cron
+            False
+        """
+        changed = copy.copy(self)
+        changed._settings = replace(self.settings, **changes)
+        return changed
 
     def get_asset_key(self, model: ModelInfo) -> dg.AssetKey:
-        """The asset key of a (non-external) model. Default: catalog/schema/table."""
+        """The asset key of a (non-external) model. Default: catalog/schema/table.
+
+        Example:
+            >>> class BySchema(SQLMeshTranslator):
+            ...     def get_asset_key(self, model):
+            ...         return dg.AssetKey(["warehouse", model.schema, model.table])
+            >>> BySchema().get_asset_key(model).to_user_string()
+            'warehouse/shop/orders'
+        """
         return default_asset_key(model)
 
     def get_external_asset_key(self, model: ModelInfo) -> dg.AssetKey:
-        """The asset key of an external model, an upstream we never materialize."""
-        return external_asset_key(model, getattr(self, "external_asset_mapping", None))
+        """The asset key of an external model, an upstream we never materialize.
+
+        Default: ``settings.external_asset_mapping`` rendered, or catalog/schema/table.
+
+        Example:
+            >>> class FromRaw(SQLMeshTranslator):
+            ...     def get_external_asset_key(self, model):
+            ...         return dg.AssetKey(["raw", model.table])
+            >>> FromRaw().get_external_asset_key(model).to_user_string()
+            'raw/orders'
+        """
+        return external_asset_key(model, self.settings.external_asset_mapping)
 
     def get_group_name(self, model: ModelInfo) -> str | None:
-        """The group; None falls back to the factory's group_name, then the schema."""
+        """The group; None falls back to the factory's group_name, then the schema.
+
+        Example:
+            >>> class ByKind(SQLMeshTranslator):
+            ...     def get_group_name(self, model):
+            ...         return model.kind.lower()
+            >>> ByKind().get_group_name(model)
+            'full'
+        """
         return default_group_name(model)
 
     def get_description(self, model: ModelInfo) -> str | None:
+        """The asset description. Default: the ``dagster:description`` tag, then the
+        model's own description.
+
+        Example:
+            >>> class Described(SQLMeshTranslator):
+            ...     def get_description(self, model):
+            ...         return super().get_description(model) or f"SQLMesh model {model.name}"
+            >>> Described().get_description(model)
+            'SQLMesh model shop.orders'
+        """
         return default_description(model)
 
     def get_owners(self, model: ModelInfo) -> list[str] | None:
-        """Owners; None falls back to the factory's owners, then the model's owner."""
+        """Owners; None falls back to the factory's owners, then the model's owner.
+
+        Example:
+            >>> class Owned(SQLMeshTranslator):
+            ...     def get_owners(self, model):
+            ...         return [f"team:{model.schema}"]
+            >>> Owned().get_owners(model)
+            ['team:shop']
+        """
         return default_owners(model)
 
     def get_tags(self, model: ModelInfo) -> Mapping[str, str]:
+        """Dagster tags. Default: the model's ``dagster:<key>:<value>`` and plain tags.
+
+        Example:
+            >>> class Tagged(SQLMeshTranslator):
+            ...     def get_tags(self, model):
+            ...         return {**super().get_tags(model), "layer": model.schema}
+            >>> Tagged().get_tags(model)
+            {'layer': 'shop'}
+        """
         return default_tags(model)
 
     def get_kinds(self, model: ModelInfo) -> set[str]:
+        """Kinds shown on the asset. Default: ``sqlmesh``, the engine, ``dagster:kind`` tags.
+
+        Example:
+            >>> class WithKind(SQLMeshTranslator):
+            ...     def get_kinds(self, model):
+            ...         return super().get_kinds(model) | {"warehouse"}
+            >>> sorted(WithKind().get_kinds(model))
+            ['duckdb', 'sqlmesh', 'warehouse']
+        """
         return default_kinds(model)
 
     def get_metadata(self, model: ModelInfo) -> Mapping[str, Any]:
         """Definition metadata. A ``dagster/column_lineage`` entry here replaces
-        :meth:`get_column_lineage`'s."""
+        :meth:`get_column_lineage`'s.
+
+        Example:
+            >>> class WithCron(SQLMeshTranslator):
+            ...     def get_metadata(self, model):
+            ...         return {**super().get_metadata(model), "team/cron": model.cron}
+            >>> WithCron().get_metadata(model)["team/cron"]
+            '@daily'
+        """
         return default_metadata(model)
 
     def get_column_lineage(
@@ -256,28 +242,64 @@ class SQLMeshTranslator:
 
         ``upstream_keys``: the final asset key of each upstream model (external ones
         included) by fully qualified name, as the asset's dependencies name them.
+
+        Example:
+            >>> class NoLineage(SQLMeshTranslator):
+            ...     def get_column_lineage(self, model, upstream_keys):
+            ...         return None
+            >>> NoLineage().get_column_lineage(model, {}) is None
+            True
         """
         return default_column_lineage(model, upstream_keys)
 
     def get_freshness_policy(self, model: ModelInfo) -> Any | None:
         """None by default; a policy from the model's cron with ``freshness_from_cron``
-        or the model tag ``dagster:freshness:cron`` (a Dagster ``FreshnessPolicy``)."""
-        return default_freshness_policy(model, getattr(self, "freshness_from_cron", False))
+        or the model tag ``dagster:freshness:cron`` (a Dagster ``FreshnessPolicy``).
+
+        Example:
+            >>> class AlwaysFresh(SQLMeshTranslator):
+            ...     def get_freshness_policy(self, model):
+            ...         return default_freshness_policy(model, from_cron=True)
+            >>> AlwaysFresh().get_freshness_policy(model).deadline_cron
+            '@daily'
+        """
+        return default_freshness_policy(model, self.settings.freshness_from_cron)
 
     def get_code_version(self, model: ModelInfo) -> str | None:
-        """SQLMesh's data hash of the model: changes exactly when its logic does."""
+        """SQLMesh's data hash of the model: changes exactly when its logic does.
+
+        Example:
+            >>> class Unversioned(SQLMeshTranslator):
+            ...     def get_code_version(self, model):
+            ...         return None
+            >>> Unversioned().get_code_version(model) is None
+            True
+        """
         return model.data_hash
 
     def get_check_specs(self, model: ModelInfo, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-        """One check per audit; return fewer to hide audits from Dagster."""
+        """One check per audit; return fewer to hide audits from Dagster.
+
+        Example:
+            >>> class BlockingOnly(SQLMeshTranslator):
+            ...     def get_check_specs(self, model, asset_key):
+            ...         return [s for s in super().get_check_specs(model, asset_key) if s.blocking]
+            >>> BlockingOnly().get_check_specs(model, dg.AssetKey("orders"))
+            []
+        """
         return default_check_specs(model, asset_key)
 
     def get_automation_condition(self, model: ModelInfo) -> dg.AutomationCondition | None:
-        """None by default; the model's SQLMesh cron with ``automation_condition_from_cron``."""
-        # getattr: subclasses that skip super().__init__() have no attribute
-        if getattr(self, "automation_condition_from_cron", False):
-            from dg_sqlmesh.automation import cron_automation_condition
+        """None by default; the model's SQLMesh cron with ``automation_condition_from_cron``.
 
+        Example:
+            >>> class Eager(SQLMeshTranslator):
+            ...     def get_automation_condition(self, model):
+            ...         return dg.AutomationCondition.eager()
+            >>> Eager().get_automation_condition(model).get_label()
+            'eager'
+        """
+        if self.settings.automation_condition_from_cron:
             return cron_automation_condition(model)
         return None
 
@@ -289,7 +311,16 @@ class SQLMeshTranslator:
         default_group: str | None = None,
         default_owners: list[str] | None = None,
     ) -> dg.AssetSpec:
-        """The whole spec. Override and call ``.replace_attributes(...)`` on super()'s."""
+        """The whole spec. Override and call ``.replace_attributes(...)`` on super()'s.
+
+        Example:
+            >>> class Grouped(SQLMeshTranslator):
+            ...     def get_asset_spec(self, model, **kwargs):
+            ...         spec = super().get_asset_spec(model, **kwargs)
+            ...         return spec.replace_attributes(group_name="orders")
+            >>> Grouped().get_asset_spec(model).group_name
+            'orders'
+        """
         owners = self.get_owners(model)
         if owners is None:
             owners = list(default_owners) if default_owners else model_owner(model)
@@ -316,3 +347,24 @@ class SQLMeshTranslator:
             automation_condition=self.get_automation_condition(model),
             **extra,
         )
+
+
+def with_cron_automation(translator: SQLMeshTranslator) -> SQLMeshTranslator:
+    """A copy of ``translator`` whose models follow their SQLMesh cron
+    (``dg_sqlmesh.automation.cron_automation_condition``).
+
+    Example:
+        >>> with_cron_automation(SQLMeshTranslator()).settings.automation_condition_from_cron
+        True
+    """
+    return translator.with_settings(automation_condition_from_cron=True)
+
+
+def with_cron_freshness(translator: SQLMeshTranslator) -> SQLMeshTranslator:
+    """A copy of ``translator`` giving every model a freshness policy from its cron.
+
+    Example:
+        >>> with_cron_freshness(SQLMeshTranslator()).settings.freshness_from_cron
+        True
+    """
+    return translator.with_settings(freshness_from_cron=True)

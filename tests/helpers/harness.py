@@ -27,7 +27,7 @@ def plan_project(project: Path, environment: str = "prod", *, skip_backfill: boo
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project import load_config
+    from dg_sqlmesh.project_config import load_config
 
     set_console(NoopConsole())
     config, gateway = load_config(project, None)

@@ -201,9 +201,6 @@ def run_in_process(
     select: Iterable[str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """Run the job in this process with the given ``SQLMeshResource`` fields."""
-    import dg_sqlmesh.resource
-
-    dg_sqlmesh.resource._DESCRIPTIONS.clear()
     selection = [dg.AssetKey.from_user_string(s) for s in select] if select else None
     return (
         definitions({"resource": dict(resource)})
@@ -397,7 +394,7 @@ def state_intervals(
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project import load_config
+    from dg_sqlmesh.project_config import load_config
 
     set_console(NoopConsole())
     config, gateway_name = load_config(project, gateway)

@@ -3,17 +3,17 @@
 # No `from __future__ import annotations`: dg.Resolvable reads the annotations at runtime.
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeAlias
 
 import dagster as dg
-from dagster.components.resolved.core_models import resolve_asset_spec_update_kwargs_to_mapping
 
 from dg_sqlmesh.assets import sqlmesh_definitions_factory
 from dg_sqlmesh.components.scaffolder import SQLMeshProjectScaffolder
+from dg_sqlmesh.dagster_compat import asset_attribute_changes
+from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.freshness import with_cron_freshness
-from dg_sqlmesh.project import ModelInfo, resolve_project_dir
+from dg_sqlmesh.options import DefinitionsOptions
+from dg_sqlmesh.project_dirs import resolve_project_dir
 from dg_sqlmesh.translator import SQLMeshTranslator
 
 #: ``(spec the translator built, model) -> final spec``.
@@ -67,7 +67,7 @@ def _resolve_translation(
                     "to a mapping of asset attributes or an AssetSpec."
                 )
             model_attributes = dg.AssetAttributesModel(**model_attributes)
-        changes = dict(resolve_asset_spec_update_kwargs_to_mapping(scoped, model_attributes))
+        changes = asset_attribute_changes(scoped, model_attributes)
         if "code_version" in changes:
             changes["code_version"] = str(changes["code_version"])
         prefix = changes.pop("key_prefix", None)
@@ -111,9 +111,12 @@ def with_translation(
     return translated
 
 
+def _described(option: str) -> str:
+    return DefinitionsOptions.model_fields[option].description or ""
+
+
 @dg.scaffold_with(SQLMeshProjectScaffolder)
-@dataclass
-class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
+class SQLMeshProjectComponent(dg.Component, dg.Resolvable, DefinitionsOptions):
     """A SQLMesh project: one Dagster asset per model, its audits as asset checks.
 
     The definitions are exactly those of :func:`dg_sqlmesh.sqlmesh_definitions_factory`
@@ -164,91 +167,23 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
             examples=["../../../../sqlmesh_project", "{{ context.project_root }}/sqlmesh"],
         ),
     ]
-    gateway: Annotated[
-        str | None,
-        dg.Resolver.default(description="SQLMesh gateway; the project's default if unset."),
-    ] = None
-    environment: Annotated[
-        str, dg.Resolver.default(description="SQLMesh environment the runs execute.")
-    ] = "prod"
+    # The other attributes are DefinitionsOptions'; these two resolve differently in YAML.
     external_asset_mapping: Annotated[
         str | None,
         dg.Resolver(
             _unrendered,  # rendered per external model by dg_sqlmesh, not at load time
             model_field_type=str | None,
             inject_before_resolve=False,
-            description=(
-                "Asset key template of external models over node.catalog, node.schema, "
-                "node.name and node.fqn; '/' separates key segments."
-            ),
+            description=_described("external_asset_mapping"),
             examples=["raw/{node.schema}/{node.name}"],
         ),
     ] = None
-    group_name: Annotated[
-        str | None,
-        dg.Resolver.default(
-            description="Group of models without a dagster:group_name tag (default: schema)."
-        ),
-    ] = None
-    owners: Annotated[
-        list[str] | None,
-        dg.Resolver.default(description="Owners of models without a dagster:owner tag."),
-    ] = None
-    op_tags: Annotated[
-        dict[str, Any] | None, dg.Resolver.default(description="Tags of every model's op.")
-    ] = None
-    enable_schedule: Annotated[
-        bool,
-        dg.Resolver.default(
-            description="Add the adaptive schedule running due models on their SQLMesh cron."
-        ),
-    ] = False
-    schedule_name: Annotated[
-        str, dg.Resolver.default(description="Name of the adaptive schedule.")
-    ] = "sqlmesh_adaptive_schedule"
-    automation_from_cron: Annotated[
-        bool,
-        dg.Resolver.default(
-            description=(
-                "Give each asset an automation condition following its model's cron "
-                "(instead of enable_schedule)."
-            )
-        ),
-    ] = False
-    freshness_from_cron: Annotated[
-        bool,
-        dg.Resolver.default(
-            description=(
-                "Give each asset a freshness policy from its model's cron: overdue when an "
-                "interval elapsed and was not filled by the next tick."
-            )
-        ),
-    ] = False
-    partitioned: Annotated[
-        bool,
-        dg.Resolver.default(
-            description=(
-                "Make every INCREMENTAL_BY_TIME_RANGE model with a fixed start a time-partitioned "
-                "asset, one partition per SQLMesh interval (tag dagster:partitioned:true|false "
-                "decides per model)."
-            )
-        ),
-    ] = False
-    apply_plan: Annotated[
-        bool,
-        dg.Resolver.default(
-            description="Apply a plan before running when the environment is missing or stale."
-        ),
-    ] = False
-    allow_prod_plan: Annotated[
-        bool, dg.Resolver.default(description="Let apply_plan plan the prod environment.")
-    ] = False
     cache_dir: Annotated[
         str | None,
         dg.Resolver(
             _resolve_optional_path,
             model_field_type=str | None,
-            description="Folder of the cached project description (default <project>/.cache).",
+            description=_described("cache_dir") + " Relative to the folder of this defs.yaml.",
         ),
     ] = None
     translation: Annotated[
@@ -280,26 +215,11 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """What :func:`~dg_sqlmesh.sqlmesh_definitions_factory` returns for the attributes."""
         translator = self.get_translator()
-        if self.freshness_from_cron:
-            translator = with_cron_freshness(translator)
         if self.translation is not None:
             translator = with_translation(translator, self.translation)
+        options = {name: getattr(self, name) for name in DefinitionsOptions.model_fields}
         return sqlmesh_definitions_factory(
-            project_dir=str(self.project),
-            gateway=self.gateway,
-            environment=self.environment,
-            translator=translator,
-            external_asset_mapping=self.external_asset_mapping,
-            group_name=self.group_name,
-            op_tags=self.op_tags,
-            owners=self.owners,
-            schedule_name=self.schedule_name,
-            enable_schedule=self.enable_schedule,
-            automation_from_cron=self.automation_from_cron,
-            apply_plan=self.apply_plan,
-            allow_prod_plan=self.allow_prod_plan,
-            cache_dir=self.cache_dir,
-            partitioned=self.partitioned,
+            project_dir=str(self.project), translator=translator, **options
         )
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster.components.component_scaffolding import scaffold_component
 from pydantic import BaseModel, Field
 
-from dg_sqlmesh.project import resolve_project_dir
+from dg_sqlmesh.dagster_compat import scaffold_component
+from dg_sqlmesh.project_dirs import resolve_project_dir
 
 PLACEHOLDER_PROJECT = "path/to/sqlmesh_project"
 

@@ -22,6 +22,8 @@ from sqlmesh.core.notification_target import NotificationEvent
 from sqlmesh.core.selector import NativeSelector
 from sqlmesh.utils.errors import NodeAuditsErrors
 
+from dg_sqlmesh.describe import describe_audits
+from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.errors import classify_error
 from dg_sqlmesh.execution.events import (
     AuditFailed,
@@ -34,7 +36,6 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
-from dg_sqlmesh.project import ModelInfo, describe_audits
 
 LogFn = Callable[[str, str], None]  # (level, message)
 

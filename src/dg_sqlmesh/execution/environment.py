@@ -8,16 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dg_sqlmesh.constants import PROD
+from dg_sqlmesh.description import ProjectDescription
 from dg_sqlmesh.errors import SQLMeshEnvironmentError
 from dg_sqlmesh.execution.console import LogFn
-from dg_sqlmesh.project import ProjectDescription
 
 if TYPE_CHECKING:
     from sqlmesh import Context
 
     from dg_sqlmesh.resource import SQLMeshResource
-
-PROD = "prod"
 
 
 class PlanApplicationFailed(Exception):

@@ -201,13 +201,13 @@ class IntervalTracker:
 
         Once per run: a retry finds the intervals a failed attempt left missing.
         """
-        from dg_sqlmesh.sqlmesh_compat import environment_intervals, remove_environment_intervals
+        from dg_sqlmesh.sqlmesh_compat import held_intervals, remove_held_intervals
 
         if self._prepared:
             return
         self._prepared = True
         models = [f for f in self.window.partitioned if f in set(runnable)]
-        self.before = environment_intervals(context, self.environment, models)
+        self.before = held_intervals(context, self.environment, models)
         if not self.window.bounded:
             return
         held = {
@@ -228,7 +228,7 @@ class IntervalTracker:
                 "launched by a schedule or sensor, so it fills only the missing intervals",
             )
             return
-        remove_environment_intervals(
+        remove_held_intervals(
             context, self.environment, (self.window.start_ms, self.window.end_ms), list(held)
         )
         self.restated = held
@@ -241,9 +241,9 @@ class IntervalTracker:
 
     def record(self, context: Any) -> None:
         """Read what the state holds after an attempt."""
-        from dg_sqlmesh.sqlmesh_compat import environment_intervals
+        from dg_sqlmesh.sqlmesh_compat import held_intervals
 
-        self.after = environment_intervals(context, self.environment, self.window.partitioned)
+        self.after = held_intervals(context, self.environment, self.window.partitioned)
 
     def partitions(self, fqn: str, evaluated: Iterable[Interval] = ()) -> dict[str, Any]:
         """What the run did to ``fqn``'s partitions (JSON-serialisable).

@@ -20,13 +20,13 @@ from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh.checks import check_results
+from dg_sqlmesh.constants import NO_OP
 from dg_sqlmesh.dagster_compat import last_check_evaluations, latest_data_version
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.execution.check_results import check_results
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
-NO_OP = "dagster_sqlmesh/no_op"
 CARRIED_OVER = "dg_sqlmesh/carried_over_from_run"
 CODE_VERSION_TAG = "dagster/code_version"
 

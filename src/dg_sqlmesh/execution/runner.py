@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dg_sqlmesh.description import ProjectDescription
 from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshEnvironmentError,
@@ -41,7 +42,6 @@ from dg_sqlmesh.execution.events import Aborted
 from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bounds
 from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
 from dg_sqlmesh.execution.settle import planned_models, settle
-from dg_sqlmesh.project import ProjectDescription
 from dg_sqlmesh.sqlmesh_compat import (
     StandaloneAuditsNotRun,
     cheap_environment_reads,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dg_sqlmesh.description import AuditInfo, ModelInfo
 from dg_sqlmesh.errors import classify_error
 from dg_sqlmesh.execution.events import (
     Aborted,
@@ -21,7 +22,6 @@ from dg_sqlmesh.execution.events import (
     SnapshotStarted,
 )
 from dg_sqlmesh.execution.outcomes import FAILURES, AuditOutcome, ModelOutcome, ModelState
-from dg_sqlmesh.project import AuditInfo, ModelInfo
 
 NOT_CONSIDERED = (
     "SQLMesh's model selection did not match this model, so SQLMesh did not consider it"

@@ -26,8 +26,6 @@ from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.execution.report import report, report_beyond_selection
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
-NO_OP = "dagster_sqlmesh/no_op"
-
 
 def sqlmesh_step(
     context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str

@@ -11,7 +11,7 @@ command is executed as the ``postgres`` OS user (``runuser -u postgres --``, or
 
 Typical use::
 
-    from pg_server import PostgresServer, postgres_available
+    from helpers.pg_server import PostgresServer, postgres_available
 
     reason = postgres_available()
     if reason:

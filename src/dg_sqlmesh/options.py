@@ -1,0 +1,171 @@
+"""The options of a SQLMesh project in Dagster, declared once.
+
+* :class:`RunOptions`: where and how SQLMesh runs; the fields of ``SQLMeshResource``.
+* :class:`AssetOptions`: how the models appear as assets; the keywords of
+  ``sqlmesh_assets_factory``.
+* :class:`DefinitionsOptions`: both, and the schedule; the keywords of
+  ``sqlmesh_definitions_factory`` and the attributes of ``SQLMeshProjectComponent``.
+
+Each option's description here is the one the resource's config schema, the
+component's YAML schema and the factories' docstrings show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dg_sqlmesh.errors import SQLMeshDefinitionError
+
+
+class RunOptions(BaseModel):
+    """Where SQLMesh runs (gateway, environment) and how a run treats it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gateway: str | None = Field(
+        default=None, description="SQLMesh gateway; the project's default if unset."
+    )
+    environment: str = Field(default="prod", description="SQLMesh environment the runs execute.")
+    cache_dir: str | None = Field(
+        default=None,
+        description="Where the cached project description lives (default <project>/.cache).",
+    )
+    apply_plan: bool = Field(
+        default=False,
+        description=(
+            "Apply a plan (with backfill) before running when the environment is missing or "
+            "the project on disk differs from it. Refused for prod unless allow_prod_plan."
+        ),
+    )
+    allow_prod_plan: bool = Field(
+        default=False, description="Let apply_plan plan the prod environment too."
+    )
+    ignore_cron: bool = Field(
+        default=False,
+        description="Run missing intervals even if the model's cron has not elapsed yet.",
+    )
+    max_transient_retries: int = Field(
+        default=3, description="Retries of a run whose failures are all transient."
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0, description="First retry delay; doubles on each retry."
+    )
+    environment_lock_timeout: float = Field(
+        default=3600.0,
+        description="How long a run waits for another run of the same environment to finish.",
+    )
+
+
+class AssetOptions(BaseModel):
+    """How the models appear as Dagster assets (besides the translator's own choices)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_asset_mapping: str | None = Field(
+        default=None,
+        description=(
+            "Asset key template of external models over node.catalog, node.schema, "
+            "node.name and node.fqn; '/' separates key segments, e.g. "
+            "'raw/{node.schema}/{node.name}'."
+        ),
+    )
+    group_name: str | None = Field(
+        default=None,
+        description="Group of models without a dagster:group_name tag (default: the schema).",
+    )
+    owners: list[str] | None = Field(
+        default=None, description="Owners of models without a dagster:owner tag."
+    )
+    op_tags: dict[str, Any] | None = Field(default=None, description="Tags of every model's op.")
+    automation_from_cron: bool = Field(
+        default=False,
+        description=(
+            "Give each asset an automation condition following its model's cron "
+            "(instead of enable_schedule)."
+        ),
+    )
+    freshness_from_cron: bool = Field(
+        default=False,
+        description=(
+            "Give each asset a freshness policy from its model's cron: overdue when an "
+            "interval elapsed and was not filled by the next tick."
+        ),
+    )
+    partitioned: bool = Field(
+        default=False,
+        description=(
+            "Make every INCREMENTAL_BY_TIME_RANGE model with a fixed start a time-partitioned "
+            "asset, one partition per SQLMesh interval; the model tag "
+            "dagster:partitioned:true|false decides for one model."
+        ),
+    )
+    pool: str | bool = Field(
+        default=True,
+        description=(
+            "Dagster pool of every model's op: True for sqlmesh_<environment>, False for none. "
+            "A limit of 1 on it makes Dagster queue a second run of the environment."
+        ),
+    )
+
+
+class DefinitionsOptions(AssetOptions, RunOptions):
+    """Everything ``sqlmesh_definitions_factory`` and the component take but the project."""
+
+    enable_schedule: bool = Field(
+        default=False,
+        description="Add the adaptive schedule running due models on their SQLMesh cron.",
+    )
+    schedule_name: str = Field(
+        default="sqlmesh_adaptive_schedule", description="Name of the adaptive schedule."
+    )
+
+    def run_options(self) -> dict[str, Any]:
+        """The options ``SQLMeshResource`` takes, as keywords."""
+        return {name: getattr(self, name) for name in RunOptions.model_fields}
+
+    def asset_options(self) -> AssetOptions:
+        return AssetOptions(**{name: getattr(self, name) for name in AssetOptions.model_fields})
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def parse_options(
+    model: type[OptionsT], options: dict[str, Any], where: str, named: Sequence[str] = ()
+) -> OptionsT:
+    """``options`` checked against ``model``; a clear error naming each bad option.
+
+    ``named``: the keywords ``where`` takes besides ``model``'s, listed in the error.
+
+    Example:
+        >>> parse_options(AssetOptions, {"group_name": "marts"}, "f").group_name
+        'marts'
+        >>> parse_options(AssetOptions, {"grop_name": "marts"}, "f")
+        Traceback (most recent call last):
+        ...
+        dg_sqlmesh.errors.SQLMeshDefinitionError: f got an unknown option 'grop_name'. ...
+    """
+    try:
+        return model(**options)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            if error["type"] == "extra_forbidden":
+                problems.append(f"{where} got an unknown option '{name}'.")
+            else:
+                problems.append(
+                    f"{where} option '{name}': {error['msg']} (got {error['input']!r})."
+                )
+        known = ", ".join([*named, *model.model_fields])
+        raise SQLMeshDefinitionError(f"{' '.join(problems)} Its options: {known}.") from None
+
+
+def options_doc(model: type[BaseModel]) -> str:
+    """One line per option of ``model``, for a docstring."""
+    return "\n".join(
+        f"    {name}: {field.description}" for name, field in model.model_fields.items()
+    )
