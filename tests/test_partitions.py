@@ -136,3 +136,13 @@ def test_the_component_takes_the_option(tmp_path):
                 key(m) for m in ("part.events", "part.daily_totals", "part.daily_report")
             }
             assert {s.name for s in defs.sensors} == {"sqlmesh_partition_status_sensor"}
+
+
+def test_partitioned_models_with_different_starts_are_refused_naming_them(tmp_path):
+    project = make_project(tmp_path, plan=False)
+    report = project / "models" / "daily_report.sql"
+    report.write_text(report.read_text().replace("grain ds", "grain ds,\n  start '2026-01-01'"))
+    with pytest.raises(SQLMeshDefinitionError, match="2 different partitions definitions") as err:
+        sqlmesh_definitions_factory(project_dir=str(project), partitioned=True)
+    assert "warehouse/part/daily_report" in str(err.value)
+    assert "model_defaults.start" in str(err.value)
