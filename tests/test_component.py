@@ -59,6 +59,7 @@ def test_defs_yaml_loads_what_the_factory_builds(shop_project):
         "group_name": "warehouse",
         "owners": ["team:data"],
         "enable_schedule": True,
+        "row_counts": False,
     }
     expected = sqlmesh_definitions_factory(project_dir=str(shop_project), **options)
 
@@ -77,6 +78,7 @@ def test_defs_yaml_loads_what_the_factory_builds(shop_project):
             assert {s.name for s in defs.schedules or []} == {"sqlmesh_adaptive_schedule"}
             assert set(defs.resources or {}) == {"sqlmesh", "sqlmesh_results"}
             assert defs.resources["sqlmesh"].project_dir == str(shop_project.resolve())
+            assert defs.resources["sqlmesh"].row_counts is False
 
     keys = {key.to_user_string() for key in specs}
     assert "shop/marts/daily_revenue" in keys

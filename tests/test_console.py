@@ -61,3 +61,41 @@ def test_a_warehouse_error_with_an_errors_attribute_is_not_an_audit_failure():
     outcome = settle(recorder.events, [FQN], MODELS)[FQN]
     assert outcome.state is ModelState.FAILED
     assert outcome.error_class == "transient"
+
+
+def test_a_batch_counts_the_intervals_of_its_model_and_the_engines_stats():
+    """Months have no fixed length: their intervals are counted on the cron."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from sqlmesh.core.node import IntervalUnit
+    from sqlmesh.core.snapshot import SnapshotId, SnapshotIdBatch
+    from sqlmesh.core.snapshot.execution_tracker import QueryExecutionStats
+
+    from dg_sqlmesh.execution.events import BatchDone
+
+    def ms(*day: int) -> int:
+        return int(datetime(*day, tzinfo=UTC).timestamp() * 1000)
+
+    recorder = _recorder()
+    for unit, span in [
+        (IntervalUnit.DAY, (ms(2026, 11, 1), ms(2026, 11, 8))),
+        (IntervalUnit.HOUR, (ms(2026, 11, 1), ms(2026, 11, 2))),
+        (IntervalUnit.MONTH, (ms(2026, 1, 1), ms(2027, 1, 1))),
+    ]:
+        snapshot = SimpleNamespace(name=FQN, node=SimpleNamespace(interval_unit=unit))
+        recorder.on_batch_done(snapshot, span, 0, 5, 0, 0)
+    stats = QueryExecutionStats(
+        snapshot_id_batch=SnapshotIdBatch(
+            snapshot_id=SnapshotId(name=FQN, identifier="1"), batch_id=0
+        ),
+        total_rows_processed=42,
+        total_bytes_processed=None,
+    )
+    snapshot = SimpleNamespace(name=FQN, node=SimpleNamespace(interval_unit=IntervalUnit.DAY))
+    recorder.on_batch_done(snapshot, (ms(2026, 11, 1), ms(2026, 11, 2)), 1, 5, 0, 0, stats)
+    batches = [e for e in recorder.events if isinstance(e, BatchDone)]
+    assert [b.intervals for b in batches] == [7, 24, 12, 1]
+    assert [(b.rows, b.bytes) for b in batches] == [(None, None)] * 3 + [(42, None)]
+    outcome = settle(recorder.events, [FQN], MODELS)[FQN]
+    assert (outcome.interval_count, outcome.rows_written, outcome.bytes_processed) == (44, 42, None)

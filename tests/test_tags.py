@@ -25,6 +25,17 @@ def test_group_name():
     assert parse("dagster:group_name:finance/daily").group_name == "finance/daily"
 
 
+def test_row_count_opt_out():
+    from dg_sqlmesh.tags import row_count_enabled
+
+    assert parse("dagster:row_count:false").tags == {}  # a switch, not a Dagster tag
+    assert row_count_enabled(["dagster:row_count:false"]) is False
+    assert row_count_enabled(["dagster:row_count:TRUE", "pii"]) is True
+    assert row_count_enabled([]) is True
+    with pytest.raises(SQLMeshDefinitionError, match="'maybe' is not true or false"):
+        parse("dagster:row_count:maybe")
+
+
 def test_description_keeps_colons_and_spaces():
     props = parse("dagster:description:Revenue: net of returns, in EUR.")
     assert props.description == "Revenue: net of returns, in EUR."

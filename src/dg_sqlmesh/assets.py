@@ -215,6 +215,9 @@ def sqlmesh_definitions_factory(
     to leave the choice to ``Definitions`` you merge these with (``Definitions.merge``
     refuses two different executors), or any executor definition.
 
+    ``row_counts`` (``SQLMeshResource(row_counts=...)``) counts each materialized table's
+    rows after a run, for ``dagster/row_count``; turn it off where a count costs money.
+
     Example:
         >>> defs = sqlmesh_definitions_factory(  # doctest: +SKIP
         ...     project_dir="examples/shop",

@@ -53,6 +53,14 @@ class RunOptions(BaseModel):
     retry_backoff_seconds: float = Field(
         default=2.0, description="First retry delay; doubles on each retry."
     )
+    row_counts: bool = Field(
+        default=True,
+        description=(
+            "Count the rows of each materialized table after a run (dagster/row_count), one "
+            "query per run; turn off where a count costs money. A model's tag "
+            "dagster:row_count:false leaves that model out."
+        ),
+    )
     environment_lock_timeout: float = Field(
         default=3600.0,
         description="How long a run waits for another run of the same environment to finish.",

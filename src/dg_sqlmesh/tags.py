@@ -10,6 +10,7 @@ tag                           effect
 ``dagster:description:...``   asset description (overrides the model's)
 ``dagster:kind:finance``      extra kind shown in the UI (repeatable)
 ``dagster:freshness:cron``    freshness policy from the model's cron (``none``: never)
+``dagster:row_count:false``   no ``dagster/row_count`` for this model (``true``: default)
 ``dagster:partitioned:true``  time partitions from the model's intervals (``false``: none)
 ``dagster:<key>:<value>``     Dagster tag ``<key>: <value>``
 ``pii`` (plain tag)           Dagster tag ``pii: ""``
@@ -26,8 +27,17 @@ from dataclasses import dataclass, field
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
 PREFIX = "dagster"
-RESERVED_PROPERTIES = ("group_name", "owner", "description", "kind", "freshness", "partitioned")
+RESERVED_PROPERTIES = (
+    "group_name",
+    "owner",
+    "description",
+    "kind",
+    "freshness",
+    "row_count",
+    "partitioned",
+)
 FRESHNESS_VALUES = ("cron", "none")
+ROW_COUNT_VALUES = ("true", "false")
 PARTITIONED_VALUES = {"true": True, "false": False}
 
 _VALID_GROUP = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$")
@@ -146,6 +156,13 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
                     "intervals) or 'dagster:partitioned:false' (an unpartitioned asset).",
                 )
             partitioned = PARTITIONED_VALUES[value.lower()]
+        elif prop == "row_count":
+            if value.lower() not in ROW_COUNT_VALUES:
+                raise fail(
+                    tag,
+                    f"'{value}' is not true or false",
+                    "Use 'dagster:row_count:false' to leave the model's table uncounted.",
+                )
         else:
             near = difflib.get_close_matches(prop, RESERVED_PROPERTIES, n=1, cutoff=0.75)
             if near or prop.lower() in RESERVED_PROPERTIES or prop in {"group", "owners", "kinds"}:
@@ -167,3 +184,14 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
         freshness=freshness,
         partitioned=partitioned,
     )
+
+
+def row_count_enabled(tags: Iterable[str]) -> bool:
+    """False when the model's tags say ``dagster:row_count:false`` (its table is not
+    counted after a run); the tags were validated when the project was described."""
+    for tag in tags:
+        prefix, _, rest = tag.partition(":")
+        prop, _, value = rest.partition(":")
+        if prefix.strip().lower() == PREFIX and prop.strip() == "row_count":
+            return value.strip().lower() != "false"
+    return True

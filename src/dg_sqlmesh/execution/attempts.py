@@ -7,7 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dg_sqlmesh.errors import ErrorClass, classify_error
-from dg_sqlmesh.execution.outcomes import FAILURES, FINISHED, ModelOutcome, ModelState
+from dg_sqlmesh.execution.outcomes import (
+    FAILURES,
+    FINISHED,
+    ModelOutcome,
+    ModelState,
+    add_reported,
+)
 
 
 def merge_attempts(earlier: ModelOutcome, later: ModelOutcome) -> ModelOutcome:
@@ -32,6 +38,9 @@ def merge_attempts(earlier: ModelOutcome, later: ModelOutcome) -> ModelOutcome:
         later.intervals = earlier.intervals + later.intervals
         later.duration_ms += earlier.duration_ms
         later.batches += earlier.batches
+        later.interval_count += earlier.interval_count
+        later.rows_written = add_reported(later.rows_written, earlier.rows_written)
+        later.bytes_processed = add_reported(later.bytes_processed, earlier.bytes_processed)
         if not later.audits:
             later.audits = earlier.audits
         if later.intervals and later.state is ModelState.UP_TO_DATE:

@@ -105,6 +105,7 @@ class EventRecorder:
         duration_ms: int | None,
         audits_passed: int,
         audits_failed: int,
+        execution_stats: Any = None,
     ) -> None:
         fqn = snapshot.name
         total = self._planned_batches.get(fqn, batch_idx + 1)
@@ -117,7 +118,17 @@ class EventRecorder:
                 fqn, "warning", f"{name}: batch {batch_idx + 1}/{total} {window} failed"
             )
             return
-        self.record(BatchDone(fqn, span, batch_idx, duration_ms))
+        self.record(
+            BatchDone(
+                fqn,
+                span,
+                batch_idx,
+                duration_ms,
+                intervals=_interval_count(snapshot, span),
+                rows=_stat(execution_stats, "total_rows_processed"),
+                bytes=_stat(execution_stats, "total_bytes_processed"),
+            )
+        )
         audits = ""
         if audits_passed or audits_failed:
             audits = f", audits {audits_passed} passed, {audits_failed} failed"
@@ -162,6 +173,29 @@ class EventRecorder:
                 query=audit_error.sql(pretty=True),
             )
         )
+
+
+def _stat(execution_stats: Any, name: str) -> int | None:
+    """One figure of SQLMesh's per-batch ``QueryExecutionStats``; ``None`` when not
+    reported (engines without SQLMesh's query tracking, DuckDB among them, report none)."""
+    value = getattr(execution_stats, name, None)
+    return int(value) if isinstance(value, int) and value >= 0 else None
+
+
+def _interval_count(snapshot: Any, span: tuple[int, int]) -> int:
+    """How many of the model's intervals the batch ``span`` covers (at least 1)."""
+    unit = getattr(getattr(snapshot, "node", None), "interval_unit", None)
+    start, end = span
+    try:
+        if unit.is_month or unit.is_year:  # not a fixed length: walk the cron
+            count, at = 0, start
+            while at < end and count < 10_000:
+                at = int(unit.cron_next(at).timestamp() * 1000)
+                count += 1
+            return max(1, count)
+        return max(1, round((end - start) / unit.milliseconds))
+    except Exception:  # noqa: BLE001 - a figure for the UI, not a reason to fail
+        return 1
 
 
 def _args(audit_error: Any, dialect: str | None) -> dict[str, str]:
@@ -225,10 +259,17 @@ class _RecordingConsole(NoopConsole):
         num_audits_passed: int,
         num_audits_failed: int,
         *args: Any,
+        execution_stats: Any = None,
         **kwargs: Any,
     ) -> None:
         self._recorder.on_batch_done(
-            snapshot, interval, batch_idx, duration_ms, num_audits_passed, num_audits_failed
+            snapshot,
+            interval,
+            batch_idx,
+            duration_ms,
+            num_audits_passed,
+            num_audits_failed,
+            execution_stats=execution_stats,
         )
 
     def log_failed_models(self, errors: list[Any]) -> None:

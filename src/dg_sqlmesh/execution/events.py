@@ -42,12 +42,17 @@ class SnapshotStarted:
 @dataclass(frozen=True)
 class BatchDone:
     """One batch was evaluated and its interval written. ``interval`` is ``[start, end)``
-    in epoch milliseconds."""
+    in epoch milliseconds, covering ``intervals`` of the model's interval unit.
+    ``rows`` and ``bytes`` are what the engine reported writing (``None``: not reported;
+    DuckDB reports neither)."""
 
     fqn: str
     interval: tuple[int, int]
     batch_index: int
     duration_ms: int
+    intervals: int = 1
+    rows: int | None = None
+    bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,10 @@ class ModelOutcome:
     log: list[list[Any]] = field(default_factory=list)  # [level, message, unix time]
     held_code_version: str | None = None  # the environment's version, when disk differs
     held_columns: dict[str, str] | None = None
+    interval_count: int = 0  # the model's intervals the batches covered
+    rows_written: int | None = None  # as the engine reported (None: not reported)
+    bytes_processed: int | None = None
+    row_count: int | None = None  # rows in the table after the run (None: not counted)
     # A partitioned run: per partition of its window, what SQLMesh recorded for this model
     # (``execution.intervals.IntervalTracker.partitions``); None otherwise.
     partitions: dict[str, Any] | None = None
@@ -73,6 +77,11 @@ class ModelOutcome:
         values["intervals"] = [tuple(i) for i in values.get("intervals", [])]
         values["audits"] = [AuditOutcome(**a) for a in values.get("audits", [])]
         return cls(**values)
+
+
+def add_reported(total: int | None, more: int | None) -> int | None:
+    """Sum a figure the engine may not report (rows, bytes); ``None`` while none was."""
+    return total if more is None else (total or 0) + more
 
 
 FINISHED = (ModelState.MATERIALIZED, ModelState.UP_TO_DATE)

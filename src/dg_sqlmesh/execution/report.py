@@ -1,6 +1,6 @@
 """One model's outcome as Dagster events, never claiming more than happened.
 
-* evaluated: a materialization (intervals, batches, duration) with its audits' results;
+* evaluated: a materialization (intervals, batches, duration, rows) with its audits' results;
 * up to date: a materialization marked ``dagster_sqlmesh/no_op`` keeping the previous data
   version, and the model's last real audit results carried over (nothing was audited
   again because nothing changed), so the asset's checks stay current instead of turning
@@ -24,11 +24,14 @@ from dg_sqlmesh.constants import NO_OP
 from dg_sqlmesh.dagster_compat import last_check_evaluations, latest_data_version
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
 from dg_sqlmesh.execution.check_results import check_results
+from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 CARRIED_OVER = "dg_sqlmesh/carried_over_from_run"
 CODE_VERSION_TAG = "dagster/code_version"
+ROW_COUNT = "dagster/row_count"
+ALONE = "dg_sqlmesh/run_alone"  # a check's audit ran without evaluating its model
 
 
 def report(
@@ -109,6 +112,54 @@ def _failure_reason(outcome: ModelOutcome) -> str:
     return reason
 
 
+def report_checks_alone(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    outcome: ModelOutcome,
+    *,
+    replay: bool = False,
+    leader_step: str | None = None,
+) -> Iterator[dg.AssetCheckResult]:
+    """The results of the model's checks this step was selected for, from audits run
+    alone (``execution.checks_alone``): no materialization, the table was not written."""
+    if replay:
+        _replay(context, outcome, leader_step)
+    model = graph.model(fqn)
+    if not outcome.error and outcome.detail != ALONE_DETAIL:  # the leader did not audit it
+        outcome.error = outcome.detail or "SQLMesh did not audit this model"
+    if outcome.error:
+        raise SQLMeshRunFailure(
+            description=f"{model.name}: its checks could not run alone: {outcome.error}",
+            metadata=(
+                {
+                    "sqlmesh/error_class": outcome.error_class.value,
+                    "sqlmesh/error_reason": outcome.error_reason or "",
+                }
+                if outcome.error_class
+                else None
+            ),
+            allow_retries=False,
+        )
+    selected = context.selected_asset_check_keys
+    specs = [spec for spec in graph.check_specs.get(fqn, []) if spec.key in selected]
+    results = check_results(specs, outcome.audits)
+    for spec in specs:
+        if not any(r.check_name == spec.name for r in results):
+            context.log.warning(
+                f"{model.name}: check {spec.name} has no result: the environment's version "
+                "of the model runs no such audit, or SQLMesh skipped it"
+            )
+    for result in results:
+        yield dg.AssetCheckResult(
+            asset_key=result.asset_key,
+            check_name=result.check_name,
+            passed=result.passed,
+            severity=result.severity,
+            metadata={**result.metadata, ALONE: True},
+        )
+
+
 def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "sqlmesh/state": outcome.state.value,
@@ -120,8 +171,22 @@ def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
         ]
         metadata["sqlmesh/interval_start"] = _iso(min(s for s, _ in outcome.intervals))
         metadata["sqlmesh/interval_end"] = _iso(max(e for _, e in outcome.intervals))
-        metadata["sqlmesh/batches"] = outcome.batches
-        metadata["sqlmesh/duration_ms"] = outcome.duration_ms
+        # Numbers, so that the UI plots them across materializations.
+        metadata["sqlmesh/batches"] = dg.MetadataValue.int(outcome.batches)
+        metadata["sqlmesh/interval_count"] = dg.MetadataValue.int(
+            outcome.interval_count or len(outcome.intervals)
+        )
+        metadata["sqlmesh/duration_s"] = dg.MetadataValue.float(
+            round(outcome.duration_ms / 1000, 3)
+        )
+        if outcome.rows_written is not None:
+            metadata["sqlmesh/rows_written"] = dg.MetadataValue.int(outcome.rows_written)
+        if outcome.bytes_processed is not None:
+            metadata["sqlmesh/bytes_processed"] = dg.MetadataValue.int(outcome.bytes_processed)
+    if outcome.row_count is not None:
+        # The key of Dagster's ``TableMetadataSet.row_count`` (that class is not exported
+        # by ``dagster``), which the UI shows as the table's row count.
+        metadata[ROW_COUNT] = dg.MetadataValue.int(outcome.row_count)
     if outcome.detail:
         metadata["sqlmesh/detail"] = outcome.detail.strip()
     if outcome.error_class:

@@ -73,6 +73,7 @@ def execute(
     log: LogFn,
     on_execution: Callable[[], None] = lambda: None,
     audited_nodes: Mapping[str, Sequence[str]] | None = None,
+    after_run: Callable[[Context, dict[str, ModelOutcome]], None] | None = None,
     window: RunWindow | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
@@ -81,6 +82,8 @@ def execute(
     called each time SQLMesh's ``run`` is about to start (the first attempt and retries).
     ``audited_nodes`` maps a model to the nodes without a step (external models,
     standalone audits) whose audits it reports; SQLMesh runs those with the model.
+    ``after_run`` is called once SQLMesh's last attempt has run, with its context still
+    open (the same warehouse connection) and the outcomes so far. It must not raise.
     ``window``: the partitions the run names (``execution.intervals``); SQLMesh then runs
     exactly their intervals, and each partitioned model's outcome says what it recorded.
     """
@@ -179,6 +182,8 @@ def execute(
             merged = merge(merged, settle(recorder.events, settled, models))
             retry = transient_failures(merged)
             if not retry or attempt == last:
+                if after_run is not None:
+                    after_run(context, merged)
                 break
         finally:
             if context is not None:

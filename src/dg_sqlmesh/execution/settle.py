@@ -21,7 +21,13 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
-from dg_sqlmesh.execution.outcomes import FAILURES, AuditOutcome, ModelOutcome, ModelState
+from dg_sqlmesh.execution.outcomes import (
+    FAILURES,
+    AuditOutcome,
+    ModelOutcome,
+    ModelState,
+    add_reported,
+)
 
 NOT_CONSIDERED = (
     "SQLMesh's model selection did not match this model, so SQLMesh did not consider it"
@@ -65,6 +71,9 @@ class _Replay:
                 outcome.intervals.append((int(interval[0]), int(interval[1])))
                 outcome.duration_ms += duration_ms
                 outcome.batches += 1
+                outcome.interval_count += event.intervals
+                outcome.rows_written = add_reported(outcome.rows_written, event.rows)
+                outcome.bytes_processed = add_reported(outcome.bytes_processed, event.bytes)
             case ModelFailed(fqn=fqn, error=error, audits_failed=audits_failed):
                 error_class, reason = classify_error(error)
                 outcome = self.outcome(fqn)

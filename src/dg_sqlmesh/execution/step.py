@@ -1,8 +1,9 @@
 """What one model's Dagster step does.
 
 The first SQLMesh step of a run to be launched becomes the run's leader (see
-``coordinator``): it executes SQLMesh once for every SQLMesh model the run selected and
-publishes the outcomes in the run's event log.
+``coordinator``): it executes SQLMesh once for every SQLMesh model the run selected,
+runs the audits of the models whose checks were selected without their asset
+(``checks_alone``), and publishes the outcomes in the run's event log.
 Every step, the leader included, then reports its own model from that record:
 a materialization only for data SQLMesh really wrote (or confirmed up to date),
 check results for the audits that ran, and a failure otherwise.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -20,22 +21,25 @@ from dg_sqlmesh.dagster_compat import run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
-from dg_sqlmesh.execution.intervals import run_window
+from dg_sqlmesh.execution.intervals import RunWindow, run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
-from dg_sqlmesh.execution.report import report, report_beyond_selection
+from dg_sqlmesh.execution.report import report, report_beyond_selection, report_checks_alone
 from dg_sqlmesh.specs import SQLMeshAssetGraph
+
+if TYPE_CHECKING:
+    from dg_sqlmesh.execution.progress import LogFn
+    from dg_sqlmesh.resource import SQLMeshResource
 
 
 def sqlmesh_step(
     context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
 ) -> Iterator[Any]:
     """Run (if leader) or wait for the run's SQLMesh execution, then report ``fqn``."""
-    if graph.specs[fqn].key not in context.selected_asset_keys:
-        raise _checks_without_asset(graph, fqn)
+    alone = graph.specs[fqn].key not in context.selected_asset_keys  # its checks only
     step_key = graph.op_names[fqn]
     coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(
-        context.instance, context.run, lambda: _materializing_steps(context, graph)
+        context.instance, context.run, lambda: set(graph.op_names.values())
     )
     published = coordinator.local()
     if published is None:
@@ -53,18 +57,13 @@ def sqlmesh_step(
         fqn=fqn, detail="SQLMesh did not report this model"
     )
     leader = published.leader_step
-    yield from report(context, graph, fqn, outcome, replay=leader != step_key, leader_step=leader)
-
-
-def _materializing_steps(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> set[str]:
-    """The steps of SQLMesh models whose assets the run's job materializes (a step can run
-    for a model's checks alone: never the leader, SQLMesh does not run that model)."""
-    assets = selected_asset_keys(context)
-    return {
-        graph.op_names[fqn]
-        for fqn, spec in graph.specs.items()
-        if assets is None or spec.key in assets
-    }
+    replay = leader != step_key
+    if alone:
+        yield from report_checks_alone(
+            context, graph, fqn, outcome, replay=replay, leader_step=leader
+        )
+        return
+    yield from report(context, graph, fqn, outcome, replay=replay, leader_step=leader)
 
 
 def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
@@ -91,16 +90,18 @@ def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph)
     ]
 
 
-def _checks_without_asset(graph: SQLMeshAssetGraph, fqn: str) -> SQLMeshRunFailure:
-    key = graph.specs[fqn].key.to_user_string()
-    return SQLMeshRunFailure(
-        description=(
-            f"{graph.model(fqn).name}: its checks were selected without its asset. SQLMesh "
-            "runs a model's audits when it evaluates the model, and evaluating it would "
-            f"write the table this run did not select. Materialize {key} to run its checks."
-        ),
-        allow_retries=False,
-    )
+def checks_alone_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
+    """The SQLMesh models (FQNs, DAG order) whose checks this run executes without their
+    asset: their steps run, their assets are not selected."""
+    step_keys = run_step_keys(context)
+    assets = selected_asset_keys(context)
+    if step_keys is None or assets is None:  # unknown: the leader's own step only
+        return []
+    return [
+        fqn
+        for fqn, op_name in graph.op_names.items()
+        if op_name in step_keys and graph.specs[fqn].key not in assets
+    ]
 
 
 def _lead(
@@ -109,10 +110,6 @@ def _lead(
     coordinator: RunCoordinator,
     step_key: str,
 ) -> Published:
-    # Imported here: only the leader needs SQLMesh, so loading definitions and the
-    # other steps never pay for importing it.
-    from dg_sqlmesh.execution.runner import execute
-
     resource = context.resources.sqlmesh
     description = graph.description
     try:
@@ -120,18 +117,30 @@ def _lead(
     except SQLMeshRunFailure as exc:
         coordinator.publish(step_key, {}, error=_failure_text(exc))
         raise
+    alone = checks_alone_models(context, graph)
     own = next(f for f, op in graph.op_names.items() if op == step_key)
-    if own not in selection:
-        selection.append(own)
-    attempts = iter(range(1, 1_000_000))
-    started = time.monotonic()
-    try:
+    if own not in selection and own not in alone:
+        own_alone = graph.specs[own].key not in context.selected_asset_keys
+        (alone if own_alone else selection).append(own)
+    try:  # the partitions the run names, as SQLMesh intervals (execution.intervals)
         window = run_window(context.run.tags, graph, selection)
+    except SQLMeshRunFailure as exc:
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
+        raise
+    if selection:
         context.log.info(
             f"Executing SQLMesh once for this run's {len(selection)} selected model(s) "
             f"in environment '{resource.environment}'"
-            + ("" if window is None or not window.bounded else f", for {window.describe()}")
+            + (f", for {window.describe()}" if window is not None and window.bounded else "")
+            + (f", and the audits of {len(alone)} model(s) checked alone" if alone else "")
         )
+    else:
+        context.log.info(
+            f"Running SQLMesh's audits of {len(alone)} model(s) whose checks were selected "
+            f"without their asset, in environment '{resource.environment}' (nothing evaluated)"
+        )
+    started = time.monotonic()
+    try:
         with (
             hold_environment(
                 context.instance,
@@ -146,20 +155,75 @@ def _lead(
             ),
             live_progress(context.log) as progress,
         ):
-            report = execute(
-                resource,
-                description,
-                selection,
-                log=progress,
-                on_execution=lambda: coordinator.record_execution(
-                    step_key, next(attempts), len(selection)
-                ),
-                audited_nodes=graph.audited_nodes,
-                window=window,
+            outcomes, summary, beyond = _execute(
+                resource, graph, coordinator, step_key, selection, alone, progress, started, window
             )
     except BaseException as exc:
         coordinator.publish(step_key, {}, error=_failure_text(exc))
         raise
+    context.log.info(summary)
+    published = coordinator.publish(step_key, outcomes, summary=summary)
+    report_beyond_selection(context, graph, beyond)
+    return published
+
+
+def _execute(
+    resource: SQLMeshResource,
+    graph: SQLMeshAssetGraph,
+    coordinator: RunCoordinator,
+    step_key: str,
+    selection: list[str],
+    alone: list[str],
+    log: LogFn,
+    started: float,
+    window: RunWindow | None = None,
+) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
+    """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
+    run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
+    selection."""
+    # Imported here: only the leader needs SQLMesh, so loading definitions and the
+    # other steps never pay for importing it.
+    from dg_sqlmesh.execution.checks_alone import audit_alone, run_checks_alone
+    from dg_sqlmesh.execution.row_counts import count_rows
+    from dg_sqlmesh.execution.runner import execute
+
+    description = graph.description
+    models = description.models_by_fqn
+    hosted = {fqn: graph.audited_nodes.get(fqn, []) for fqn in alone}
+    if not selection:
+        outcomes = run_checks_alone(resource, description, alone, log=log, audited_nodes=hosted)
+        seconds = time.monotonic() - started
+        summary = f"Ran the audits of {len(alone)} model(s) checked alone ({seconds:.1f} s)"
+        return outcomes, summary, {}
+    audited: dict[str, ModelOutcome] = {}
+
+    def after_run(sqlmesh_context: Any, outcomes: dict[str, ModelOutcome]) -> None:
+        # On the connection SQLMesh ran with, before the leader closes it.
+        if resource.row_counts:
+            count_rows(sqlmesh_context, resource.environment, outcomes, models, log)
+        audited.update(
+            audit_alone(
+                sqlmesh_context,
+                resource.environment,
+                alone,
+                models,
+                log,
+                project_dir=description.project_dir,
+                audited_nodes=hosted,
+            )
+        )
+
+    attempts = iter(range(1, 1_000_000))
+    report = execute(
+        resource,
+        description,
+        selection,
+        log=log,
+        on_execution=lambda: coordinator.record_execution(step_key, next(attempts), len(selection)),
+        audited_nodes=graph.audited_nodes,
+        after_run=after_run,
+        window=window,
+    )
     for changed, change in report.unapplied_changes.items():
         if changed in report.outcomes:
             report.outcomes[changed].unapplied_change = change
@@ -168,10 +232,14 @@ def _lead(
             report.outcomes[changed].held_code_version = held.data_hash
             report.outcomes[changed].held_columns = held.columns
     summary = _summary(report.outcomes, time.monotonic() - started)
-    context.log.info(summary)
-    published = coordinator.publish(step_key, report.outcomes, summary=summary)
-    report_beyond_selection(context, graph, report.beyond_selection)
-    return published
+    if alone:
+        summary += f"; the audits of {len(alone)} model(s) checked alone"
+    for fqn in alone:
+        audited.setdefault(
+            fqn,
+            ModelOutcome(fqn=fqn, error="SQLMesh's execution stopped before auditing the model"),
+        )
+    return {**report.outcomes, **audited}, summary, report.beyond_selection
 
 
 def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:
