@@ -139,3 +139,18 @@ def test_a_run_naming_no_partitions_records_every_interval_sqlmesh_filled(tmp_pa
     assert not refused.success
     failure = step_failures(instance, refused.run_id)["warehouse__part__events"]
     assert "names no partition" in failure and "part.daily_totals reads part.events" in failure
+
+
+def test_one_partition_as_dg_materialize_launches_it(tmp_path, instance):
+    project = make_project(tmp_path)
+    from dg_sqlmesh import sqlmesh_definitions_factory
+
+    defs = sqlmesh_definitions_factory(project_dir=str(project), partitioned=True)
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=instance, asset_selection=[key(m) for m in CHAIN], partition_key=day(5)
+    )
+    assert result.success
+    for model in CHAIN:
+        assert state_days(project, model) == [day(5)], model
+        assert materialized_partitions(instance, model, result.run_id) == [day(5)], model
