@@ -372,3 +372,77 @@ def test_read_only_cache_dir_with_a_valid_cache_is_a_hit(project, tmp_path, cont
     with read_only(cache_dir):
         assert snapshot(load(project, cache_dir=str(cache_dir))) == expected
     assert len(contexts) == 1
+
+
+def test_the_cycle_collector_is_paused_only_while_the_definitions_are_built(project):
+    """Full collections walk every live object; a 5000-model build triggered several. The
+    collector is off while the assets are built, and back on afterwards, even on errors."""
+    import gc
+
+    from dg_sqlmesh import SQLMeshTranslator
+
+    seen: list[bool] = []
+
+    class Recording(SQLMeshTranslator):
+        def get_asset_spec(self, model, **kwargs):
+            seen.append(gc.isenabled())
+            return super().get_asset_spec(model, **kwargs)
+
+    class Failing(SQLMeshTranslator):
+        def get_asset_spec(self, model, **kwargs):
+            raise RuntimeError("a translator bug")
+
+    assert gc.isenabled()
+    sqlmesh_definitions_factory(project_dir=str(project), translator=Recording())
+    assert seen and not any(seen)
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError, match="a translator bug"):
+        sqlmesh_definitions_factory(project_dir=str(project), translator=Failing())
+    assert gc.isenabled()
+
+
+def _age(root: Path, seconds: float) -> None:
+    """Set every file's modification time ``seconds`` into the past."""
+    import time
+
+    then = time.time() - seconds
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (then, then))
+
+
+def test_unchanged_files_are_not_read_again(project, contexts, monkeypatch):
+    """The cache remembers each file's digest with its size and modification time; a hit
+    reads no project file, and a same-size edit (new modification time) is still a miss."""
+    import dg_sqlmesh.catalog_cache as catalog_cache
+
+    _age(project, 60)
+    expected = snapshot(load(project))
+    read: list[Path] = []
+    original = catalog_cache._file_content
+    monkeypatch.setattr(
+        catalog_cache, "_file_content", lambda path: read.append(path) or original(path)
+    )
+
+    assert snapshot(load(project)) == expected
+    assert read == [] and len(contexts) == 1
+
+    model = project / "models" / "scaled.sql"
+    text = model.read_text()
+    model.write_text(text.replace("qty >=", "qty <="))  # same size, another query
+    assert model.read_text() != text and len(model.read_text()) == len(text)
+    load(project)
+    assert read == [model] and len(contexts) == 2
+
+
+def test_a_file_written_just_before_a_load_is_never_trusted_by_its_time(project, contexts):
+    """A write in the same clock tick as the recording would keep size and time: files
+    changed within the last seconds are re-read on every load, never remembered."""
+    import json
+
+    load(project)  # every file was written just now
+    payload = json.loads(_cache_file(project).read_text())
+    assert payload["files"] == {}
+    _age(project, 60)
+    load(project)  # a hit (same contents): the memo is written only on a miss
+    assert len(contexts) == 1

@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,9 +28,13 @@ from dg_sqlmesh.project_dirs import ProjectDirs, primary_project_dir, resolve_pr
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 6  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
-# external-model audits; 5: ModelInfo.column_lineage; 6: ModelInfo end, lookback,
-# allow_partials, depends_on_self (partitions)
+CACHE_FORMAT = 7  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
+# external-model audits; 5: ModelInfo.column_lineage; 6: the key hashes each file's digest;
+# 7: ModelInfo end, lookback, allow_partials, depends_on_self (partitions)
+# A file's remembered digest is trusted only if the file had not changed for this long
+# when it was recorded: a write within the same clock tick as the recording would keep
+# its size and modification time (the "racy" case git's index knows).
+_SETTLED_NS = 2_000_000_000
 _SKIP_DIRS = {".cache", "logs", "__pycache__", ".git", ".venv", "target", ".dagster_home"}
 # The files SQLMesh (and its dbt loader) reads to load a project: models, macros, audits,
 # tests and configs (SQL, Python, YAML, Jinja), seeds (CSV), dbt docs blocks (Markdown).
@@ -51,8 +56,23 @@ def default_cache_dir(project_dir: Path) -> Path:
     return project_dir / ".cache" / "dg_sqlmesh"
 
 
+# path -> [size, modification time (ns), sha256 of the content, environment variables read]
+FileMemo = dict[str, list]
+
+
 def project_fingerprint(project_dir: Path | Sequence[Path], gateway: str | None) -> str:
     """A hash of everything the description depends on: every repo's files."""
+    return _fingerprint(project_dir, gateway, {})[0]
+
+
+def _fingerprint(
+    project_dir: Path | Sequence[Path], gateway: str | None, known: FileMemo
+) -> tuple[str, FileMemo]:
+    """The fingerprint, and the digests to remember for the next load.
+
+    A file whose size and modification time match ``known`` is not read again: at 5000
+    models reading every file was most of the fingerprint's time.
+    """
     from importlib.metadata import version
 
     repos = (project_dir,) if isinstance(project_dir, Path) else tuple(project_dir)
@@ -69,22 +89,41 @@ def project_fingerprint(project_dir: Path | Sequence[Path], gateway: str | None)
         digest.update(part.encode())
         digest.update(b"\0")
     env_names = {name for name in os.environ if name.upper().startswith("SQLMESH__")}
+    settled_before = time.time_ns() - _SETTLED_NS
+    memo: FileMemo = {}
     for repo in repos:
         for path in _project_files(repo):
-            digest.update(str(path).encode())
-            digest.update(b"\0")
-            content = _file_content(path)
-            digest.update(content)
-            digest.update(b"\0")
-            if path.suffix in _ENV_READING_SUFFIXES:
-                text = content.decode("utf-8", errors="ignore")
-                env_names.update(a or b for a, b in _ENV_REFERENCE.findall(text))
+            name = str(path)
+            entry = _file_entry(path, known.get(name))
+            digest.update(f"{name}\0{entry[2]}\0".encode())
+            env_names.update(entry[3])
+            if entry[0] >= 0 and entry[1] < settled_before:
+                memo[name] = entry
     # The project can read environment variables (config ``env_var('X')``, macros'
     # ``os.environ``): their values are part of what the description depends on.
     for name in sorted(env_names):
         digest.update(f"env:{name}={os.environ.get(name)}".encode())
         digest.update(b"\0")
-    return digest.hexdigest()
+    return digest.hexdigest(), memo
+
+
+def _file_entry(path: Path, known: list | None) -> list:
+    """``[size, mtime_ns, digest, env names]`` of one file, from ``known`` if unchanged."""
+    try:
+        stat = path.stat()
+        size, mtime = stat.st_size, stat.st_mtime_ns
+    except OSError:
+        size, mtime = -1, 0
+    if known is not None and known[0] == size and known[1] == mtime and size >= 0:
+        return known
+    content = _file_content(path)
+    if content.startswith(b"unreadable:"):
+        size = -1  # never remembered: making it readable changes no size nor mtime
+    env: list[str] = []
+    if path.suffix in _ENV_READING_SUFFIXES:
+        text = content.decode("utf-8", errors="ignore")
+        env = sorted({a or b for a, b in _ENV_REFERENCE.findall(text)})
+    return [size, mtime, hashlib.sha256(content).hexdigest(), env]
 
 
 def _library_version() -> str:
@@ -145,7 +184,7 @@ def _cache_file(cache_dir: Path, gateway: str | None) -> Path:
     return cache_dir / f"description-{gateway or 'default'}.json"
 
 
-def read_cached(cache_dir: Path, gateway: str | None, key: str) -> ProjectDescription | None:
+def _read_payload(cache_dir: Path, gateway: str | None) -> dict | None:
     path = _cache_file(cache_dir, gateway)
     try:
         payload = json.loads(path.read_text())
@@ -154,23 +193,40 @@ def read_cached(cache_dir: Path, gateway: str | None, key: str) -> ProjectDescri
     except (OSError, ValueError) as exc:
         logger.warning("Ignoring unreadable SQLMesh description cache %s: %s", path, exc)
         return None
-    if not isinstance(payload, dict) or payload.get("key") != key:
+    return payload if isinstance(payload, dict) else None
+
+
+def _cached_description(
+    payload: dict | None, key: str, cache_dir: Path, gateway: str | None
+) -> ProjectDescription | None:
+    if payload is None or payload.get("key") != key:
         return None
     try:
         return ProjectDescription.from_dict(payload["description"])
     except (KeyError, TypeError, ValueError) as exc:
+        path = _cache_file(cache_dir, gateway)
         logger.warning("Ignoring corrupt SQLMesh description cache %s: %s", path, exc)
         return None
 
 
+def read_cached(cache_dir: Path, gateway: str | None, key: str) -> ProjectDescription | None:
+    return _cached_description(_read_payload(cache_dir, gateway), key, cache_dir, gateway)
+
+
 def write_cached(
-    cache_dir: Path, gateway: str | None, key: str, description: ProjectDescription
+    cache_dir: Path,
+    gateway: str | None,
+    key: str,
+    description: ProjectDescription,
+    files: FileMemo | None = None,
 ) -> None:
     path = _cache_file(cache_dir, gateway)
     tmp = None
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"key": key, "description": description.to_dict()})
+        payload = json.dumps(
+            {"key": key, "files": files or {}, "description": description.to_dict()}
+        )
         fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
             handle.write(payload)
@@ -198,10 +254,12 @@ def load_description(
     directory = (
         Path(cache_dir) if cache_dir else default_cache_dir(primary_project_dir(project_dir))
     )
-    key = project_fingerprint(repos, gateway)
-    cached = read_cached(directory, gateway, key)
+    payload = _read_payload(directory, gateway)
+    known = payload.get("files") if payload else None
+    key, files = _fingerprint(repos, gateway, known if isinstance(known, dict) else {})
+    cached = _cached_description(payload, key, directory, gateway)
     if cached is not None:
         return cached
     description = load_project(project_dir, gateway)
-    write_cached(directory, gateway, key, description)
+    write_cached(directory, gateway, key, description, files)
     return description
