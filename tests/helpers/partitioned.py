@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from helpers.harness import _env, copy_project, multiprocess_config, plan_project, query
+from helpers.harness import _env, copy_project, plan_project, query
 
 PROJECT = Path(__file__).parent.parent / "projects" / "partitioned"
 DAYS_BACK = 21
@@ -73,8 +73,8 @@ def launch(
 ) -> dg.ExecutionResult:
     """One run of the implicit asset job over ``models`` with ``tags``, on ``executor``."""
     config = {"execution": {"config": {"in_process": {}}}}
-    if executor == "multiprocess":
-        config = multiprocess_config(2)
+    if executor == "multiprocess":  # spawned processes: they read this test's environment
+        config = {"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}}
     with _env(project, {"partitioned": True, **options}):
         return dg.execute_job(
             ui_job(),
