@@ -3,6 +3,7 @@ and SQLMesh state), the Dagster instance's storage, the multiprocess executor.""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -119,11 +120,16 @@ def test_shop_on_postgres_with_dagster_on_postgres_multiprocess(pg, shop_on_pg, 
     )
     assert {"_snapshots", "_environments", "_intervals", "_versions"} <= {t for (t,) in tables}
     events = pg.execute(
-        "SELECT COUNT(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
+        "SELECT COUNT(*), COUNT(partition) FROM event_logs "
+        "WHERE run_id = %s AND dagster_event_type = %s",
         (result.run_id, "ASSET_MATERIALIZATION"),
         dbname="dagster_shop",
     )
-    assert events == [(12,)]
+    # one per model, and one per day (interval) of the partitioned marts.daily_revenue,
+    # from the example's start to yesterday
+    days = (datetime.now(UTC).date() - date(2026, 11, 20)).days
+    ((total, partitions),) = events
+    assert (total - partitions, partitions) == (12, days)
     # the incremental models hold each grain once
     for sql in (
         "SELECT COUNT(*) - COUNT(DISTINCT order_id) FROM staging.stg_orders",

@@ -37,6 +37,7 @@ from dg_sqlmesh.errors import (
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.executor import sqlmesh_executor
 from dg_sqlmesh.freshness import cron_freshness_policy
+from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
 from dg_sqlmesh.project import load_project
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
@@ -82,5 +83,6 @@ __all__ = [
     "sqlmesh_definitions_factory",
     "sqlmesh_executor",
     "sqlmesh_job",
+    "sqlmesh_partition_status_sensor",
     "with_cron_freshness",
 ]

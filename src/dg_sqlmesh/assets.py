@@ -84,6 +84,9 @@ def _model_asset(
     graph: SQLMeshAssetGraph, fqn: str, op_tags: Mapping[str, Any] | None, pool: str | None
 ) -> dg.AssetsDefinition:
     model = graph.model(fqn)
+    # A backfill of a partition range is one run, so SQLMesh runs once for the whole range.
+    partitioned = graph.specs[fqn].partitions_def is not None
+    backfill_policy = dg.BackfillPolicy.single_run() if partitioned else None
 
     @dg.multi_asset(
         name=graph.op_names[fqn],
@@ -93,6 +96,7 @@ def _model_asset(
         pool=pool,
         required_resource_keys={"sqlmesh", "sqlmesh_results"},
         can_subset=True,  # makes check outputs optional: audits that did not run report nothing
+        backfill_policy=backfill_policy,
     )
     def _asset(context):  # noqa: ANN001, ANN202 - Dagster reads the hint; keep it bare
         yield from sqlmesh_step(context, graph, fqn)
@@ -181,6 +185,7 @@ def sqlmesh_job(
     it runs on the executor of the ``Definitions`` it is in.
     """
     keys = [key for a in assets if a.is_executable for key in a.keys]
+    _one_partitions_def(assets, name)
     tags = dict(NO_RUN_RETRY_TAGS)
     if environment:
         tags[ENVIRONMENT_TAG] = environment
@@ -191,6 +196,25 @@ def sqlmesh_job(
         executor_def=executor_def,
         description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
     )
+
+
+def _one_partitions_def(assets: Sequence[dg.AssetsDefinition], job_name: str) -> None:
+    """A Dagster asset job admits one partitions definition: say which models differ."""
+    by_def: dict[Any, list[str]] = {}
+    for asset in assets:
+        for key in asset.keys:
+            partitions_def = asset.specs_by_key[key].partitions_def
+            if partitions_def is not None:
+                by_def.setdefault(partitions_def, []).append(key.to_user_string())
+    if len(by_def) > 1:
+        groups = "; ".join(f"{d}: {', '.join(sorted(k)[:5])}" for d, k in by_def.items())
+        raise SQLMeshDefinitionError(
+            f"The partitioned SQLMesh models have {len(by_def)} different partitions "
+            f"definitions, and the Dagster job {job_name} can hold one: {groups}. Give the "
+            "partitioned models one interval unit and one start (model_defaults.start), tag the "
+            "others 'dagster:partitioned:false', or build your own jobs from "
+            "sqlmesh_assets_factory (one per partitions definition)."
+        )
 
 
 def sqlmesh_definitions_factory(
@@ -258,10 +282,20 @@ def sqlmesh_definitions_factory(
                 asset_graph=graph,
             )
         )
+    sensors = []
+    if any(asset.partitions_def is not None for asset in assets):
+        from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
+
+        sensors.append(
+            sqlmesh_partition_status_sensor(
+                sqlmesh_resource=resource, asset_graph=graph, job_name=job.name
+            )
+        )
     return dg.Definitions(
         assets=assets,
         jobs=[job],
         schedules=schedules,
+        sensors=sensors,
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
         executor=executor,
     )

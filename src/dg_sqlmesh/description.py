@@ -66,7 +66,12 @@ class ModelInfo:
     dialect: str | None = None
     interval_unit: str | None = None
     start: str | None = None
+    end: str | None = None
     time_column: str | None = None
+    # What decides whether the model's intervals can be Dagster partitions (``partitions``).
+    lookback: int = 0
+    allow_partials: bool = False
+    depends_on_self: bool = False
     grain: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     owner: str | None = None

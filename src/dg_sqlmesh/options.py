@@ -102,6 +102,14 @@ class AssetOptions(BaseModel):
             "interval elapsed and was not filled by the next tick."
         ),
     )
+    partitioned: bool = Field(
+        default=False,
+        description=(
+            "Make every INCREMENTAL_BY_TIME_RANGE model with a fixed start a time-partitioned "
+            "asset, one partition per SQLMesh interval; the model tag "
+            "dagster:partitioned:true|false decides for one model."
+        ),
+    )
     pool: str | bool = Field(
         default=True,
         description=(

@@ -74,6 +74,7 @@ def sqlmesh_adaptive_schedule_factory(
     external_asset_mapping: str | None = None,
     asset_graph: SQLMeshAssetGraph | None = None,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+    partitioned: bool = False,
 ) -> dg.ScheduleDefinition:
     """A schedule that requests the SQLMesh models that are due, and only those.
 
@@ -92,6 +93,9 @@ def sqlmesh_adaptive_schedule_factory(
         external_asset_mapping: as given to the assets factory.
         asset_graph: the graph the assets were built from; overrides ``translator``.
         default_status: whether the schedule starts running when first loaded.
+        partitioned: as given to the assets factory. A due partitioned model is
+            requested with its due partitions (one run per distinct range of them, see
+            ``dg_sqlmesh.schedule_partitions``).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
@@ -104,7 +108,9 @@ def sqlmesh_adaptive_schedule_factory(
         ... )
     """
     graph = asset_graph or build_asset_graph(
-        sqlmesh_resource.describe(), resolve_translator(translator, external_asset_mapping)
+        sqlmesh_resource.describe(),
+        resolve_translator(translator, external_asset_mapping),
+        partitioned=partitioned,
     )
     chosen = finest_cron(graph.model(fqn) for fqn in graph.specs)
     environment = sqlmesh_resource.environment
@@ -115,7 +121,9 @@ def sqlmesh_adaptive_schedule_factory(
         + chosen.explain()
     )
 
-    def _evaluate(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    def _evaluate(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | list[dg.RunRequest] | dg.SkipReason:
         scheduled = utc(context.scheduled_execution_time or datetime.now(UTC))
         busy = active_sqlmesh_runs(context.instance, job_name=job_name, asset_keys=keys.values())
         if busy:
@@ -150,14 +158,18 @@ def sqlmesh_adaptive_schedule_factory(
             f"{len(selected)} SQLMesh model(s) due at {scheduled.isoformat()}: "
             + listed([graph.model(fqn).name for fqn in selected], 20)
         )
+        run_key = f"{environment}@{scheduled.isoformat()}"
+        tags = {
+            SCHEDULE_TAG: name,
+            ENVIRONMENT_TAG: environment,
+            SCHEDULED_TIME_TAG: scheduled.isoformat(),
+        }
+        if any(graph.specs[fqn].partitions_def is not None for fqn in selected):
+            from dg_sqlmesh.schedule_partitions import partitioned_run_requests
+
+            return partitioned_run_requests(graph, found, selected, run_key=run_key, tags=tags)
         return dg.RunRequest(
-            run_key=f"{environment}@{scheduled.isoformat()}",
-            asset_selection=[keys[fqn] for fqn in selected],
-            tags={
-                SCHEDULE_TAG: name,
-                ENVIRONMENT_TAG: environment,
-                SCHEDULED_TIME_TAG: scheduled.isoformat(),
-            },
+            run_key=run_key, asset_selection=[keys[fqn] for fqn in selected], tags=tags
         )
 
     try:

@@ -86,7 +86,11 @@ def options_asset_graph(
         freshness_from_cron=options.freshness_from_cron,
     )
     return build_asset_graph(
-        description, resolved, group_name=options.group_name, owners=options.owners or None
+        description,
+        resolved,
+        group_name=options.group_name,
+        owners=options.owners or None,
+        partitioned=options.partitioned,
     )
 
 
@@ -96,8 +100,15 @@ def build_asset_graph(
     *,
     group_name: str | None = None,
     owners: list[str] | None = None,
+    partitioned: bool = False,
 ) -> SQLMeshAssetGraph:
-    """Turn a project description into asset and check specs (one per model/audit)."""
+    """Turn a project description into asset and check specs (one per model/audit).
+
+    ``partitioned``: time partitions for every model that can have them (see
+    ``dg_sqlmesh.partitions``); a model's ``dagster:partitioned:`` tag decides for it.
+    """
+    from dg_sqlmesh.partitions import model_partitions_def
+
     graph = SQLMeshAssetGraph(description=description)
     models = description.models_by_fqn
     claimed: dict[dg.AssetKey, str] = {}
@@ -130,6 +141,10 @@ def build_asset_graph(
         spec = translator.get_asset_spec(
             model, deps=deps, default_group=group_name, default_owners=owners
         )
+        if spec.partitions_def is None:  # a translator's own choice stands
+            partitions_def = model_partitions_def(model, partitioned)
+            if partitions_def is not None:
+                spec = spec.replace_attributes(partitions_def=partitions_def)
         claim(spec.key, model.fqn)
         if model.is_embedded:  # no step: nothing can run or claim it
             graph.embedded_specs[model.fqn] = spec.replace_attributes(automation_condition=None)

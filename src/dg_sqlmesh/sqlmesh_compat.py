@@ -8,7 +8,7 @@ there, or fails closed (raises) when there is no safe answer.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -203,3 +203,64 @@ def environment_intervals(
             if not s.is_symbolic and not s.is_seed
         },
     )
+
+
+def held_intervals(
+    context: Any, environment: str, fqns: Collection[str]
+) -> dict[str, list[tuple[int, int]]]:
+    """The intervals SQLMesh's state holds for the environment's snapshots of ``fqns``.
+
+    Read as ``Context.run`` reads them before evaluating (``Scheduler._run_or_audit``,
+    ``Snapshot.missing_intervals``): a snapshot's ``intervals``, or its ``dev_intervals``
+    in a development environment where it is not representative (a forward-only change).
+    Checked against SQLMesh 0.220 to 0.236. Raises ``RuntimeError`` when the state API
+    is not there: partition reporting cannot be right without it.
+    """
+    from sqlmesh.core import constants as c
+    from sqlmesh.core.environment import Environment
+    from sqlmesh.core.snapshot import DeployabilityIndex
+
+    state = context.state_sync
+    if not all(hasattr(state, name) for name in ("get_environment", "get_snapshots")):
+        raise RuntimeError("this SQLMesh's state sync cannot read snapshot intervals")
+    stored = state.get_environment(Environment.sanitize_name(environment))
+    if stored is None:
+        return {}
+    wanted = set(fqns)
+    if stored.name.lower() == c.PROD:
+        snapshots = state.get_snapshots([s for s in stored.snapshots if s.name in wanted])
+        deployability = DeployabilityIndex.all_deployable()
+    else:
+        snapshots = state.get_snapshots(stored.snapshots)
+        deployability = DeployabilityIndex.create(snapshots)
+    found = {}
+    for snapshot in snapshots.values():
+        if snapshot.name not in wanted:
+            continue
+        representative = deployability.is_representative(snapshot)
+        held = snapshot.intervals if representative else snapshot.dev_intervals
+        found[snapshot.name] = [(int(s), int(e)) for s, e in held]
+    return found
+
+
+def remove_held_intervals(
+    context: Any, environment: str, interval: tuple[int, int], fqns: Collection[str]
+) -> list[str]:
+    """Remove ``interval`` (``[start, end)`` epoch ms) from the state of the environment's
+    snapshots of ``fqns``, and of nothing else, so that the next run evaluates it again.
+
+    What ``sqlmesh plan --restate-model`` does for the models it restates
+    (``StateSync.remove_intervals``), without its cascade to downstream models and without
+    touching other versions of the tables. Returns the FQNs whose intervals were removed.
+    Checked against SQLMesh 0.220 to 0.236.
+    """
+    from sqlmesh.core.environment import Environment
+
+    state = context.state_sync
+    stored = state.get_environment(Environment.sanitize_name(environment))
+    if stored is None:
+        return []
+    targets = [s for s in stored.snapshots if s.name in set(fqns)]
+    if targets:
+        state.remove_intervals([(snapshot, interval) for snapshot in targets])
+    return sorted(s.name for s in targets)

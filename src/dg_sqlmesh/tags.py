@@ -11,6 +11,7 @@ tag                           effect
 ``dagster:kind:finance``      extra kind shown in the UI (repeatable)
 ``dagster:freshness:cron``    freshness policy from the model's cron (``none``: never)
 ``dagster:row_count:false``   no ``dagster/row_count`` for this model (``true``: default)
+``dagster:partitioned:true``  time partitions from the model's intervals (``false``: none)
 ``dagster:<key>:<value>``     Dagster tag ``<key>: <value>``
 ``pii`` (plain tag)           Dagster tag ``pii: ""``
 ============================  ===============================================
@@ -26,9 +27,18 @@ from dataclasses import dataclass, field
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
 PREFIX = "dagster"
-RESERVED_PROPERTIES = ("group_name", "owner", "description", "kind", "freshness", "row_count")
+RESERVED_PROPERTIES = (
+    "group_name",
+    "owner",
+    "description",
+    "kind",
+    "freshness",
+    "row_count",
+    "partitioned",
+)
 FRESHNESS_VALUES = ("cron", "none")
 ROW_COUNT_VALUES = ("true", "false")
+PARTITIONED_VALUES = {"true": True, "false": False}
 
 _VALID_GROUP = re.compile(r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -46,6 +56,7 @@ class TagProperties:
     kinds: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
     freshness: str | None = None  # "cron" or "none"; None: the factory decides
+    partitioned: bool | None = None  # None: the factory's ``partitioned`` decides
 
 
 def sanitize_tag_part(text: str) -> str:
@@ -80,6 +91,7 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
     owners: list[str] = []
     kinds: list[str] = []
     freshness: str | None = None
+    partitioned: bool | None = None
     dagster_tags: dict[str, str] = {}
 
     def fail(tag: str, problem: str, fix: str) -> SQLMeshDefinitionError:
@@ -135,6 +147,15 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
                     "'dagster:freshness:none' (no policy).",
                 )
             freshness = value.lower()
+        elif prop == "partitioned":
+            if value.lower() not in PARTITIONED_VALUES:
+                raise fail(
+                    tag,
+                    f"'{value}' is not true or false",
+                    "Use 'dagster:partitioned:true' (Dagster partitions from the model's "
+                    "intervals) or 'dagster:partitioned:false' (an unpartitioned asset).",
+                )
+            partitioned = PARTITIONED_VALUES[value.lower()]
         elif prop == "row_count":
             if value.lower() not in ROW_COUNT_VALUES:
                 raise fail(
@@ -161,6 +182,7 @@ def parse_tags(tags: Iterable[str], *, model: str, path: str | None = None) -> T
         kinds=tuple(dict.fromkeys(kinds)),
         tags=dagster_tags,
         freshness=freshness,
+        partitioned=partitioned,
     )
 
 

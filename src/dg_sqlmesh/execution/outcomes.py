@@ -59,6 +59,9 @@ class ModelOutcome:
     rows_written: int | None = None  # as the engine reported (None: not reported)
     bytes_processed: int | None = None
     row_count: int | None = None  # rows in the table after the run (None: not counted)
+    # A partitioned run: per partition of its window, what SQLMesh recorded for this model
+    # (``execution.intervals.IntervalTracker.partitions``); None otherwise.
+    partitions: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -56,6 +56,26 @@ def report(
     metadata = _metadata(outcome)
 
     held = _held_version(graph, fqn, outcome, metadata)
+    partitioned = outcome.partitions is not None and graph.specs[fqn].partitions_def is not None
+    if partitioned and outcome.partitions.get("first_key") is not None:
+        from dg_sqlmesh.execution.partition_report import report_partitions
+
+        yield from report_partitions(
+            context,
+            graph,
+            fqn,
+            outcome,
+            metadata=metadata,
+            checks=checks,
+            tags=held,
+            data_version=_data_version(model.data_hash, outcome, context.run_id),
+            failure=_failure_reason(outcome),
+        )
+        return
+    if partitioned:  # the run names no partitions: SQLMesh ran what was due
+        from dg_sqlmesh.execution.partition_report import recorded_partitions
+
+        yield from recorded_partitions(graph, fqn, outcome, metadata)
     if outcome.state is ModelState.MATERIALIZED:
         yield dg.MaterializeResult(
             asset_key=key,
@@ -77,15 +97,19 @@ def report(
         return
 
     yield from checks  # a failed blocking audit is shown, without a materialization
+    raise SQLMeshRunFailure(
+        description=f"{model.name}: {_failure_reason(outcome)}",
+        metadata=metadata,
+        allow_retries=False,
+    )
+
+
+def _failure_reason(outcome: ModelOutcome) -> str:
     reason = outcome.error or outcome.detail or "SQLMesh did not evaluate this model"
     if outcome.state is ModelState.AUDIT_FAILED:
         failed = [a.name for a in outcome.audits if not a.passed and a.blocking]
         reason = f"blocking audit(s) {', '.join(failed) or '?'} failed: {outcome.error}"
-    raise SQLMeshRunFailure(
-        description=f"{model.name}: {reason}",
-        metadata=metadata,
-        allow_retries=False,
-    )
+    return reason
 
 
 def report_checks_alone(

@@ -39,6 +39,7 @@ from dg_sqlmesh.execution.environment import (
     warn_stale_upstreams,
 )
 from dg_sqlmesh.execution.events import Aborted
+from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bounds
 from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
 from dg_sqlmesh.execution.settle import planned_models, settle
 from dg_sqlmesh.sqlmesh_compat import (
@@ -73,6 +74,7 @@ def execute(
     on_execution: Callable[[], None] = lambda: None,
     audited_nodes: Mapping[str, Sequence[str]] | None = None,
     after_run: Callable[[Context, dict[str, ModelOutcome]], None] | None = None,
+    window: RunWindow | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
@@ -82,6 +84,8 @@ def execute(
     standalone audits) whose audits it reports; SQLMesh runs those with the model.
     ``after_run`` is called once SQLMesh's last attempt has run, with its context still
     open (the same warehouse connection) and the outcomes so far. It must not raise.
+    ``window``: the partitions the run names (``execution.intervals``); SQLMesh then runs
+    exactly their intervals, and each partitioned model's outcome says what it recorded.
     """
     key = (
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
@@ -98,6 +102,10 @@ def execute(
     merged: dict[str, ModelOutcome] = {}
     prepared = False
     runnable = list(selection)
+    tracker = None
+    if window is not None:
+        names = {fqn: models[fqn].name for fqn in window.partitioned if fqn in models}
+        tracker = IntervalTracker(window, resource.environment, names)
     last = resource.max_transient_retries
     for attempt in range(last + 1):
         report.attempts = attempt + 1
@@ -122,6 +130,8 @@ def execute(
                 warn_stale_upstreams(
                     context, resource.environment, description, selected_runnable, log
                 )
+            if tracker is not None:
+                tracker.prepare(context, runnable, log)
             on_execution()
         except SQLMeshEnvironmentError:
             raise
@@ -158,7 +168,17 @@ def execute(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
         else:
-            _run_once(context, resource, recorder, runnable, log, standalone=set(standalone))
+            _run_once(
+                context,
+                resource,
+                recorder,
+                runnable,
+                log,
+                standalone=set(standalone),
+                window=window,
+            )
+            if tracker is not None:
+                tracker.record(context)
             merged = merge(merged, settle(recorder.events, settled, models))
             retry = transient_failures(merged)
             if not retry or attempt == last:
@@ -181,6 +201,8 @@ def execute(
             merged[fqn] = not_in_environment(fqn, resource.environment, description.project_dir)
     for fqn, outcome in merged.items():
         outcome.log = recorder.lines.get(fqn, [])
+        if tracker is not None and fqn in window.partitioned:
+            outcome.partitions = tracker.partitions(fqn, outcome.intervals)
     host_audits(merged, hosted)
     report.outcomes = {fqn: o for fqn, o in merged.items() if fqn in selected}
     report.beyond_selection = {
@@ -252,24 +274,29 @@ def _run_once(
     log: LogFn,
     *,
     standalone: set[str],
+    window: RunWindow | None = None,
 ) -> None:
     """Run SQLMesh on ``selection`` (models, and the ``standalone`` audits among it);
-    what happened is in ``recorder.events``."""
+    what happened is in ``recorder.events``. With a ``window``, exactly its intervals,
+    whatever the models' crons say."""
     models = [fqn for fqn in selection if fqn not in standalone]
     if not models:
         return
     audits = [fqn for fqn in selection if fqn in standalone]
+    bounded = window is not None and window.bounded
+    bounds = window_bounds(window) if bounded else {}
     try:
         with cheap_environment_reads(context), run_standalone_audits(context, audits):
             context.run(
                 resource.environment,
                 select_models=models,
                 no_auto_upstream=True,
-                ignore_cron=resource.ignore_cron,
+                ignore_cron=resource.ignore_cron or bounded,
+                **bounds,
             )
     except StandaloneAuditsNotRun as exc:
         log("warning", f"Standalone audits {', '.join(audits)} not run: {exc}")
-        _run_once(context, resource, recorder, models, log, standalone=set())
+        _run_once(context, resource, recorder, models, log, standalone=set(), window=window)
     except Exception as exc:  # noqa: BLE001 - settled per model from the events
         log("error", f"SQLMesh stopped with an error: {exc}")
         recorder.record(Aborted(exc))

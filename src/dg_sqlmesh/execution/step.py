@@ -21,6 +21,7 @@ from dg_sqlmesh.dagster_compat import run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
+from dg_sqlmesh.execution.intervals import RunWindow, run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.execution.report import report, report_beyond_selection, report_checks_alone
@@ -121,10 +122,16 @@ def _lead(
     if own not in selection and own not in alone:
         own_alone = graph.specs[own].key not in context.selected_asset_keys
         (alone if own_alone else selection).append(own)
+    try:  # the partitions the run names, as SQLMesh intervals (execution.intervals)
+        window = run_window(context.run.tags, graph, selection)
+    except SQLMeshRunFailure as exc:
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
+        raise
     if selection:
         context.log.info(
             f"Executing SQLMesh once for this run's {len(selection)} selected model(s) "
             f"in environment '{resource.environment}'"
+            + (f", for {window.describe()}" if window is not None and window.bounded else "")
             + (f", and the audits of {len(alone)} model(s) checked alone" if alone else "")
         )
     else:
@@ -149,7 +156,7 @@ def _lead(
             live_progress(context.log) as progress,
         ):
             outcomes, summary, beyond = _execute(
-                resource, graph, coordinator, step_key, selection, alone, progress, started
+                resource, graph, coordinator, step_key, selection, alone, progress, started, window
             )
     except BaseException as exc:
         coordinator.publish(step_key, {}, error=_failure_text(exc))
@@ -169,6 +176,7 @@ def _execute(
     alone: list[str],
     log: LogFn,
     started: float,
+    window: RunWindow | None = None,
 ) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
     """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
     run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
@@ -214,6 +222,7 @@ def _execute(
         on_execution=lambda: coordinator.record_execution(step_key, next(attempts), len(selection)),
         audited_nodes=graph.audited_nodes,
         after_run=after_run,
+        window=window,
     )
     for changed, change in report.unapplied_changes.items():
         if changed in report.outcomes:

@@ -9,6 +9,7 @@ MODEL (
     'dagster:group_name:marts',
     'dagster:owner:data@shop.example',
     'dagster:tier:gold',
+    'dagster:partitioned:true',
     'finance'
   ),
   audits (
