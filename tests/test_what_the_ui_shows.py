@@ -8,7 +8,7 @@ import logging
 import dagster as dg
 from helpers.harness import check_evaluations, materialized, run_in_process
 
-from dg_sqlmesh.execution.report import CARRIED_OVER
+from dg_sqlmesh.execution.carried_over import CARRIED_OVER
 
 
 def _logs(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str | None, str]]:

@@ -21,14 +21,14 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.constants import NO_OP
-from dg_sqlmesh.dagster_compat import last_check_evaluations, latest_data_version
+from dg_sqlmesh.dagster_compat import latest_data_version
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.execution.carried_over import carried_over
 from dg_sqlmesh.execution.check_results import check_results
 from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
-CARRIED_OVER = "dg_sqlmesh/carried_over_from_run"
 CODE_VERSION_TAG = "dagster/code_version"
 ROW_COUNT = "dagster/row_count"
 ALONE = "dg_sqlmesh/run_alone"  # a check's audit ran without evaluating its model
@@ -91,7 +91,7 @@ def report(
             asset_key=key,
             metadata=metadata,
             tags=held,
-            check_results=_carried_over(context.instance, graph.check_specs.get(fqn, [])),
+            check_results=carried_over(context.instance, graph.check_specs.get(fqn, [])),
             data_version=dg.DataVersion(previous) if previous else None,
         )
         return
@@ -240,46 +240,6 @@ def _replay(
         when = datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
         text = f"{message} (at {when}, in step '{leader_step}', which executed SQLMesh)"
         getattr(context.log, level if level in {"info", "warning", "error"} else "info")(text)
-
-
-def _carried_over(
-    instance: dg.DagsterInstance, specs: list[dg.AssetCheckSpec]
-) -> list[dg.AssetCheckResult]:
-    """The model's last real audit results, for a run where nothing was due.
-
-    SQLMesh audits a model when it evaluates it; nothing was evaluated, so the data those
-    results describe is unchanged. Each is marked with the run it comes from. A failed
-    blocking result is not carried (it would fail this step for an audit not run here),
-    and a check that never ran reports nothing.
-    """
-    if not specs:
-        return []
-    last = last_check_evaluations(instance, [spec.key for spec in specs])
-    results = []
-    for spec in specs:
-        found = last.get(spec.key)
-        if found is None:
-            continue
-        run_id, evaluation = found
-        if not evaluation.passed and spec.blocking:
-            continue
-        results.append(
-            dg.AssetCheckResult(
-                asset_key=spec.asset_key,
-                check_name=spec.name,
-                passed=evaluation.passed,
-                severity=evaluation.severity,
-                metadata={
-                    **{k: v for k, v in evaluation.metadata.items() if k != CARRIED_OVER},
-                    CARRIED_OVER: run_id,
-                    "dg_sqlmesh/note": (
-                        "nothing was due: SQLMesh evaluated and audited nothing in this run, "
-                        "so the result of the audit in that run stands"
-                    ),
-                },
-            )
-        )
-    return results
 
 
 BY_PLAN = "dg_sqlmesh/evaluated_by_plan_of_run"
