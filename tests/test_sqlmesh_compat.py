@@ -45,3 +45,24 @@ def test_an_unchanged_environment_is_decoded_once_and_a_new_plan_is_seen(generat
         assert "get_environment" not in vars(context.state_sync)  # restored
     finally:
         context.close()
+
+
+def test_a_selection_of_thousands_of_models_is_expanded(tmp_path):
+    """SQLMesh's selector evaluates all selections as one ``a | b | ...`` tree, recursively:
+    about 500 selected models raised RecursionError (a 1000-model run failed before
+    evaluating anything). Ours expands them in chunks: the same set."""
+    from pathlib import Path
+
+    from helpers.harness import copy_project
+
+    from dg_sqlmesh.execution.console import ExactSelector
+
+    project = copy_project(Path(__file__).parent / "projects" / "plans", tmp_path / "plans")
+    context = _context(project)
+    try:
+        selector = ExactSelector(context.state_reader, context.models)
+        wanted = sorted(fqn for fqn, model in context.models.items() if not model.kind.is_external)
+        absent = [f'"warehouse"."shop"."absent_{i}"' for i in range(3000)]
+        assert selector.expand_model_selections([*absent, *wanted]) == set(wanted)
+    finally:
+        context.close()

@@ -8,7 +8,7 @@ there, or fails closed (raises) when there is no safe answer.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -264,3 +264,28 @@ def remove_held_intervals(
     if targets:
         state.remove_intervals([(snapshot, interval) for snapshot in targets])
     return sorted(s.name for s in targets)
+
+
+# SQLMesh's selector parses the selections as one expression, ``(a) | (b) | ...``: a tree
+# as deep as the selection is long, which it then evaluates recursively.
+SELECTIONS_PER_EXPRESSION = 100
+
+
+def expand_in_chunks(
+    expand: Callable[[list[str]], set[str]], selections: Iterable[str]
+) -> set[str]:
+    """The union of ``expand`` over chunks of ``selections``: the same set, in bounded depth.
+
+    Workaround (SQLMesh 0.220 to 0.236): ``Selector.expand_model_selections`` joins every
+    selection into one ``|`` expression and walks it recursively, so selecting about 500
+    models or more raises ``RecursionError`` (a run of 1000 models failed with "maximum
+    recursion depth exceeded" before evaluating anything). Selecting ``a | b`` is
+    selecting ``a``, then ``b``, so chunks give the same answer.
+    """
+    every = list(selections)
+    if len(every) <= SELECTIONS_PER_EXPRESSION:
+        return expand(every)
+    found: set[str] = set()
+    for start in range(0, len(every), SELECTIONS_PER_EXPRESSION):
+        found |= expand(every[start : start + SELECTIONS_PER_EXPRESSION])
+    return found

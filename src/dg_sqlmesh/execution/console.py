@@ -36,6 +36,7 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
+from dg_sqlmesh.sqlmesh_compat import expand_in_chunks
 
 LogFn = Callable[[str, str], None]  # (level, message)
 
@@ -226,7 +227,10 @@ class ExactSelector(NativeSelector):
     def expand_model_selections(
         self, model_selections: Iterable[str], models: dict[str, Any] | None = None
     ) -> set[str]:
-        selected = super().expand_model_selections(model_selections, models)
+        selected = expand_in_chunks(
+            lambda chunk: super(ExactSelector, self).expand_model_selections(chunk, models),
+            model_selections,
+        )
         if self._on_resolved is not None:
             self._on_resolved(set(selected))
         return selected
