@@ -1,6 +1,6 @@
 """Where we need more of SQLMesh than its public API offers, or work around it.
 
-Checked against SQLMesh 0.220.0 (the oldest pyproject.toml admits) and 0.236.4. Each
+Checked against SQLMesh 0.220.0 and 0.236.4 (pyproject.toml's floor is now 0.236). Each
 helper falls back to SQLMesh's own behaviour when the internals it relies on are not
 there, or fails closed (raises) when there is no safe answer.
 """
