@@ -1,6 +1,6 @@
 """The few places where we need more of Dagster than its public API offers.
 
-Checked against Dagster 1.11.0 (the oldest pyproject.toml admits) and 1.13.27.
+Checked against Dagster 1.11.0, 1.12.0 (the floor pyproject.toml admits) and 1.13.27.
 Everything here degrades to a safe answer when Dagster's internals move, or fails
 closed (raises) when there is none.
 """

@@ -66,6 +66,8 @@ class ModelOutcome:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["state"] = self.state.value
+        # Plain strings: Dagster's serializer (1.12) refuses enums inside JSON metadata.
+        data["error_class"] = self.error_class.value if self.error_class else None
         return data
 
     @classmethod
