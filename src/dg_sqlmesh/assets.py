@@ -14,6 +14,7 @@ from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.execution.step import sqlmesh_step
 from dg_sqlmesh.executor import sqlmesh_executor
 from dg_sqlmesh.options import AssetOptions, DefinitionsOptions, options_doc, parse_options
+from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
 from dg_sqlmesh.project_dirs import split_project_dirs
 from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
@@ -284,8 +285,6 @@ def sqlmesh_definitions_factory(
         )
     sensors = []
     if any(asset.partitions_def is not None for asset in assets):
-        from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
-
         sensors.append(
             sqlmesh_partition_status_sensor(
                 sqlmesh_resource=resource, asset_graph=graph, job_name=job.name

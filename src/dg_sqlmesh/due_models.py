@@ -66,7 +66,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
     may_plan = resource.apply_plan and (environment.lower() != PROD or resource.allow_prod_plan)
     runnable = [m.fqn for m in description.models if not (m.is_external or m.is_embedded)]
 
-    context = _state_context(resource)
+    context = state_context(resource)
     try:
         state = environment_intervals(
             context, environment, execution_time, ignore_cron=resource.ignore_cron
@@ -126,7 +126,7 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
     )
 
 
-def _state_context(resource: SQLMeshResource) -> Context:
+def state_context(resource: SQLMeshResource) -> Context:
     """A SQLMesh context that loads no model files: only its state connection is used."""
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console

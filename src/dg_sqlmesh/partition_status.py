@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from dg_sqlmesh.due_models import state_context
 from dg_sqlmesh.errors import ErrorClass, classify_error
+from dg_sqlmesh.schedules import active_sqlmesh_runs
+from dg_sqlmesh.specs import build_asset_graph, resolve_translator
+from dg_sqlmesh.sqlmesh_compat import held_intervals
 
 if TYPE_CHECKING:
     from dg_sqlmesh.resource import SQLMeshResource
@@ -98,8 +102,6 @@ def sqlmesh_partition_status_sensor(
         ...     sqlmesh_resource=resource, partitioned=True
         ... )
     """
-    from dg_sqlmesh.schedules import active_sqlmesh_runs
-    from dg_sqlmesh.specs import build_asset_graph, resolve_translator
 
     asset_graph = asset_graph or build_asset_graph(
         sqlmesh_resource.describe(),
@@ -148,10 +150,8 @@ def read_held_intervals(
     resource: SQLMeshResource, fqns: list[str]
 ) -> dict[str, list[tuple[int, int]]]:
     """The intervals the resource's environment holds for ``fqns``, from SQLMesh's state."""
-    from dg_sqlmesh.due_models import _state_context
-    from dg_sqlmesh.sqlmesh_compat import held_intervals
 
-    context = _state_context(resource)
+    context = state_context(resource)
     try:
         return held_intervals(context, resource.environment, fqns)
     finally:

@@ -14,6 +14,7 @@ from dg_sqlmesh.defaults import key_segment
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.options import AssetOptions
+from dg_sqlmesh.partitions import model_partitions_def
 from dg_sqlmesh.translator import SQLMeshTranslator
 
 
@@ -107,7 +108,6 @@ def build_asset_graph(
     ``partitioned``: time partitions for every model that can have them (see
     ``dg_sqlmesh.partitions``); a model's ``dagster:partitioned:`` tag decides for it.
     """
-    from dg_sqlmesh.partitions import model_partitions_def
 
     graph = SQLMeshAssetGraph(description=description)
     models = description.models_by_fqn

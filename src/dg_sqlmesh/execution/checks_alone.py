@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.describe import describe_audits
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import classify_error
@@ -130,8 +131,6 @@ def _environment_snapshots(context: Context, environment: str) -> tuple[dict[str
     """The environment's snapshots by name (with their intervals), and which are
     deployable, as SQLMesh's scheduler computes it for a run of the environment."""
     from sqlmesh.core.snapshot import DeployabilityIndex
-
-    from dg_sqlmesh.execution.environment import PROD
 
     held = context.state_reader.get_environment(environment)
     if held is None:

@@ -27,6 +27,7 @@ from dg_sqlmesh.execution.carried_over import carried_over
 from dg_sqlmesh.execution.check_results import check_results
 from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.execution.partition_report import recorded_partitions, report_partitions
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 CODE_VERSION_TAG = "dagster/code_version"
@@ -58,8 +59,6 @@ def report(
     held = _held_version(graph, fqn, outcome, metadata)
     partitioned = outcome.partitions is not None and graph.specs[fqn].partitions_def is not None
     if partitioned and outcome.partitions.get("first_key") is not None:
-        from dg_sqlmesh.execution.partition_report import report_partitions
-
         yield from report_partitions(
             context,
             graph,
@@ -73,8 +72,6 @@ def report(
         )
         return
     if partitioned:  # the run names no partitions: SQLMesh ran what was due
-        from dg_sqlmesh.execution.partition_report import recorded_partitions
-
         yield from recorded_partitions(graph, fqn, outcome, metadata)
     if outcome.state is ModelState.MATERIALIZED:
         yield dg.MaterializeResult(
