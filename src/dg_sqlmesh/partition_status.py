@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from dg_sqlmesh.due_models import state_context
-from dg_sqlmesh.errors import ErrorClass, classify_error
-from dg_sqlmesh.schedules import active_sqlmesh_runs
+from dg_sqlmesh.schedules import active_sqlmesh_runs, read_state_or_skip
 from dg_sqlmesh.specs import build_asset_graph, resolve_translator
 from dg_sqlmesh.sqlmesh_compat import held_intervals
 
@@ -120,13 +119,12 @@ def sqlmesh_partition_status_sensor(
                 f"Run {busy[0].run_id} of SQLMesh environment '{environment}' is in progress; "
                 "it reports its own partitions."
             )
-        try:
-            held = read_held_intervals(sqlmesh_resource, partitioned)
-        except Exception as exc:
-            error_class, reason = classify_error(exc)
-            if error_class is not ErrorClass.TRANSIENT:
-                raise
-            return dg.SkipReason(f"Could not read SQLMesh's state ({reason}); trying again.")
+        held = read_state_or_skip(
+            lambda: read_held_intervals(sqlmesh_resource, partitioned),
+            lambda reason: f"Could not read SQLMesh's state ({reason}); trying again.",
+        )
+        if isinstance(held, dg.SkipReason):
+            return held
         events = unreported_partitions(context.instance, asset_graph, held)
         if not events:
             return dg.SkipReason(

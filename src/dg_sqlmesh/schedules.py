@@ -14,9 +14,9 @@ context, no warehouse connection.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import dagster as dg
 
@@ -26,6 +26,8 @@ from dg_sqlmesh.due_models import DueModels, find_due_models, utc
 from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
 from dg_sqlmesh.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translator import SQLMeshTranslator
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from dg_sqlmesh.resource import SQLMeshResource
@@ -63,6 +65,18 @@ def active_sqlmesh_runs(
         elif run.job_name == job_name:
             found.append(run)
     return sorted(found, key=lambda r: r.run_id)
+
+
+def read_state_or_skip(read: Callable[[], T], skip: Callable[[str], str]) -> T | dg.SkipReason:
+    """``read()`` SQLMesh's state for a tick; a transient failure (a locked DuckDB file, a
+    dropped connection) skips the tick with ``skip(reason)``, any other error raises."""
+    try:
+        return read()
+    except Exception as exc:
+        error_class, reason = classify_error(exc)
+        if error_class is not ErrorClass.TRANSIENT:
+            raise
+        return dg.SkipReason(skip(reason))
 
 
 def sqlmesh_adaptive_schedule_factory(
@@ -134,16 +148,15 @@ def sqlmesh_adaptive_schedule_factory(
                 f"SQLMesh environment '{environment}'; skipping this tick so that runs of the "
                 "environment never overlap. Due models are picked up by the next tick."
             )
-        try:
-            found = find_due_models(sqlmesh_resource, scheduled)
-        except Exception as exc:
-            error_class, reason = classify_error(exc)
-            if error_class is not ErrorClass.TRANSIENT:
-                raise
-            return dg.SkipReason(
+        found = read_state_or_skip(
+            lambda: find_due_models(sqlmesh_resource, scheduled),
+            lambda reason: (
                 f"Could not read SQLMesh's state for environment '{environment}' ({reason}); "
                 "the next tick tries again."
-            )
+            ),
+        )
+        if isinstance(found, dg.SkipReason):
+            return found
         if found.not_ready:
             return dg.SkipReason(found.not_ready)
         selected = [fqn for fqn in found.selection if fqn in keys]
