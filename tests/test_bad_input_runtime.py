@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from helpers.harness import materialized, plan_project, run_in_process
+from helpers.harness import materialized, observed, plan_project, run_in_process
 from projects.generate import generate_project
 
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, sqlmesh_definitions_factory
@@ -79,21 +79,24 @@ def test_missing_table_fails_when_the_environment_is_planned(tmp_path, instance)
         plan_project(root)
 
     # Through Dagster, letting the run create the environment: the failing model fails,
-    # with the database's error; what the plan wrote is recorded, and said not promoted.
+    # with the database's error; what the plan wrote is observed, never materialized: the
+    # plan promoted nothing, so the environment does not serve it.
     result = run_in_process(root, instance, apply_plan=True, allow_prod_plan=True)
     assert not result.success
     found = failures(result)
-    assert set(found) == {"db__app__bad"}
+    assert set(found) == {"db__app__bad", "db__app__ok"}
     description, metadata = found["db__app__bad"]
     assert description.startswith(
         'app.bad: Catalog Error: Table with name "nowhere.missing" does not exist because '
         'schema "nowhere" does not exist.'
     )
     assert metadata["sqlmesh/error_class"] == "persistent"
-    (ok,) = materialized(instance, result.run_id).values()
+    assert materialized(instance, result.run_id) == {}
+    (ok,) = observed(instance, result.run_id).values()
+    assert ok["sqlmesh/state"] == "written_not_promoted"
     assert ok["sqlmesh/detail"].startswith(
         "written by the plan this run applied, but the plan this run applied failed (app.bad: "
-        "Plan application failed.): the environment does not show this version yet"
+        "Plan application failed.): the environment does not serve this version"
     )
 
 

@@ -12,6 +12,7 @@ from helpers.harness import (
     check_evaluations,
     copy_project,
     materialized,
+    observed,
     plan_project,
     query,
     run_in_process,
@@ -89,3 +90,25 @@ def test_a_blocking_audit_failing_in_the_plan_is_reported_per_model(tmp_path, in
     for key in found:
         assert found[key]["sqlmesh/state"] == "up_to_date"
         assert "the plan this run applied failed" in found[key]["sqlmesh/detail"]
+
+
+def test_a_failed_plan_promotes_nothing_so_nothing_it_wrote_is_materialized(tmp_path, instance):
+    project = planned_project(tmp_path)
+    edit(project, "regions", "('south')", "('south'), ('east')")  # written before the failure
+    edit(project, "orders", "(2, 2)", "(2, NULL), (3, NULL)")  # fails not_null, blocking
+
+    result = run_in_process(project, instance, **PLAN_OPTIONS)
+
+    assert not result.success
+    # The environment still serves the old regions: the plan was not promoted.
+    assert query(project / "warehouse.duckdb", "SELECT count(*) FROM shop.regions") == [(2,)]
+    found = materialized(instance, result.run_id)
+    assert "warehouse/shop/regions" not in found
+    seen = observed(instance, result.run_id)["warehouse/shop/regions"]
+    assert seen["sqlmesh/state"] == "written_not_promoted"
+    assert "does not serve this version" in seen["sqlmesh/detail"]
+    failures = step_failures(instance, result.run_id)
+    assert "does not serve this version" in failures["warehouse__shop__regions"]
+    # One reason, said once.
+    reason = failures["warehouse__shop__orders"].splitlines()[0]
+    assert reason.count("not_null") == 1 and "failing row" in reason

@@ -48,6 +48,19 @@ def test_a_run_where_nothing_was_due_keeps_the_last_check_results_current(planne
     assert not [m for m in messages if "No models are ready to run" in m]
 
 
+def test_carried_over_results_name_the_run_that_audited_after_several_no_op_runs(
+    planned_shop, instance
+):
+    first = run_in_process(planned_shop, instance)
+    second = run_in_process(planned_shop, instance)
+    third = run_in_process(planned_shop, instance)
+    assert first.success and second.success and third.success
+    carried = check_evaluations(instance, third.run_id)
+    assert carried
+    for key, result in carried.items():  # not the second run, where no audit ran
+        assert result["metadata"][CARRIED_OVER] == first.run_id, key
+
+
 def test_each_step_log_shows_its_own_models_sqlmesh_lines(planned_shop, instance):
     result = run_in_process(planned_shop, instance)
     assert result.success

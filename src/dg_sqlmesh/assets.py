@@ -77,7 +77,10 @@ def build_assets(
     """
     if op_tags and "dagster/concurrency_key" in op_tags:
         pool = None
-    lineage_only = [dg.AssetsDefinition(specs=[spec]) for spec in graph.embedded_specs.values()]
+    lineage_only = [
+        dg.AssetsDefinition(specs=[spec])
+        for spec in [*graph.embedded_specs.values(), *graph.external_specs.values()]
+    ]
     return [_model_asset(graph, fqn, op_tags, pool) for fqn in graph.specs] + lineage_only
 
 
@@ -162,7 +165,11 @@ def build_sqlmesh_asset_specs(
     )
     graph = options_asset_graph(sqlmesh_resource.describe(), translator, parsed)
     checks = [spec for specs in graph.check_specs.values() for spec in specs]
-    return [*graph.specs.values(), *graph.embedded_specs.values()], checks
+    return [
+        *graph.specs.values(),
+        *graph.embedded_specs.values(),
+        *graph.external_specs.values(),
+    ], checks
 
 
 def _assets(

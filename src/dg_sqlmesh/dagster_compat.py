@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh.constants import NO_OP
 from dg_sqlmesh.cron import cron_interval
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
@@ -62,6 +63,71 @@ def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str |
     materialization = getattr(event, "asset_materialization", None)
     tags = getattr(materialization, "tags", None) or {}
     return tags.get("dagster/data_version")
+
+
+def latest_materialization_run(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The run that recorded the asset's latest materialization which wrote data (not a
+    no-op), if any among its last 20."""
+    try:
+        records = instance.fetch_materializations(key, limit=20).records
+    except Exception:  # noqa: BLE001 - internal API: say less rather than fail a step
+        return None
+    for record in records:
+        metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+        no_op = metadata.get(NO_OP)
+        if not getattr(no_op, "value", no_op):
+            return record.run_id or None
+    return None
+
+
+def latest_data_version_record(
+    instance: dg.DagsterInstance, key: dg.AssetKey
+) -> tuple[str | None, int | None]:
+    """The data version and storage id of the asset's latest materialization (any
+    partition), or ``(None, None)``."""
+    try:
+        record = instance.get_latest_data_version_record(key)
+    except Exception:  # noqa: BLE001 - internal API: no provenance rather than a failed step
+        return None, None
+    if record is None:
+        return None, None
+    tags = getattr(record.asset_materialization, "tags", None) or {}
+    return tags.get("dagster/data_version"), record.storage_id
+
+
+def provenance_tags(
+    data_version: str,
+    code_version: str | None,
+    inputs: Mapping[dg.AssetKey, tuple[str | None, int | None]],
+) -> dict[str, str]:
+    """The tags Dagster writes on a materialization it records from a step's output (data
+    version, code version, each input's data version and event pointer), for the
+    materializations we record ourselves: per partition, and for models a plan evaluated.
+
+    Without them Dagster has no provenance for the event and judges staleness by
+    timestamps, so a run where an upstream did nothing would make the asset look stale.
+    The tag names are Dagster's (``dagster._core.definitions.data_version``, checked
+    against Dagster 1.12.0 and 1.13.27).
+    """
+    from dagster._core.definitions.data_version import (
+        CODE_VERSION_TAG,
+        DATA_VERSION_IS_USER_PROVIDED_TAG,
+        DATA_VERSION_TAG,
+        DEFAULT_DATA_VERSION,
+        NULL_EVENT_POINTER,
+        get_input_data_version_tag,
+        get_input_event_pointer_tag,
+    )
+
+    tags = {DATA_VERSION_TAG: data_version, DATA_VERSION_IS_USER_PROVIDED_TAG: "true"}
+    if code_version is not None:
+        tags[CODE_VERSION_TAG] = code_version
+        for key, (version, storage_id) in inputs.items():
+            tags[get_input_data_version_tag(key)] = version or DEFAULT_DATA_VERSION.value
+            tags[get_input_event_pointer_tag(key)] = (
+                str(storage_id) if storage_id else NULL_EVENT_POINTER
+            )
+    return tags
 
 
 def engine_event_data(metadata: Mapping[str, Any]) -> Any:

@@ -33,6 +33,8 @@ class SQLMeshAssetGraph:
     # EMBEDDED models: SQLMesh inlines them into their downstream queries and never writes
     # them, so they keep their place in the lineage but have no step (never materialized).
     embedded_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
+    # Declared external models: assets without a step, materialized outside SQLMesh.
+    external_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
 
     @property
     def fqn_by_key(self) -> dict[dg.AssetKey, str]:
@@ -170,7 +172,36 @@ def build_asset_graph(
         graph.audited_nodes.setdefault(host, []).append(model.fqn)
     _add_standalone_checks(graph, upstream_key, readers)
     graph.op_names = _op_names(graph.specs)
+    graph.external_specs = {
+        fqn: _external_spec(translator, models[fqn], key, group_name, owners)
+        for fqn, key in graph.external_keys.items()
+        if fqn in models
+    }
     return graph
+
+
+def _external_spec(
+    translator: SQLMeshTranslator,
+    model: ModelInfo,
+    key: dg.AssetKey,
+    group_name: str | None,
+    owners: list[str] | None,
+) -> dg.AssetSpec:
+    """A declared external model (``external_models.yaml``) as an external asset: what the
+    translator says of it (description, columns, group, kinds, owners), no step, and
+    nothing that only a model SQLMesh runs has (code version, automation, freshness)."""
+    spec = translator.get_asset_spec(
+        model, deps=[], default_group=group_name, default_owners=owners
+    )
+    return dg.AssetSpec(
+        key=key,
+        description=spec.description,
+        group_name=spec.group_name,
+        owners=spec.owners,
+        tags=spec.tags,
+        kinds=spec.kinds,
+        metadata=spec.metadata,
+    )
 
 
 def _first_readers(graph: SQLMeshAssetGraph) -> dict[str, str]:

@@ -134,6 +134,20 @@ def materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
     }
 
 
+def observed(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    """Asset key string -> observation metadata (raw values) for one run."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION
+    ).records
+    found = {}
+    for record in records:
+        observation = record.event_log_entry.dagster_event.event_specific_data.asset_observation
+        found[observation.asset_key.to_user_string()] = {
+            k: v.value for k, v in observation.metadata.items()
+        }
+    return found
+
+
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> dict[tuple[str, str], dict]:
     """(asset key string, check name) -> {passed, severity, metadata} for one run."""
     records = instance.get_records_for_run(

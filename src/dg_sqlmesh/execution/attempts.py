@@ -139,9 +139,10 @@ def failed_plan(
     because = f"the plan this run applied failed ({', '.join(failed)}: {error})"
     for outcome in outcomes.values():
         if outcome.state is ModelState.MATERIALIZED and outcome.fqn in unapplied:
+            outcome.state = ModelState.NOT_PROMOTED
             outcome.detail = (
                 f"written by the plan this run applied, but {because}: the environment does "
-                "not show this version yet (SQLMesh promotes a plan only when all of it succeeds)"
+                "not serve this version (SQLMesh promotes a plan only when all of it succeeds)"
             )
         if outcome.state is ModelState.UP_TO_DATE:
             outcome.detail = f"no intervals were due; {because}"

@@ -31,6 +31,9 @@ def carried_over(
         run_id, evaluation = found
         if not evaluation.passed and spec.blocking:
             continue
+        # A result carried over already names the run whose audit produced it.
+        origin = evaluation.metadata.get(CARRIED_OVER)
+        run_id = getattr(origin, "value", origin) or run_id
         results.append(
             dg.AssetCheckResult(
                 asset_key=spec.asset_key,

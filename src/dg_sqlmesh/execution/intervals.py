@@ -114,7 +114,7 @@ def run_window(
     if not partitioned:
         return None
     if keys is None:
-        _refuse_partitioned_upstreams(graph, partitioned)
+        _refuse_partitioned_upstreams(graph, partitioned, selection)
         return RunWindow(None, None, (), tuple(partitioned), restate=False)
     defs = {graph.specs[f].partitions_def for f in partitioned}
     if len(defs) > 1:
@@ -137,23 +137,33 @@ def run_window(
     )
 
 
-def _refuse_partitioned_upstreams(graph: SQLMeshAssetGraph, partitioned: Sequence[str]) -> None:
-    """Dagster cannot run a partitioned asset reading a partitioned asset in a run that
-    names no partition (its step fails before it starts): say so before SQLMesh runs."""
+def _refuse_partitioned_upstreams(
+    graph: SQLMeshAssetGraph, partitioned: Sequence[str], selection: Sequence[str]
+) -> None:
+    """A run that names no partition cannot run a model that reads a partitioned model:
+    Dagster runs a partitioned asset reading a partitioned asset only for partitions (its
+    step fails before it starts), and a partitioned asset is only ever materialized by
+    partition, so in such a run it yields no output and Dagster would skip the steps
+    reading it although SQLMesh ran them. Say so before SQLMesh runs."""
+    chosen = set(partitioned)
     reading = [
         (graph.model(fqn).name, graph.model(up).name)
-        for fqn in partitioned
+        for fqn in selection
         for up in graph.model(fqn).depends_on
-        if up in graph.specs and graph.specs[up].partitions_def is not None
+        if up in graph.specs
+        and graph.specs[up].partitions_def is not None
+        and (fqn in chosen or up in chosen)
     ]
     if reading:
         pairs = ", ".join(f"{m} reads {u}" for m, u in reading[:5])
         raise SQLMeshRunFailure(
             description=(
-                "This run names no partition, but it selects partitioned models that read "
-                f"partitioned models ({pairs}), which Dagster runs only for partitions. "
-                "Launch a backfill of a partition range (Materialize in the UI), or pass "
-                "partition_key= (or the tags dagster/asset_partition_range_start and _end)."
+                "This run names no partition, but it selects models that read partitioned "
+                f"models ({pairs}); a partitioned model is materialized only by partition, "
+                "so Dagster runs what reads it only in a run of partitions or a run of its "
+                "own. Launch a backfill of a partition range (Materialize in the UI), or "
+                "pass partition_key= (or the tags dagster/asset_partition_range_start and "
+                "_end), or select the models reading it in a run of their own."
             ),
             allow_retries=False,
         )

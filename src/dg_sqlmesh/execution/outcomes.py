@@ -23,6 +23,9 @@ class ModelState(enum.StrEnum):
     AUDIT_FAILED = "audit_failed"  # a blocking audit failed
     SKIPPED = "skipped"  # an upstream failed, so SQLMesh did not run it
     NOT_RUN = "not_run"  # SQLMesh never reported it (not in the environment, aborted run)
+    # A failed plan wrote the model's new version, which SQLMesh did not promote: the
+    # environment still serves the old data, so this is no materialization.
+    NOT_PROMOTED = "written_not_promoted"
 
 
 @dataclass
@@ -62,6 +65,9 @@ class ModelOutcome:
     # A partitioned run: per partition of its window, what SQLMesh recorded for this model
     # (``execution.intervals.IntervalTracker.partitions``); None otherwise.
     partitions: dict[str, Any] | None = None
+    # A partitioned model: rows of each partition SQLMesh wrote (key -> rows, by the
+    # model's time column), counted after the run (``execution.row_counts``).
+    partition_rows: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -13,8 +13,13 @@ what is missing), or neither. The step then:
   range's other partitions as failed.
 
 A run that names no partitions (``sqlmesh_job`` without one) runs what SQLMesh finds due;
-each partition SQLMesh recorded gets its materialization (:func:`recorded_partitions`)
-before the model's usual events.
+each partition SQLMesh recorded gets its materialization (:func:`recorded_partitions`), and
+the model gets no unpartitioned one: a partitioned asset is only ever materialized by
+partition. The same holds for a partitioned model a plan evaluated beyond the run's
+selection.
+
+Every number on a partition's materialization describes that partition (its rows, by the
+model's time column); the run's totals (batches, duration, intervals) are on no partition.
 """
 
 from __future__ import annotations
@@ -25,13 +30,36 @@ from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh.constants import NO_OP
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
-NO_OP = "dagster_sqlmesh/no_op"
 RECORDED = "dg_sqlmesh/partitions_recorded"
 RESTATED = "dg_sqlmesh/partitions_restated"
+ROW_COUNT = "dagster/row_count"
+STATE = "sqlmesh/state"
+# The run's figures, summed over all its batches: they describe no single partition.
+RUN_WIDE = frozenset(
+    {
+        NO_OP,
+        STATE,
+        ROW_COUNT,
+        "sqlmesh/intervals",
+        "sqlmesh/interval_start",
+        "sqlmesh/interval_end",
+        "sqlmesh/batches",
+        "sqlmesh/interval_count",
+        "sqlmesh/duration_s",
+        "sqlmesh/rows_written",
+        "sqlmesh/bytes_processed",
+    }
+)
+
+
+def partition_shared(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a model's metadata holds for each of its partitions (no run-wide figure)."""
+    return {k: v for k, v in metadata.items() if k not in RUN_WIDE}
 
 
 def report_partitions(
@@ -59,10 +87,7 @@ def report_partitions(
             dg.PartitionKeyRange(parts["first_key"], parts["last_key"])
         )
     )
-    shared = {
-        **{k: v for k, v in metadata.items() if k != NO_OP},
-        RECORDED: len(recorded),
-    }
+    shared = partition_shared(metadata)
     if restated:
         shared[RESTATED] = restated
     if model.lookback:
@@ -75,7 +100,7 @@ def report_partitions(
     if settled and not missing:
         for key in requested:
             context.add_asset_metadata(
-                _partition_metadata(partitions_def, key, recorded=key in recorded),
+                partition_metadata(partitions_def, key, outcome, recorded=key in recorded),
                 asset_key=spec.key,
                 partition_key=key,
             )
@@ -91,7 +116,7 @@ def report_partitions(
         yield dg.AssetMaterialization(
             asset_key=spec.key,
             partition=key,
-            metadata={**shared, **_partition_metadata(partitions_def, key, recorded=True)},
+            metadata={**shared, **partition_metadata(partitions_def, key, outcome, recorded=True)},
             tags=dict(tags or {}),
         )
     yield from checks
@@ -101,25 +126,39 @@ def report_partitions(
             f"{model.name}: {len(missing)} of {len(requested)} partition(s) not materialized "
             f"({_span(missing)}): {why}. Materialized: {_span(recorded) or 'none'}."
         ),
-        metadata={**shared, "dg_sqlmesh/partitions_failed": missing},
+        metadata={**shared, RECORDED: len(recorded), "dg_sqlmesh/partitions_failed": missing},
         allow_retries=False,
     )
 
 
 def recorded_partitions(
-    graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome, metadata: dict[str, Any]
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    outcome: ModelOutcome,
+    metadata: Mapping[str, Any],
+    units: list[list[int]],
+    tags_for: Any,
 ) -> Iterator[dg.AssetMaterialization]:
-    """A materialization per partition SQLMesh recorded for ``fqn`` in a run without a
-    partition range."""
+    """A materialization for each partition of ``fqn`` that ``units`` (SQLMesh intervals it
+    recorded or evaluated) cover, outside a run of a partition range. ``tags_for(key)``
+    gives each partition's tags (its data version and provenance)."""
     spec = graph.specs[fqn]
-    units = (outcome.partitions or {}).get("recorded", [])
-    shared = {k: v for k, v in metadata.items() if k != NO_OP}
-    for key in _keys(spec.partitions_def, units):
+    shared = partition_shared(metadata)
+    for key in partition_keys(spec.partitions_def, units):
         yield dg.AssetMaterialization(
             asset_key=spec.key,
             partition=key,
-            metadata={**shared, **_partition_metadata(spec.partitions_def, key, recorded=True)},
+            metadata={
+                **shared,
+                **partition_metadata(spec.partitions_def, key, outcome, recorded=True),
+            },
+            tags=tags_for(key),
         )
+
+
+def partition_keys(partitions_def: Any, units: Any) -> list[str]:
+    """The partition keys whose windows ``units`` (``[start_ms, end_ms)`` pairs) cover."""
+    return _keys(partitions_def, [list(u) for u in units])
 
 
 def _keys(partitions_def: Any, units: list[list[int]]) -> list[str]:
@@ -130,12 +169,20 @@ def _keys(partitions_def: Any, units: list[list[int]]) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-def _partition_metadata(partitions_def: Any, key: str, *, recorded: bool) -> dict[str, Any]:
+def partition_metadata(
+    partitions_def: Any, key: str, outcome: ModelOutcome, *, recorded: bool
+) -> dict[str, Any]:
+    """One partition's own metadata: its state, its interval and its rows."""
     window = partitions_def.time_window_for_partition_key(key)
-    return {
+    metadata: dict[str, Any] = {
+        STATE: (ModelState.MATERIALIZED if recorded else ModelState.UP_TO_DATE).value,
         NO_OP: not recorded,
         "sqlmesh/interval": f"[{window.start.isoformat()}, {window.end.isoformat()})",
     }
+    rows = (outcome.partition_rows or {}).get(key)
+    if rows is not None:
+        metadata[ROW_COUNT] = dg.MetadataValue.int(rows)
+    return metadata
 
 
 def _span(keys: list[str]) -> str:

@@ -14,14 +14,19 @@ log shows its own model.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
 from dg_sqlmesh.constants import NO_OP
-from dg_sqlmesh.dagster_compat import latest_data_version
+from dg_sqlmesh.dagster_compat import (
+    latest_data_version,
+    latest_data_version_record,
+    latest_materialization_run,
+    provenance_tags,
+)
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
 from dg_sqlmesh.execution.carried_over import carried_over
 from dg_sqlmesh.execution.check_results import check_results
@@ -33,6 +38,7 @@ from dg_sqlmesh.specs import SQLMeshAssetGraph
 CODE_VERSION_TAG = "dagster/code_version"
 ROW_COUNT = "dagster/row_count"
 ALONE = "dg_sqlmesh/run_alone"  # a check's audit ran without evaluating its model
+UP_TO_DATE = "dg_sqlmesh/up_to_date"  # why a no-op materialization claims no new data
 
 
 def report(
@@ -57,42 +63,57 @@ def report(
     metadata = _metadata(outcome)
 
     held = _held_version(graph, fqn, outcome, metadata)
-    partitioned = outcome.partitions is not None and graph.specs[fqn].partitions_def is not None
-    if partitioned and outcome.partitions.get("first_key") is not None:
-        yield from report_partitions(
-            context,
-            graph,
-            fqn,
-            outcome,
-            metadata=metadata,
-            checks=checks,
-            tags=held,
-            data_version=_data_version(model.data_hash, outcome, context.run_id),
-            failure=_failure_reason(outcome),
+    spec = graph.specs[fqn]
+    if spec.partitions_def is not None:  # only ever materialized by partition
+        if (outcome.partitions or {}).get("first_key") is not None:
+            yield from report_partitions(
+                context,
+                graph,
+                fqn,
+                outcome,
+                metadata=metadata,
+                checks=checks,
+                tags=held,
+                data_version=_data_version(model.data_hash, outcome, context.run_id),
+                failure=_failure_reason(outcome),
+            )
+            return
+        # The run names no partitions: SQLMesh ran what was due; its recorded intervals
+        # are the partitions materialized, and nothing is recorded unpartitioned.
+        units = (outcome.partitions or {}).get("recorded", [])
+        yield from recorded_partitions(
+            graph, fqn, outcome, metadata, units, _partition_tags(context, graph, fqn, held)
         )
-        return
-    if partitioned:  # the run names no partitions: SQLMesh ran what was due
-        yield from recorded_partitions(graph, fqn, outcome, metadata)
-    if outcome.state is ModelState.MATERIALIZED:
+        if outcome.state is ModelState.MATERIALIZED:
+            yield from checks
+            return
+        if outcome.state is ModelState.UP_TO_DATE:
+            context.log.info(f"{model.name}: {_up_to_date_text(context, key)}")
+            yield from carried_over(context.instance, graph.check_specs.get(fqn, []))
+            return
+    elif outcome.state is ModelState.MATERIALIZED:
         yield dg.MaterializeResult(
             asset_key=key,
             metadata=metadata,
             tags=held,
             check_results=checks,
-            data_version=dg.DataVersion(_data_version(model.data_hash, outcome, context.run_id)),
+            data_version=dg.DataVersion(data_version(context, graph, fqn, outcome)),
         )
         return
-    if outcome.state is ModelState.UP_TO_DATE:
-        previous = latest_data_version(context.instance, key)
+    elif outcome.state is ModelState.UP_TO_DATE:
+        text = _up_to_date_text(context, key)
+        context.log.info(f"{model.name}: {text}")
         yield dg.MaterializeResult(
             asset_key=key,
-            metadata=metadata,
+            metadata={**metadata, UP_TO_DATE: text},
             tags=held,
             check_results=carried_over(context.instance, graph.check_specs.get(fqn, [])),
-            data_version=dg.DataVersion(previous) if previous else None,
+            data_version=dg.DataVersion(data_version(context, graph, fqn, outcome)),
         )
         return
 
+    if outcome.state is ModelState.NOT_PROMOTED:  # written, but not what the env serves
+        yield dg.AssetObservation(asset_key=key, metadata=metadata)
     yield from checks  # a failed blocking audit is shown, without a materialization
     raise SQLMeshRunFailure(
         description=f"{model.name}: {_failure_reason(outcome)}",
@@ -103,9 +124,13 @@ def report(
 
 def _failure_reason(outcome: ModelOutcome) -> str:
     reason = outcome.error or outcome.detail or "SQLMesh did not evaluate this model"
+    if outcome.state is ModelState.NOT_PROMOTED:
+        reason = outcome.detail or reason
     if outcome.state is ModelState.AUDIT_FAILED:
-        failed = [a.name for a in outcome.audits if not a.passed and a.blocking]
-        reason = f"blocking audit(s) {', '.join(failed) or '?'} failed: {outcome.error}"
+        failed = [a for a in outcome.audits if not a.passed and a.blocking]
+        rows = sum(a.failing_rows for a in failed)
+        names = ", ".join(a.name for a in failed) or "?"
+        reason = f"blocking audit(s) {names} failed ({rows} failing row(s))"
     return reason
 
 
@@ -204,9 +229,81 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
-def _data_version(data_hash: str | None, outcome: ModelOutcome, run_id: str) -> str:
-    digest = hashlib.sha1(f"{data_hash}|{outcome.intervals}|{run_id}".encode())
+def _data_version(data_hash: str | None, outcome: Any, run_id: str) -> str:
+    intervals = outcome.intervals if isinstance(outcome, ModelOutcome) else outcome
+    digest = hashlib.sha1(f"{data_hash}|{intervals}|{run_id}".encode())
     return digest.hexdigest()[:24]
+
+
+def data_version(
+    context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome
+) -> str:
+    """The data version of ``fqn`` after this run: new exactly when SQLMesh wrote data.
+
+    Evaluated: a version of this run's intervals. Up to date: the version Dagster last
+    recorded, or (none recorded, as for an environment built outside Dagster) one derived
+    from the model's data hash alone, the same in every run until SQLMesh writes again.
+    """
+    model = graph.model(fqn)
+    if outcome.state is ModelState.MATERIALIZED:
+        return _data_version(model.data_hash, outcome, context.run_id)
+    previous = latest_data_version(context.instance, graph.specs[fqn].key)
+    return previous or _data_version(model.data_hash, [], "held")
+
+
+def _up_to_date_text(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str:
+    last = latest_materialization_run(context.instance, key)
+    since = f"since run {last}" if last else "since SQLMesh last wrote it"
+    return f"up to date: nothing was due, data unchanged {since}"
+
+
+def _provenance(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    held: Mapping[str, str] | None,
+    outcomes: Mapping[str, ModelOutcome] | None = None,
+) -> Any:
+    """``tags(data_version)``: the tags of a materialization of ``fqn`` we record ourselves
+    (not from the step's output), with the provenance Dagster gives an output's, so that
+    staleness follows data versions, not timestamps.
+
+    ``outcomes``: the run's published outcomes, for an event recorded before the upstream
+    steps of this run report (a plan evaluated the model in the leader's step): their data
+    versions are the ones those steps will record.
+    """
+    spec = graph.specs[fqn]
+    inputs = {}
+    by_key = graph.fqn_by_key
+    for dep in spec.deps:
+        upstream = by_key.get(dep.asset_key)
+        outcome = (outcomes or {}).get(upstream) if upstream else None
+        if outcome is not None and outcome.state is ModelState.MATERIALIZED:
+            inputs[dep.asset_key] = (data_version(context, graph, upstream, outcome), None)
+        else:
+            inputs[dep.asset_key] = latest_data_version_record(context.instance, dep.asset_key)
+    code_version = (held or {}).get(CODE_VERSION_TAG) or spec.code_version or context.run_id
+    return lambda version: {**(held or {}), **provenance_tags(version, code_version, inputs)}
+
+
+def _partition_tags(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    held: Mapping[str, str] | None,
+    outcomes: Mapping[str, ModelOutcome] | None = None,
+) -> Any:
+    """``tags_for(partition_key)``: each partition's own data version, with provenance."""
+    spec = graph.specs[fqn]
+    data_hash = graph.model(fqn).data_hash
+    tags = _provenance(context, graph, fqn, held, outcomes)
+
+    def tags_for(key: str) -> dict[str, str]:
+        window = spec.partitions_def.time_window_for_partition_key(key)
+        unit = [(int(window.start.timestamp() * 1000), int(window.end.timestamp() * 1000))]
+        return tags(_data_version(data_hash, unit, context.run_id))
+
+    return tags_for
 
 
 def _held_version(
@@ -246,35 +343,51 @@ def report_beyond_selection(
     context: dg.AssetExecutionContext,
     graph: SQLMeshAssetGraph,
     outcomes: dict[str, ModelOutcome],
+    run_outcomes: Mapping[str, ModelOutcome] | None = None,
 ) -> None:
     """Record what the run's plan evaluated outside the run's selection.
 
     A plan evaluates every model it must, selected or not, and SQLMesh's log shows it;
     so Dagster records it too, from the step that applied the plan: a materialization for
-    each model it wrote and the results of the audits it ran, each marked with this run.
-    Nothing is recorded for a model the plan did not write.
+    each model it wrote (for a partitioned model, one per interval it filled) and the
+    results of the audits it ran, each marked with this run. Nothing is recorded for a
+    model the plan did not write. ``run_outcomes``: the outcomes of the run's selection,
+    whose steps report after this one (their data versions are the inputs' provenance).
     """
     if not outcomes:
         return
-    names = sorted(graph.model(fqn).name for fqn in outcomes if fqn in graph.specs)
+    by_state: dict[str, list[str]] = {}
+    for fqn, outcome in outcomes.items():
+        if fqn in graph.specs:
+            by_state.setdefault(outcome.state.value, []).append(graph.model(fqn).name)
+    states = "; ".join(f"{state}: {', '.join(sorted(n))}" for state, n in sorted(by_state.items()))
     context.log.warning(
-        f"The plan this run applied also evaluated {len(names)} model(s) this run did not "
-        f"select: {', '.join(names)}. Their materializations and audit results are recorded "
-        "here, marked with this run."
+        f"The plan this run applied also reached {sum(map(len, by_state.values()))} model(s) "
+        f"this run did not select ({states}). What it wrote and the audits it ran are "
+        "recorded here, marked with this run."
     )
     for fqn, outcome in outcomes.items():
         spec = graph.specs.get(fqn)
         if spec is None:
             continue
         mark = {BY_PLAN: context.run_id}
-        if outcome.state is ModelState.MATERIALIZED:
+        if outcome.state is ModelState.MATERIALIZED and spec.partitions_def is not None:
+            tags_for = _partition_tags(context, graph, fqn, None, run_outcomes)
+            for event in recorded_partitions(
+                graph, fqn, outcome, {**_metadata(outcome), **mark}, outcome.intervals, tags_for
+            ):
+                context.log_event(event)
+        elif outcome.state is ModelState.MATERIALIZED:
             version = _data_version(graph.model(fqn).data_hash, outcome, context.run_id)
+            tags = _provenance(context, graph, fqn, None, run_outcomes)
             context.log_event(
                 dg.AssetMaterialization(
-                    asset_key=spec.key,
-                    metadata={**_metadata(outcome), **mark},
-                    tags={"dagster/data_version": version},
+                    asset_key=spec.key, metadata={**_metadata(outcome), **mark}, tags=tags(version)
                 )
+            )
+        elif outcome.state is ModelState.NOT_PROMOTED:
+            context.log_event(
+                dg.AssetObservation(asset_key=spec.key, metadata={**_metadata(outcome), **mark})
             )
         elif outcome.state is not ModelState.UP_TO_DATE:
             reason = outcome.error or outcome.detail or outcome.state.value

@@ -23,6 +23,7 @@ from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.intervals import RunWindow, run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.execution.partition_report import partition_keys
 from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.execution.report import report, report_beyond_selection, report_checks_alone
 from dg_sqlmesh.specs import SQLMeshAssetGraph
@@ -163,7 +164,7 @@ def _lead(
         raise
     context.log.info(summary)
     published = coordinator.publish(step_key, outcomes, summary=summary)
-    report_beyond_selection(context, graph, beyond)
+    report_beyond_selection(context, graph, beyond, published.outcomes)
     return published
 
 
@@ -184,7 +185,7 @@ def _execute(
     # Imported here: only the leader needs SQLMesh, so loading definitions and the
     # other steps never pay for importing it.
     from dg_sqlmesh.execution.checks_alone import audit_alone, run_checks_alone
-    from dg_sqlmesh.execution.row_counts import count_rows
+    from dg_sqlmesh.execution.row_counts import count_partition_rows, count_rows
     from dg_sqlmesh.execution.runner import execute
 
     description = graph.description
@@ -201,6 +202,14 @@ def _execute(
         # On the connection SQLMesh ran with, before the leader closes it.
         if resource.row_counts:
             count_rows(sqlmesh_context, resource.environment, outcomes, models, log)
+            count_partition_rows(
+                sqlmesh_context,
+                resource.environment,
+                outcomes,
+                _partition_windows(graph, outcomes, window),
+                models,
+                log,
+            )
         audited.update(
             audit_alone(
                 sqlmesh_context,
@@ -240,6 +249,25 @@ def _execute(
             ModelOutcome(fqn=fqn, error="SQLMesh's execution stopped before auditing the model"),
         )
     return {**report.outcomes, **audited}, summary, report.beyond_selection
+
+
+def _partition_windows(
+    graph: SQLMeshAssetGraph, outcomes: dict[str, ModelOutcome], window: RunWindow | None
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Each partitioned model's partitions this run may report: those of the intervals
+    SQLMesh evaluated (a plan's backfill included) and of the run's window."""
+    found = {}
+    for fqn, outcome in outcomes.items():
+        partitions_def = graph.specs[fqn].partitions_def if fqn in graph.specs else None
+        if partitions_def is None:
+            continue
+        units = [*outcome.intervals, *(window.units if window is not None else ())]
+        windows = {}
+        for key in partition_keys(partitions_def, units):
+            span = partitions_def.time_window_for_partition_key(key)
+            windows[key] = (int(span.start.timestamp() * 1000), int(span.end.timestamp() * 1000))
+        found[fqn] = windows
+    return found
 
 
 def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:
