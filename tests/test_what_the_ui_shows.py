@@ -6,7 +6,13 @@ from __future__ import annotations
 import logging
 
 import dagster as dg
-from helpers.harness import check_evaluations, materialized, run_in_process
+from helpers.harness import (
+    check_evaluations,
+    copy_project,
+    materialized,
+    plan_project,
+    run_in_process,
+)
 
 from dg_sqlmesh.execution.carried_over import CARRIED_OVER
 
@@ -59,6 +65,32 @@ def test_carried_over_results_name_the_run_that_audited_after_several_no_op_runs
     assert carried
     for key, result in carried.items():  # not the second run, where no audit ran
         assert result["metadata"][CARRIED_OVER] == first.run_id, key
+
+
+def test_checks_of_an_environment_built_outside_dagster_get_real_results_on_a_no_op(
+    tmp_path, instance
+):
+    from conftest import EXAMPLE
+
+    project = copy_project(EXAMPLE, tmp_path / "shop")
+    plan_project(project, skip_backfill=False)  # `sqlmesh plan`: everything built, no Dagster
+
+    result = run_in_process(project, instance)
+
+    assert result.success
+    shown = materialized(instance, result.run_id)
+    assert shown and {m["sqlmesh/state"] for m in shown.values()} == {"up_to_date"}
+    planned = {
+        (r.event_log_entry.dagster_event.event_specific_data.asset_check_key)
+        for r in instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
+        ).records
+    }
+    evaluated = check_evaluations(instance, result.run_id)
+    assert len(evaluated) == len(planned) > 0  # no check left skipped
+    for key, check in evaluated.items():
+        assert check["metadata"]["dg_sqlmesh/run_alone"] is True, key
+        assert check["passed"] is True, key
 
 
 def test_each_step_log_shows_its_own_models_sqlmesh_lines(planned_shop, instance):

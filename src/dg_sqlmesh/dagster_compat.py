@@ -186,6 +186,24 @@ def last_check_evaluations(
     return found
 
 
+def checks_without_result(
+    instance: dg.DagsterInstance, check_keys: list[dg.AssetCheckKey]
+) -> set[dg.AssetCheckKey]:
+    """The checks that have no completed evaluation in the instance (one batched read for
+    the checks whose latest execution completed, one read each for the others)."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus as Status,
+    )
+
+    try:
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(check_keys)
+    except Exception:  # noqa: BLE001 - internal API: assume results exist, run nothing more
+        return set()
+    done = {Status.SUCCEEDED, Status.FAILED}
+    unsure = [k for k in check_keys if k not in latest or latest[k].status not in done]
+    return {k for k in unsure if k not in last_check_evaluations(instance, [k])}
+
+
 def smallest_cron_interval(cron: str, timezone: str) -> timedelta:
     """The smallest gap between two ticks, measured as Dagster measures it when it
     validates a cron freshness policy, so a policy never exceeds it: in the cron's

@@ -89,7 +89,7 @@ def report(
             return
         if outcome.state is ModelState.UP_TO_DATE:
             context.log.info(f"{model.name}: {_up_to_date_text(context, key)}")
-            yield from carried_over(context.instance, graph.check_specs.get(fqn, []))
+            yield from _idle_checks(context, graph, fqn, outcome)
             return
     elif outcome.state is ModelState.MATERIALIZED:
         yield dg.MaterializeResult(
@@ -107,7 +107,7 @@ def report(
             asset_key=key,
             metadata={**metadata, UP_TO_DATE: text},
             tags=held,
-            check_results=carried_over(context.instance, graph.check_specs.get(fqn, [])),
+            check_results=_idle_checks(context, graph, fqn, outcome),
             data_version=dg.DataVersion(data_version(context, graph, fqn, outcome)),
         )
         return
@@ -120,6 +120,28 @@ def report(
         metadata=metadata,
         allow_retries=False,
     )
+
+
+def _idle_checks(
+    context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome
+) -> list[dg.AssetCheckResult]:
+    """The checks of a model nothing was due for: its last real results, carried over, or,
+    for checks without one, the audits the leader ran on the table as it is."""
+    specs = graph.check_specs.get(fqn, [])
+    results = carried_over(context.instance, specs)
+    have = {r.check_name for r in results}
+    for result in check_results(specs, outcome.audits):
+        if result.check_name not in have:
+            results.append(
+                dg.AssetCheckResult(
+                    asset_key=result.asset_key,
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    severity=result.severity,
+                    metadata={**result.metadata, ALONE: True},
+                )
+            )
+    return results
 
 
 def _failure_reason(outcome: ModelOutcome) -> str:

@@ -12,12 +12,12 @@ check results for the audits that ran, and a failure otherwise.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from dg_sqlmesh.dagster_compat import run_step_keys, selected_asset_keys
+from dg_sqlmesh.dagster_compat import checks_without_result, run_step_keys, selected_asset_keys
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
@@ -157,7 +157,16 @@ def _lead(
             live_progress(context.log) as progress,
         ):
             outcomes, summary, beyond = _execute(
-                resource, graph, coordinator, step_key, selection, alone, progress, started, window
+                resource,
+                graph,
+                coordinator,
+                step_key,
+                selection,
+                alone,
+                progress,
+                started,
+                window,
+                unaudited=lambda keys: checks_without_result(context.instance, keys),
             )
     except BaseException as exc:
         coordinator.publish(step_key, {}, error=_failure_text(exc))
@@ -178,6 +187,7 @@ def _execute(
     log: LogFn,
     started: float,
     window: RunWindow | None = None,
+    unaudited: Callable[[list[dg.AssetCheckKey]], set[dg.AssetCheckKey]] = lambda keys: set(),
 ) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
     """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
     run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
@@ -221,6 +231,9 @@ def _execute(
                 audited_nodes=hosted,
             )
         )
+        _audit_up_to_date_without_results(
+            sqlmesh_context, resource, graph, outcomes, unaudited, log
+        )
 
     attempts = iter(range(1, 1_000_000))
     report = execute(
@@ -249,6 +262,48 @@ def _execute(
             ModelOutcome(fqn=fqn, error="SQLMesh's execution stopped before auditing the model"),
         )
     return {**report.outcomes, **audited}, summary, report.beyond_selection
+
+
+def _audit_up_to_date_without_results(
+    sqlmesh_context: Any,
+    resource: SQLMeshResource,
+    graph: SQLMeshAssetGraph,
+    outcomes: dict[str, ModelOutcome],
+    unaudited: Callable[[list[dg.AssetCheckKey]], set[dg.AssetCheckKey]],
+    log: LogFn,
+) -> None:
+    """Nothing was due for a model whose checks Dagster has no result for (an environment
+    built outside Dagster): there is nothing to carry over, so its audits run on the table
+    as it is (read only, as checks executed alone), and its checks show a real result."""
+    from dg_sqlmesh.execution.checks_alone import audit_alone
+
+    idle = [
+        fqn
+        for fqn, outcome in outcomes.items()
+        if outcome.state is ModelState.UP_TO_DATE and graph.check_specs.get(fqn)
+    ]
+    keys = [spec.key for fqn in idle for spec in graph.check_specs[fqn]]
+    missing = unaudited(keys) if keys else set()
+    wanted = [f for f in idle if any(s.key in missing for s in graph.check_specs[f])]
+    if not wanted:
+        return
+    log(
+        "info",
+        f"Nothing was due for {len(wanted)} model(s) whose checks have no earlier result; "
+        "running their audits on the tables as they are",
+    )
+    audited = audit_alone(
+        sqlmesh_context,
+        resource.environment,
+        wanted,
+        graph.description.models_by_fqn,
+        log,
+        project_dir=graph.description.project_dir,
+        audited_nodes={fqn: graph.audited_nodes.get(fqn, []) for fqn in wanted},
+    )
+    for fqn, outcome in audited.items():
+        if not outcome.error:
+            outcomes[fqn].audits = outcome.audits
 
 
 def _partition_windows(
