@@ -6,6 +6,9 @@ itself outside Dagster, real Dagster instance.
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
 from datetime import UTC, datetime, time, timedelta
 
 import dagster as dg
@@ -136,3 +139,40 @@ def test_automation_requests_the_latest_partition_after_the_cron_tick(tmp_path, 
         subset = requested[key(model)]
         assert list(subset.expensively_compute_partition_keys()) == [day(20)], model
     assert requested[key("part.sizes")].size == 1  # unpartitioned: the asset itself
+
+
+_FORKS: list[int] = []
+_COUNTING = threading.Event()
+os.register_at_fork(before=lambda: _FORKS.append(1) if _COUNTING.is_set() else None)
+
+
+def test_the_first_tick_on_a_cold_cache_forks_no_worker_from_the_daemons_thread(tmp_path):
+    """Regression: the daemon evaluates sensors in threads of a gRPC code server, where a
+    forked worker dies; SQLMesh forked workers to load snapshots its cache did not hold,
+    so the sensor's first tick after a deploy crashed with ``BrokenProcessPool``."""
+    project = make_project(tmp_path)
+    sqlmesh_run(project, CHAIN, day(2), day(3))
+    shutil.rmtree(project / ".cache", ignore_errors=True)  # SQLMesh's caches: cold
+    defs = sqlmesh_definitions_factory(project_dir=str(project), partitioned=True)
+    sensor = defs.resolve_sensor_def(SENSOR)
+    shutil.rmtree(project / ".cache" / "snapshot", ignore_errors=True)
+    found: dict[str, object] = {}
+
+    def tick() -> None:
+        try:
+            with dg.instance_for_test() as instance:
+                found["result"] = sensor(dg.build_sensor_context(instance=instance))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            found["error"] = exc
+
+    _FORKS.clear()
+    _COUNTING.set()
+    try:
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        thread.join(timeout=300)
+    finally:
+        _COUNTING.clear()
+    assert "error" not in found, found.get("error")
+    assert isinstance(found.get("result"), dg.SensorResult)
+    assert _FORKS == [], "reading SQLMesh's state forked worker processes"

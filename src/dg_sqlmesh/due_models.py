@@ -7,13 +7,15 @@ on each tick.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.project_config import load_config
-from dg_sqlmesh.sqlmesh_compat import environment_intervals
+from dg_sqlmesh.sqlmesh_compat import environment_intervals, no_fork_workers
 
 if TYPE_CHECKING:
     from sqlmesh import Context
@@ -66,13 +68,10 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
     may_plan = resource.apply_plan and (environment.lower() != PROD or resource.allow_prod_plan)
     runnable = [m.fqn for m in description.models if not (m.is_external or m.is_embedded)]
 
-    context = state_context(resource)
-    try:
+    with state_context(resource) as context:
         state = environment_intervals(
             context, environment, execution_time, ignore_cron=resource.ignore_cron
         )
-    finally:
-        context.close()  # release the state connection (for DuckDB, the warehouse file)
 
     if state is None:
         if may_plan:
@@ -126,15 +125,22 @@ def find_due_models(resource: SQLMeshResource, execution_time: datetime | None =
     )
 
 
-def state_context(resource: SQLMeshResource) -> Context:
-    """A SQLMesh context that loads no model files: only its state connection is used."""
+@contextlib.contextmanager
+def state_context(resource: SQLMeshResource) -> Iterator[Context]:
+    """A SQLMesh context that loads no model files: only its state connection is used,
+    from a schedule's or sensor's thread (no forked workers), closed after."""
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
     path = resource.project_paths[0]  # SQLMesh connects with the first repo's config
     config, gateway = load_config(path, resource.gateway)
     set_console(NoopConsole())
-    return Context(paths=[path], config=config, gateway=gateway, load=False)
+    context = Context(paths=[path], config=config, gateway=gateway, load=False)
+    try:
+        with no_fork_workers():
+            yield context
+    finally:
+        context.close()  # release the state connection (for DuckDB, the warehouse file)
 
 
 def utc(value: datetime) -> datetime:

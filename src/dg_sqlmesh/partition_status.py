@@ -149,11 +149,8 @@ def read_held_intervals(
 ) -> dict[str, list[tuple[int, int]]]:
     """The intervals the resource's environment holds for ``fqns``, from SQLMesh's state."""
 
-    context = state_context(resource)
-    try:
+    with state_context(resource) as context:
         return held_intervals(context, resource.environment, fqns)
-    finally:
-        context.close()
 
 
 def _dt(ms: int) -> datetime:

@@ -289,3 +289,25 @@ def expand_in_chunks(
     for start in range(0, len(every), SELECTIONS_PER_EXPRESSION):
         found |= expand(every[start : start + SELECTIONS_PER_EXPRESSION])
     return found
+
+
+@contextlib.contextmanager
+def no_fork_workers() -> Iterator[None]:
+    """Keep SQLMesh from loading snapshots in a pool of forked processes.
+
+    Workaround (SQLMesh 0.236): reading an environment's snapshots with an empty snapshot
+    cache loads them in a process pool of ``sqlmesh.core.constants.MAX_FORK_WORKERS``
+    forks. Schedules and sensors are evaluated in threads of Dagster's code server, a gRPC
+    server, and a fork of it dies at once: the first tick after a deploy failed with
+    ``BrokenProcessPool``. One worker loads in the calling thread; a tick reads few
+    snapshots, so it costs little. The value is read by SQLMesh when it loads, so setting
+    it for the duration of a state read is enough.
+    """
+    from sqlmesh.core import constants
+
+    saved = constants.MAX_FORK_WORKERS
+    constants.MAX_FORK_WORKERS = 1
+    try:
+        yield
+    finally:
+        constants.MAX_FORK_WORKERS = saved
