@@ -103,7 +103,10 @@ def build_defs(project: Path) -> dg.Definitions:
 
 
 def specs_by_key(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
-    return {spec.key.to_user_string(): spec for a in defs.assets for spec in a.specs}
+    """The models' specs (external models' assets left out)."""
+    return {
+        spec.key.to_user_string(): spec for a in defs.assets if a.is_executable for spec in a.specs
+    }
 
 
 def code_versions(project: Path) -> dict[str, str]:
@@ -131,7 +134,7 @@ def specs(defs) -> dict[str, dg.AssetSpec]:
 
 def test_exact_asset_keys(specs, defs):
     assert set(specs) == KEYS
-    assert len(defs.assets) == len(KEYS)  # one AssetsDefinition per model
+    assert len(defs.assets) == len(KEYS) + 1  # one AssetsDefinition per model, + the external
 
 
 def test_deps_including_external_upstream(specs):
@@ -139,15 +142,22 @@ def test_deps_including_external_upstream(specs):
     assert deps == DEPS
 
 
-def test_no_asset_defined_for_external_models(defs):
+def test_external_models_are_external_assets_described_by_the_translator(defs):
     defined = {key for a in defs.assets for key in a.keys}
-    assert EXTERNAL not in defined
     assert dg.AssetKey(["shop", "payments", "transactions"]) not in defined
     graph = defs.resolve_asset_graph()
-    # Dagster only knows the external table as a dependency, which it cannot materialize.
-    assert graph.has(EXTERNAL)
-    assert not graph.get(EXTERNAL).is_materializable
+    # An external asset (no stub): Dagster cannot materialize it, and shows what
+    # external_models.yaml says of it.
+    assert EXTERNAL in defined
+    node = graph.get(EXTERNAL)
+    assert not node.is_materializable and not node.is_executable
     assert {k.to_user_string() for k in graph.materializable_asset_keys} == KEYS
+    assert node.description.startswith("Card, PayPal and bank-transfer payments")
+    assert node.group_name == "payments"
+    assert node.kinds == {"sqlmesh", "duckdb"}
+    columns = [c.name for c in node.metadata["dagster/column_schema"].columns]
+    assert columns == ["transaction_id", "order_id", "amount", "payment_method", "paid_at"]
+    assert node.code_version is None and node.automation_condition is None
 
 
 # --- dagster: tag convention ------------------------------------------------------------
@@ -287,10 +297,11 @@ def test_rendered_query(specs):
     assert isinstance(rendered, dg.MarkdownMetadataValue)
     text = rendered.md_str
     assert text.startswith("```sql\n") and text.endswith("\n```")
-    # Rendered, not the source: names are fully qualified and quoted.
+    # Rendered, not the source: names are fully qualified and quoted; the interval's
+    # bounds are SQLMesh's macros, not the bounds of no interval (1970-01-01).
     assert '"shop"."staging"."stg_orders"' in text
     assert '"shop"."staging"."stg_order_items"' in text
-    assert "@start_ds" not in text
+    assert "@start_ds" in text and "@end_ds" in text and "1970" not in text
     view = specs["shop/marts/payment_reconciliation"].metadata["sqlmesh/rendered_query"].md_str
     assert '"shop"."payments"."transactions"' in view
 

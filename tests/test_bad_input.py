@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers.harness import materialized, plan_project, run_in_process
+from helpers.harness import materialized, model_assets, plan_project, run_in_process
 from projects.generate import generate_project, project_models
 
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
@@ -76,7 +76,7 @@ def test_an_unknown_or_mistyped_option_is_named(shop_project, options, expected)
 
 def test_gateway_name_is_case_insensitive(shop_project):
     defs = load(shop_project, gateway="DuckDB")
-    assert len(defs.assets) == 12
+    assert len(model_assets(defs)) == 12
 
 
 # --- broken project content ---------------------------------------------------------------
@@ -84,10 +84,11 @@ def test_gateway_name_is_case_insensitive(shop_project):
 
 def test_model_that_fails_to_parse_names_the_file(shop_project):
     broken = shop_project / "models" / "staging" / "broken.sql"
-    broken.write_text("MODEL (name staging.broken, kind FULL);\nSELECT a, FROM WHERE (\n")
+    broken.write_text("MODEL (name staging.broken, kind FULL);\nSELECT 1 AS AS x\n")
     message = error_of(shop_project)
     assert str(broken) in message
     assert "Failed to load model" in message
+    assert "SELECT 1 AS AS x" in message and "\x1b" not in message  # no terminal codes
 
 
 def test_malformed_convention_tag_names_model_and_tag(shop_project):
@@ -124,7 +125,7 @@ def test_project_with_only_external_models_is_empty(shop_project):
 def _snapshot(defs: dg.Definitions) -> dict:
     return {
         spec.key: (spec.deps, spec.metadata, spec.code_version, spec.group_name, spec.owners)
-        for a in defs.assets
+        for a in model_assets(defs)
         for spec in a.specs
     }
 
@@ -178,7 +179,7 @@ def test_sqlmesh_init_project_loads_validates_and_runs(tmp_path, monkeypatch, in
     )
     defs = load(root)
     dg.Definitions.validate_loadable(defs)
-    keys = {key.to_user_string() for a in defs.assets for key in a.keys}
+    keys = {key.to_user_string() for a in model_assets(defs) for key in a.keys}
     assert keys == {
         "db/sqlmesh_example/seed_model",
         "db/sqlmesh_example/incremental_model",

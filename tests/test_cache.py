@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers.harness import copy_project
+from helpers.harness import copy_project, model_assets
 
 import dg_sqlmesh.project
 from dg_sqlmesh import sqlmesh_definitions_factory
@@ -98,7 +98,7 @@ def load(project_dir: Path, **options) -> dg.Definitions:
 def snapshot(defs: dg.Definitions) -> dict:
     """Everything Dagster gets from the description, comparable with ==."""
     found = {}
-    for assets_def in defs.assets:
+    for assets_def in model_assets(defs):
         for spec in assets_def.specs:
             found[spec.key.to_user_string()] = {
                 "deps": sorted(d.asset_key.to_user_string() for d in spec.deps),

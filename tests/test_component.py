@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 import yaml
 from dagster.components.testing import create_defs_folder_sandbox
+from helpers.harness import model_assets
 
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshProjectComponent, sqlmesh_definitions_factory
 from dg_sqlmesh.components.scaffolder import PLACEHOLDER_PROJECT
@@ -40,7 +41,7 @@ def _write_defs(sandbox, attributes: dict, name: str = "warehouse") -> Path:
 def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
     """The spec of every model asset, without the metadata Dagster adds to components'."""
     specs = {}
-    for asset in defs.assets or []:
+    for asset in model_assets(defs):
         for spec in asset.specs:
             metadata = {k: v for k, v in spec.metadata.items() if k not in COMPONENT_METADATA}
             specs[spec.key] = spec.replace_attributes(metadata=metadata)
@@ -48,7 +49,7 @@ def _specs(defs: dg.Definitions) -> dict[dg.AssetKey, dg.AssetSpec]:
 
 
 def _check_keys(defs: dg.Definitions) -> set[dg.AssetCheckKey]:
-    return {key for a in defs.assets or [] for key in a.check_keys}
+    return {key for a in model_assets(defs) for key in a.check_keys}
 
 
 def test_defs_yaml_loads_what_the_factory_builds(shop_project):
@@ -94,7 +95,7 @@ def test_every_option_of_the_factory_is_an_attribute(shop_project):
         with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, defs):
             resource = defs.resources["sqlmesh"]
             assert (resource.max_transient_retries, resource.ignore_cron) == (7, True)
-            assert {a.op.pool for a in defs.assets} == {"warehouse"}
+            assert {a.op.pool for a in model_assets(defs)} == {"warehouse"}
 
 
 def test_translation_and_jinja_external_mapping(shop_project):

@@ -11,6 +11,7 @@ from helpers.harness import (
     check_evaluations,
     copy_project,
     materialized,
+    model_assets,
     plan_project,
     run_in_process,
 )
@@ -38,11 +39,13 @@ def defs_for(project: Path, **options) -> dg.Definitions:
 
 
 def keys_of(defs: dg.Definitions) -> set[str]:
-    return {key.to_user_string() for a in defs.assets for key in a.keys}
+    return {key.to_user_string() for a in model_assets(defs) for key in a.keys}
 
 
 def dep_keys(defs: dg.Definitions) -> set[str]:
-    return {d.asset_key.to_user_string() for a in defs.assets for s in a.specs for d in s.deps}
+    return {
+        d.asset_key.to_user_string() for a in model_assets(defs) for s in a.specs for d in s.deps
+    }
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +79,9 @@ def test_subclass_changes_keys_and_groups(shop):
     # Deps point at the custom keys; the external key is not prefixed (its own method).
     assert "wh/shop/staging/stg_orders" in dep_keys(defs)
     assert "shop/payments/transactions" in dep_keys(defs)
-    groups = {s.key.path[2]: s.group_name for a in defs.assets for s in a.specs}
+    groups = {s.key.path[2]: s.group_name for a in model_assets(defs) for s in a.specs}
     assert groups == {"raw": "grp_raw", "staging": "grp_staging", "marts": "grp_marts"}
-    checks = {c.asset_key.to_user_string() for a in defs.assets for c in a.check_specs}
+    checks = {c.asset_key.to_user_string() for a in model_assets(defs) for c in a.check_specs}
     assert checks <= keys and "wh/shop/marts/daily_revenue" in checks
     dg.Definitions.validate_loadable(defs)
 
@@ -127,7 +130,7 @@ def test_settings_are_one_object_the_factory_never_changes(shop):
         external_asset_mapping="ext/{node.name}",
         automation_from_cron=True,
     )
-    specs = [spec for a in defs.assets for spec in a.specs]
+    specs = [spec for a in model_assets(defs) for spec in a.specs]
     assert all(spec.automation_condition is not None for spec in specs)
     assert all(spec.freshness_policy is not None for spec in specs)
     assert any(d.asset_key.path[0] == "ext" for spec in specs for d in spec.deps)

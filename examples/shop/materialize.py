@@ -18,6 +18,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HOME = HERE.parent.parent / ".dagster_home"
+INSTANCE_CONFIG = """\
+# Written by examples/shop/materialize.py: Dagster queues a second run of a SQLMesh
+# environment (its pool, sqlmesh_<environment>) until the first one ends.
+concurrency:
+  pools:
+    granularity: run
+    default_limit: 1
+"""
 
 
 def main() -> int:
@@ -26,6 +34,9 @@ def main() -> int:
     args = parser.parse_args()
 
     HOME.mkdir(exist_ok=True)
+    config = HOME / "dagster.yaml"
+    if not config.exists():  # one run of a SQLMesh environment at a time (see the README)
+        config.write_text(INSTANCE_CONFIG)
     os.environ.setdefault("DAGSTER_HOME", str(HOME))
     os.environ["SHOP_SQLMESH_APPLY_PLAN"] = "1"
 
@@ -66,7 +77,7 @@ def _job():
 def print_outcomes(instance, run_id: str, defs) -> None:
     import dagster as dg
 
-    materialized, checks, failures = {}, {}, {}
+    materialized, partitions, checks, failures, succeeded = {}, {}, {}, {}, set()
     for record in instance.get_records_for_run(run_id).records:
         event = record.event_log_entry.dagster_event
         if event is None:
@@ -74,9 +85,14 @@ def print_outcomes(instance, run_id: str, defs) -> None:
         data = event.event_specific_data
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             mat = data.materialization
-            materialized[mat.asset_key] = {k: v.value for k, v in mat.metadata.items()}
+            if mat.partition is not None:  # a partitioned model: one event per partition
+                partitions.setdefault(mat.asset_key, []).append(mat.partition)
+            else:
+                materialized[mat.asset_key] = {k: v.value for k, v in mat.metadata.items()}
         elif event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             checks.setdefault(data.asset_key, []).append(data)
+        elif event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+            succeeded.add(event.step_key)
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             user = getattr(data, "user_failure_data", None)
             failures[event.step_key] = (user.description if user else None) or data.error.message
@@ -85,29 +101,48 @@ def print_outcomes(instance, run_id: str, defs) -> None:
     graph = defs.resolve_asset_graph()
     for key in [k for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]:
         name = key.to_user_string()
-        if key in materialized:
+        step = "__".join(key.path)
+        audits = checks.get(key, [])
+        failed = [c.check_name for c in audits if not c.passed]
+        audit_text = f", audits {len(audits) - len(failed)}/{len(audits)} passed" if audits else ""
+        if failed:
+            audit_text += f" (failed: {', '.join(failed)})"
+        if key in partitions:
+            keys = sorted(set(partitions[key]))
+            print(f"  {name:45} materialized {len(keys)} partition(s) {_span(keys)}{audit_text}")
+        elif key in materialized:
             meta = materialized[key]
             state = meta.get("sqlmesh/state")
             if state == "up_to_date":
                 state = "up to date (no interval due, nothing executed)"
             span = ""
             if meta.get("sqlmesh/interval_start"):
-                span = (
-                    f" {meta['sqlmesh/interval_start'][:10]}..{meta['sqlmesh/interval_end'][:10]}"
-                )
-            audits = checks.get(key, [])
-            failed = [c.check_name for c in audits if not c.passed]
-            audit_text = f", audits {len(audits) - len(failed)}/{len(audits)} passed"
-            if failed:
-                audit_text += f" (failed: {', '.join(failed)})"
-            print(f"  {name:45} {state}{span}{audit_text if audits else ''}")
+                span = f" {_day(meta['sqlmesh/interval_start'])}..{_last_day(meta)}"
+            print(f"  {name:45} {state}{span}{audit_text}")
+        elif step in succeeded:  # a partitioned model with nothing due records no partition
+            print(f"  {name:45} up to date (no interval due, nothing executed){audit_text}")
         else:
-            step = "__".join(key.path)
             reason = failures.get(step, "not run (upstream failed)")
             first, *rest = reason.strip().splitlines() or [""]
             print(f"  {name:45} NOT materialized: {first}")
             for line in rest[:20]:  # the whole reason, indented under the model
                 print(f"  {'':45}   {line}")
+
+
+def _day(iso: str) -> str:
+    return iso[:10]
+
+
+def _last_day(meta: dict) -> str:
+    """The last day the evaluated intervals cover (their end is exclusive)."""
+    from datetime import datetime, timedelta
+
+    end = datetime.fromisoformat(meta["sqlmesh/interval_end"]) - timedelta(microseconds=1)
+    return end.date().isoformat()
+
+
+def _span(keys: list[str]) -> str:
+    return keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
 
 
 if __name__ == "__main__":

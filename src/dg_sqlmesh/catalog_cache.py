@@ -28,9 +28,10 @@ from dg_sqlmesh.project_dirs import ProjectDirs, primary_project_dir, resolve_pr
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 7  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
+CACHE_FORMAT = 8  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
 # external-model audits; 5: ModelInfo.column_lineage; 6: the key hashes each file's digest;
-# 7: ModelInfo end, lookback, allow_partials, depends_on_self (partitions)
+# 7: ModelInfo end, lookback, allow_partials, depends_on_self (partitions); 8: a time
+# model's query shown with its interval macros, not rendered for 1970-01-01
 # A file's remembered digest is trusted only if the file had not changed for this long
 # when it was recorded: a write within the same clock tick as the recording would keep
 # its size and modification time (the "racy" case git's index knows).

@@ -226,10 +226,22 @@ def _query_description(
         logger.debug("No column lineage for model %s: not a SQL model", model.name)
         return None, None
     try:
-        query = model.render_query()
+        query = model.render_query(**_interval_macros())
     except Exception:  # noqa: BLE001 - metadata only; execution reports real errors
         return None, None
     if query is None:
         return None, None
     lineage = query_column_lineage(query, model.depends_on, model=model.name)
     return query.sql(dialect=model.dialect, pretty=True, copy=copy), lineage
+
+
+def _interval_macros() -> dict[str, Any]:
+    """SQLMesh's interval macros (``@start_ds``, ``@end_ts``, ...) rendered as themselves:
+    a query rendered for no interval in particular would otherwise read ``1970-01-01``."""
+    from datetime import datetime
+
+    from sqlglot import exp
+    from sqlmesh.utils.date import date_dict
+
+    epoch = datetime(1970, 1, 1)
+    return {name: exp.var(f"@{name}") for name in date_dict(epoch, epoch, epoch)}

@@ -141,3 +141,12 @@ def classify_error(error: BaseException) -> tuple[ErrorClass, str]:
 def _first_line(text: str) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line[:300]
+
+
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain_text(error: BaseException | str) -> str:
+    """An error's text without the terminal escape codes some engines put in it (DuckDB
+    underlines the offending SQL: ``\\x1b[4mAS\\x1b[0m``), for the UI and the run log."""
+    return _TERMINAL_CODES.sub("", str(error))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.errors import SQLMeshDefinitionError, plain_text
 from dg_sqlmesh.project_config import load_config
 
 if TYPE_CHECKING:
@@ -57,4 +57,6 @@ def create_context(
         raise
     except Exception as exc:  # SQLMesh raises ConfigError, SQLMeshError, ParseError...
         where = ", ".join(f"'{p}'" for p in paths)
-        raise SQLMeshDefinitionError(f"SQLMesh could not load the project {where}: {exc}") from exc
+        raise SQLMeshDefinitionError(
+            f"SQLMesh could not load the project {where}: {plain_text(exc)}"
+        ) from exc

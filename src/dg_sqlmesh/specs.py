@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from dg_sqlmesh.checks import hosted_check_spec, standalone_check_spec
-from dg_sqlmesh.defaults import key_segment
+from dg_sqlmesh.defaults import key_segment, model_owner
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.options import AssetOptions
@@ -190,17 +190,17 @@ def _external_spec(
     """A declared external model (``external_models.yaml``) as an external asset: what the
     translator says of it (description, columns, group, kinds, owners), no step, and
     nothing that only a model SQLMesh runs has (code version, automation, freshness)."""
-    spec = translator.get_asset_spec(
-        model, deps=[], default_group=group_name, default_owners=owners
-    )
+    model_owners = translator.get_owners(model)
+    if model_owners is None:
+        model_owners = list(owners) if owners else model_owner(model)
     return dg.AssetSpec(
         key=key,
-        description=spec.description,
-        group_name=spec.group_name,
-        owners=spec.owners,
-        tags=spec.tags,
-        kinds=spec.kinds,
-        metadata=spec.metadata,
+        description=translator.get_description(model),
+        group_name=translator.get_group_name(model) or group_name or key_segment(model.schema),
+        owners=model_owners,
+        tags=translator.get_tags(model),
+        kinds=translator.get_kinds(model),
+        metadata=translator.get_metadata(model),
     )
 
 

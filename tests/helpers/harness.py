@@ -15,6 +15,12 @@ import duckdb
 from dg_sqlmesh import sqlmesh_definitions_factory
 
 
+def model_assets(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
+    """The definitions' model assets: those with a step (external models' assets and
+    EMBEDDED models' lineage-only assets left out)."""
+    return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) and a.is_executable]
+
+
 def copy_project(source: Path, target: Path) -> Path:
     shutil.copytree(
         source, target, ignore=shutil.ignore_patterns(".cache", "logs", "*.duckdb", "*.wal")
@@ -123,6 +129,23 @@ def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[
     for record in records:
         mat = record.event_log_entry.dagster_event.event_specific_data.materialization
         found[mat.asset_key.to_user_string()] = dict(mat.metadata)
+    return found
+
+
+def partition_materializations(
+    instance: dg.DagsterInstance, run_id: str
+) -> dict[str, dict[str, dict]]:
+    """Asset key string -> partition -> materialization metadata (raw values), one run."""
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    found: dict[str, dict[str, dict]] = {}
+    for record in records:
+        mat = record.event_log_entry.dagster_event.event_specific_data.materialization
+        if mat.partition is not None:
+            found.setdefault(mat.asset_key.to_user_string(), {})[mat.partition] = {
+                k: v.value for k, v in mat.metadata.items()
+            }
     return found
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.describe import describe_audits
 from dg_sqlmesh.description import ModelInfo, ProjectDescription
-from dg_sqlmesh.errors import classify_error
+from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def audit_alone(
                     context, node, snapshot, snapshots, deployability, log
                 )
         except _NoData as exc:
-            outcome.error = str(exc)
+            outcome.error = plain_text(exc)
             continue
         except Exception as exc:  # noqa: BLE001 - the step says why
             _failed(outcome, exc, "its audits failed to run")
@@ -232,6 +232,6 @@ def _outcome(context: Context, name: str, args: dict[str, str], result: Any) -> 
 
 def _failed(outcome: ModelOutcome, exc: BaseException, what: str) -> None:
     error_class, reason = classify_error(exc)
-    outcome.error = f"{what}: {type(exc).__name__}: {exc}"
+    outcome.error = f"{what}: {type(exc).__name__}: {plain_text(exc)}"
     outcome.error_class = error_class
     outcome.error_reason = reason

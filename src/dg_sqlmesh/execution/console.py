@@ -24,7 +24,7 @@ from sqlmesh.utils.errors import NodeAuditsErrors
 
 from dg_sqlmesh.describe import describe_audits
 from dg_sqlmesh.description import ModelInfo
-from dg_sqlmesh.errors import classify_error
+from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.events import (
     AuditFailed,
     BatchDone,
@@ -50,7 +50,7 @@ class EventRecorder:
 
     def __init__(self, models: Mapping[str, ModelInfo], log: LogFn):
         self._models = models
-        self._log = log
+        self._log = lambda level, message: log(level, plain_text(message))
         self._lock = threading.Lock()
         self.reset()
         self.console = _RecordingConsole(self)
@@ -247,6 +247,7 @@ class _RecordingConsole(NoopConsole):
     def __init__(self, recorder: EventRecorder) -> None:
         super().__init__()
         self._recorder = recorder
+        self._said: set[str] = set()
 
     def start_evaluation_progress(self, batched_intervals: Any, *args: Any, **kwargs: Any) -> None:
         self._recorder.on_evaluation_start(batched_intervals)
@@ -295,8 +296,10 @@ class _RecordingConsole(NoopConsole):
         if text.startswith("No models are ready to run"):
             self._recorder._log("debug", f"SQLMesh: {text}")
             _, _, ready = text.partition("Next run will be ready at ")
-            if ready:
-                self._recorder._log("info", f"SQLMesh: next run will be ready at {ready}")
+            line = f"SQLMesh: next run will be ready at {ready}"
+            if ready and line not in self._said:  # once, however many passes say it
+                self._said.add(line)
+                self._recorder._log("info", line)
             return
         self._recorder._log("info", f"SQLMesh: {text}")
 

@@ -38,6 +38,9 @@ from dg_sqlmesh.errors import EnvironmentBusy
 
 EXECUTING_TAG = "dg_sqlmesh/executing"
 HOLDER_TAG = "dg_sqlmesh/executing_holder"
+# The mark's values when the run does not hold the environment (it matches no environment).
+RELEASED = "released"
+WAITING = "waiting"
 LOCK_DIR_ENV = "DG_SQLMESH_LOCK_DIR"
 
 _ACTIVE = [
@@ -82,7 +85,8 @@ def hold_environment(
         try:
             yield
         finally:
-            instance.add_run_tags(run_id, {EXECUTING_TAG: "", HOLDER_TAG: ""})
+            # Dagster cannot remove a run tag: the mark says it was released (never empty).
+            instance.add_run_tags(run_id, {EXECUTING_TAG: RELEASED})
 
 
 def _claim_in_instance(
@@ -101,7 +105,7 @@ def _claim_in_instance(
         other = _other_holder(instance, run_id, environment)
         if other is None:
             return
-        instance.add_run_tags(run_id, {EXECUTING_TAG: "", HOLDER_TAG: ""})
+        instance.add_run_tags(run_id, {EXECUTING_TAG: WAITING})
         if time.monotonic() >= deadline:
             raise EnvironmentBusy(
                 f"{description} is still being run by Dagster run {other.run_id} "

@@ -19,6 +19,7 @@ from dg_sqlmesh.errors import (
     SQLMeshEnvironmentError,
     SQLMeshRunFailure,
     classify_error,
+    plain_text,
 )
 from dg_sqlmesh.execution.attempts import (
     failed_plan,
@@ -117,6 +118,7 @@ def execute(
                 notification_targets=[recorder.notification_target],
                 selector=recorder.selector,
             )
+            on_execution()  # said before a plan's progress lines, not after them
             if not prepared:
                 report.unapplied_changes, report.planned = prepare_environment(
                     context, resource, description, log
@@ -132,7 +134,6 @@ def execute(
                 )
             if tracker is not None:
                 tracker.prepare(context, runnable, log)
-            on_execution()
         except SQLMeshEnvironmentError:
             raise
         except Exception as raised:  # before SQLMesh's run: loading, connecting, planning
@@ -245,7 +246,7 @@ def _startup_failure(
     return SQLMeshRunFailure(
         description=(
             f"SQLMesh could not start for {key} ({error_class.value}{retried}): "
-            f"{type(exc).__name__}: {exc}{because}{hint}"
+            + plain_text(f"{type(exc).__name__}: {exc}{because}{hint}")
         ),
         metadata={
             "sqlmesh/error_class": error_class.value,

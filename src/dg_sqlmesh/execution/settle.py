@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dg_sqlmesh.description import AuditInfo, ModelInfo
-from dg_sqlmesh.errors import classify_error
+from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.events import (
     Aborted,
     AuditFailed,
@@ -78,7 +78,7 @@ class _Replay:
                 error_class, reason = classify_error(error)
                 outcome = self.outcome(fqn)
                 outcome.state = ModelState.AUDIT_FAILED if audits_failed else ModelState.FAILED
-                outcome.error = str(error)
+                outcome.error = plain_text(error)
                 outcome.error_class = error_class
                 outcome.error_reason = reason
             case Skipped(fqn=fqn):
