@@ -34,6 +34,12 @@ def test_a_run_where_nothing_was_due_keeps_the_last_check_results_current(planne
 
     shown = materialized(instance, again.run_id)
     assert shown and all(m["dagster_sqlmesh/no_op"] is True for m in shown.values())
+    # the partitioned model had nothing due: nothing recorded, and never unpartitioned
+    assert "shop/marts/daily_revenue" not in shown
+    for metadata in shown.values():
+        assert metadata["dg_sqlmesh/up_to_date"] == (
+            f"up to date: nothing was due, data unchanged since run {first.run_id}"
+        )
     assert {m["sqlmesh/state"] for m in shown.values()} == {"up_to_date"}
     before = check_evaluations(instance, first.run_id)
     after = check_evaluations(instance, again.run_id)

@@ -118,11 +118,16 @@ def execute(
                 notification_targets=[recorder.notification_target],
                 selector=recorder.selector,
             )
-            on_execution()  # said before a plan's progress lines, not after them
             if not prepared:
                 report.unapplied_changes, report.planned = prepare_environment(
                     context, resource, description, log
                 )
+                if report.planned:  # the lines above were the plan's, not the run's
+                    log(
+                        "info",
+                        "The plan is applied (its evaluations are above); SQLMesh now runs "
+                        f"the {len(selection)} selected model(s)",
+                    )
                 prepared = True
                 changed = [f for f, c in report.unapplied_changes.items() if c == "changed"]
                 report.held = held_versions(context, resource.environment, changed)
@@ -134,6 +139,7 @@ def execute(
                 )
             if tracker is not None:
                 tracker.prepare(context, runnable, log)
+            on_execution()
         except SQLMeshEnvironmentError:
             raise
         except Exception as raised:  # before SQLMesh's run: loading, connecting, planning
