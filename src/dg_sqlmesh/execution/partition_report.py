@@ -36,7 +36,7 @@ from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.specs import SQLMeshAssetGraph
 
 RECORDED = "dg_sqlmesh/partitions_recorded"
-RESTATED = "dg_sqlmesh/partitions_restated"
+RESTATED = "dg_sqlmesh/restated"  # this partition was held, cleared and evaluated again
 ROW_COUNT = "dagster/row_count"
 STATE = "sqlmesh/state"
 # The run's figures, summed over all its batches: they describe no single partition.
@@ -88,8 +88,6 @@ def report_partitions(
         )
     )
     shared = partition_shared(metadata)
-    if restated:
-        shared[RESTATED] = restated
     if model.lookback:
         shared["sqlmesh/lookback"] = (
             f"{model.lookback} interval(s): SQLMesh evaluates the {model.lookback} interval(s) "
@@ -100,7 +98,10 @@ def report_partitions(
     if settled and not missing:
         for key in requested:
             context.add_asset_metadata(
-                partition_metadata(partitions_def, key, outcome, recorded=key in recorded),
+                {
+                    **partition_metadata(partitions_def, key, outcome, recorded=key in recorded),
+                    **({RESTATED: True} if key in restated else {}),
+                },
                 asset_key=spec.key,
                 partition_key=key,
             )
