@@ -11,7 +11,7 @@ import pytest
 from helpers.harness import copy_project
 
 from dg_sqlmesh import sqlmesh_definitions_factory
-from dg_sqlmesh.project_config import load_config
+from dg_sqlmesh.project.config import load_config
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
 VENV_BIN = Path(sys.executable).parent
@@ -452,8 +452,8 @@ def test_loading_definitions_does_not_touch_the_database(shop_project):
     ],
 )
 def test_check_name_is_a_valid_dagster_name(audit_name, expected):
-    from dg_sqlmesh.checks import check_name
-    from dg_sqlmesh.description import AuditInfo
+    from dg_sqlmesh.project.description import AuditInfo
+    from dg_sqlmesh.translation.checks import check_name
 
     name = check_name(AuditInfo(name=audit_name, blocking=True))
     assert name == expected

@@ -13,7 +13,7 @@ from helpers.harness import materialized, model_assets, plan_project, run_in_pro
 from projects.generate import generate_project, project_models
 
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
-from dg_sqlmesh.project import load_project
+from dg_sqlmesh.project.load import load_project
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -1,4 +1,4 @@
-"""The on-disk cache of the project description (dg_sqlmesh.catalog_cache).
+"""The on-disk cache of the project description (dg_sqlmesh.project.cache).
 
 A hit must give exactly the definitions a full load gives, without building a SQLMesh
 context; any change to a file the project is made of must be a miss; a corrupt or
@@ -18,10 +18,10 @@ import dagster as dg
 import pytest
 from helpers.harness import copy_project, model_assets
 
-import dg_sqlmesh.project
+import dg_sqlmesh.project.load
 from dg_sqlmesh import sqlmesh_definitions_factory
-from dg_sqlmesh.catalog_cache import default_cache_dir, load_description
-from dg_sqlmesh.project import load_project
+from dg_sqlmesh.project.cache import default_cache_dir, load_description
+from dg_sqlmesh.project.load import load_project
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
 
@@ -74,13 +74,13 @@ def project(tmp_path) -> Path:
 def contexts(monkeypatch) -> list[Path]:
     """Records every SQLMesh context the library builds (i.e. every full load)."""
     built: list[Path] = []
-    original = dg_sqlmesh.project.create_context
+    original = dg_sqlmesh.project.load.create_context
 
     def counting(project_dir, *args, **kwargs):
         built.append(project_dir)
         return original(project_dir, *args, **kwargs)
 
-    monkeypatch.setattr(dg_sqlmesh.project, "create_context", counting)
+    monkeypatch.setattr(dg_sqlmesh.project.load, "create_context", counting)
     return built
 
 
@@ -88,7 +88,7 @@ def no_context(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("a SQLMesh context was built: the cache was not used")
 
-    monkeypatch.setattr(dg_sqlmesh.project, "create_context", refuse)
+    monkeypatch.setattr(dg_sqlmesh.project.load, "create_context", refuse)
 
 
 def load(project_dir: Path, **options) -> dg.Definitions:
@@ -414,7 +414,7 @@ def _age(root: Path, seconds: float) -> None:
 def test_unchanged_files_are_not_read_again(project, contexts, monkeypatch):
     """The cache remembers each file's digest with its size and modification time; a hit
     reads no project file, and a same-size edit (new modification time) is still a miss."""
-    import dg_sqlmesh.catalog_cache as catalog_cache
+    import dg_sqlmesh.project.cache as catalog_cache
 
     _age(project, 60)
     expected = snapshot(load(project))

@@ -8,10 +8,10 @@ from sqlmesh.utils.concurrency import NodeExecutionFailedError
 from sqlmesh.utils.errors import AuditError, NodeAuditsErrors
 
 from dg_sqlmesh import ModelState
-from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.execution.console import EventRecorder
 from dg_sqlmesh.execution.events import ModelFailed
 from dg_sqlmesh.execution.settle import settle
+from dg_sqlmesh.project.description import ModelInfo
 
 FQN = '"db"."sch"."orders"'
 

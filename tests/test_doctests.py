@@ -8,7 +8,7 @@ import importlib
 import pytest
 from helpers.package import package_modules
 
-from dg_sqlmesh.description import ModelInfo
+from dg_sqlmesh.project.description import ModelInfo
 
 # The model the translator's examples talk about.
 EXAMPLE_MODEL = ModelInfo(
@@ -37,7 +37,9 @@ def test_docstring_examples(name):
 
 def test_the_examples_are_found():
     """The finder reads the modules at all: the translator's hooks hold examples."""
-    import dg_sqlmesh.translator
+    import dg_sqlmesh.translation.translator
 
-    tests = doctest.DocTestFinder().find(dg_sqlmesh.translator, "dg_sqlmesh.translator")
+    tests = doctest.DocTestFinder().find(
+        dg_sqlmesh.translation.translator, "dg_sqlmesh.translation.translator"
+    )
     assert sum(len(t.examples) for t in tests) > 20

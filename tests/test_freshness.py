@@ -12,10 +12,10 @@ from dagster.components.testing import create_defs_folder_sandbox
 from helpers.harness import copy_project
 
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, parse_tags
-from dg_sqlmesh.freshness import freshness_policy_class
-from dg_sqlmesh.resource import SQLMeshResource
-from dg_sqlmesh.specs import build_asset_graph
-from dg_sqlmesh.translator import with_cron_freshness
+from dg_sqlmesh.definitions.resource import SQLMeshResource
+from dg_sqlmesh.translation.freshness import freshness_policy_class
+from dg_sqlmesh.translation.specs import build_asset_graph
+from dg_sqlmesh.translation.translator import with_cron_freshness
 
 LINEAGE = Path(__file__).parent / "projects" / "lineage"
 CUSTOMERS = "warehouse/crm/customers"  # @hourly in Europe/Paris, tagged dagster:freshness:cron

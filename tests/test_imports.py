@@ -3,11 +3,9 @@
 Every ``import`` counts, at module level, inside functions and under ``TYPE_CHECKING``
 alike: a function-level import that dodges a cycle is still a cycle.
 
-* describing a model (loading the project, translating it, building specs) never
-  imports ``dg_sqlmesh.execution``: code servers load definitions without it;
-* execution never imports ``dg_sqlmesh.components``;
-* nothing inside the package imports the package itself (``dg_sqlmesh/__init__``,
-  the public API, which imports everything).
+Each folder of ``dg_sqlmesh`` is one stage of the data flow, and a stage imports only the
+stages below it (:data:`STAGES`, bottom first). Nothing inside the package imports the
+package itself (``dg_sqlmesh/__init__``, the public API, which imports everything).
 """
 
 from __future__ import annotations
@@ -18,26 +16,17 @@ from pathlib import Path
 import pytest
 from helpers.package import PACKAGE, package_modules
 
-# Modules that load a project and describe its models (prefixes: a module and its
-# submodules).
-LOADING = ("project", "project_dirs", "project_config", "project_context", "catalog_cache")
-DESCRIBING = LOADING + (
-    "description",
-    "describe",
-    "column_lineage",
-    "translator",
-    "defaults",
-    "specs",
-    "checks",
-    "tags",
-    "cron",
-    "freshness",
-    "automation",
-    "constants",
-    "options",
-    "errors",
-    "sqlmesh_compat",
-    "dagster_compat",
+# Bottom first: a module may import its own stage and those before it, never one after.
+STAGES: tuple[tuple[str, ...], ...] = (
+    ("constants", "errors"),  # names and error types every stage uses
+    ("_compat",),  # the only users of Dagster's and SQLMesh's internals
+    ("project",),  # a SQLMesh project and its description: no Dagster asset in sight
+    ("translation",),  # description -> asset specs and check specs
+    ("execution",),  # running SQLMesh once per run, and its per-model outcomes
+    ("reporting",),  # outcome -> Dagster events
+    ("scheduling",),  # when models run: schedule, due models, partition status
+    ("definitions",),  # what users call: factories, resources, executor, each step
+    ("components",),  # the YAML component
 )
 
 
@@ -145,27 +134,31 @@ def reachable(graph: dict[str, set[str]], start: str) -> dict[str, list[str]]:
     return paths
 
 
-def _in(module: str, prefixes: tuple[str, ...]) -> bool:
-    return any(module == f"{PACKAGE}.{p}" or module.startswith(f"{PACKAGE}.{p}.") for p in prefixes)
-
-
-def _shortest(rule: str, paths: dict[str, list[str]], targets: tuple[str, ...]) -> list[str]:
-    found = sorted((p for t, p in paths.items() if _in(t, targets)), key=lambda p: (len(p), p))
-    return [f"{rule}: {' -> '.join(found[0])}"] if found else []
+def stage_of(module: str) -> int | None:
+    """The index of the module's stage in :data:`STAGES` (None: the package itself)."""
+    relative = module.removeprefix(PACKAGE + ".").split(".")[0]
+    for index, stage in enumerate(STAGES):
+        if relative in stage:
+            return index
+    return None
 
 
 def forbidden_arrows(graph: dict[str, set[str]]) -> list[str]:
-    """Each import path that breaks one of the layout's rules, as a readable line."""
+    """Each import that runs against the stages, as a readable line."""
     broken = []
     for module in sorted(graph):
-        paths = reachable(graph, module)
-        if _in(module, DESCRIBING):
-            layer = "loading" if _in(module, LOADING) else "describing a model"
-            broken += _shortest(f"{layer} imports execution", paths, ("execution",))
-        if _in(module, ("execution",)):
-            broken += _shortest("execution imports the component", paths, ("components",))
         if PACKAGE in graph[module]:
             broken.append(f"{module} imports the package's __init__ (the public API)")
+        own = stage_of(module)
+        if own is None:
+            continue
+        for target in sorted(graph[module]):
+            theirs = stage_of(target)
+            if theirs is not None and theirs > own:
+                broken.append(
+                    f"{STAGES[own][0]} imports a later stage ({STAGES[theirs][0]}): "
+                    f"{module} -> {target}"
+                )
     return broken
 
 
@@ -180,15 +173,10 @@ def test_no_import_crosses_the_layers():
     assert not broken, "\n".join(broken)
 
 
-def test_every_module_of_the_rules_exists():
-    """A renamed module must not silently drop out of the rules above."""
-    modules = package_modules()
-    missing = [
-        p
-        for p in DESCRIBING + ("execution", "components")
-        if not any(_in(m, (p,)) for m in modules)
-    ]
-    assert not missing, f"the layer lists name modules that do not exist: {missing}"
+def test_every_module_is_in_a_stage():
+    """A new module or folder must take its place in the stages, not slip between them."""
+    unplaced = [m for m in package_modules() if m != PACKAGE and stage_of(m) is None]
+    assert not unplaced, f"modules in no stage of STAGES: {unplaced}"
 
 
 def _write(root: Path, files: dict[str, str]) -> Path:
@@ -230,21 +218,21 @@ def test_the_graph_reader_sees_forbidden_arrows(tmp_path):
         tmp_path,
         {
             "__init__.py": "",
-            "specs.py": "from dg_sqlmesh.translator import T\n",
-            "translator.py": "def f():\n    import dg_sqlmesh.execution.step\n",
+            "translation/__init__.py": "",
+            "translation/specs.py": "def f():\n    import dg_sqlmesh.execution.runner\n",
             "execution/__init__.py": "",
-            "execution/step.py": "from dg_sqlmesh.components.c import C\n",
-            "components/__init__.py": "",
-            "components/c.py": "from dg_sqlmesh import thing\n",
+            "execution/runner.py": "from dg_sqlmesh.project.load import load\n",
+            "project/__init__.py": "",
+            "project/load.py": "from dg_sqlmesh import thing\n",
         },
     )
     assert forbidden_arrows(import_graph(package_modules(source))) == [
-        "dg_sqlmesh.components.c imports the package's __init__ (the public API)",
-        # importing components.c runs the subpackage's __init__ first
-        "execution imports the component: dg_sqlmesh.execution.step -> dg_sqlmesh.components",
-        "describing a model imports execution: dg_sqlmesh.specs -> dg_sqlmesh.translator"
-        " -> dg_sqlmesh.execution",
-        "describing a model imports execution: dg_sqlmesh.translator -> dg_sqlmesh.execution",
+        "dg_sqlmesh.project.load imports the package's __init__ (the public API)",
+        # importing execution.runner runs the subpackage's __init__ first
+        "translation imports a later stage (execution): dg_sqlmesh.translation.specs -> "
+        "dg_sqlmesh.execution",
+        "translation imports a later stage (execution): dg_sqlmesh.translation.specs -> "
+        "dg_sqlmesh.execution.runner",
     ]
 
 

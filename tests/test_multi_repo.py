@@ -21,7 +21,7 @@ from helpers.harness import (
 )
 
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
-from dg_sqlmesh.catalog_cache import load_description
+from dg_sqlmesh.project.cache import load_description
 
 PROJECTS = Path(__file__).parent / "projects"
 ORDERS, TOTALS = "warehouse/bronze/orders", "warehouse/silver/customer_totals"
@@ -42,7 +42,7 @@ def sqlmesh_context(parent: Path):
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project_config import load_config
+    from dg_sqlmesh.project.config import load_config
 
     set_console(NoopConsole())
     configs = {p: load_config(p, None)[0] for p in repos(parent)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from dg_sqlmesh import ModelState
-from dg_sqlmesh.description import AuditInfo, ModelInfo
 from dg_sqlmesh.execution.attempts import (
     merge,
     merge_attempts,
@@ -27,6 +26,7 @@ from dg_sqlmesh.execution.events import (
 )
 from dg_sqlmesh.execution.outcomes import ModelOutcome
 from dg_sqlmesh.execution.settle import NOT_CONSIDERED, settle
+from dg_sqlmesh.project.description import AuditInfo, ModelInfo
 
 DAY = 86_400_000
 NOT_NULL = AuditInfo("not_null", True, {"columns": "(id)"})

@@ -35,7 +35,7 @@ def sqlmesh_run(project, models, first: str, last: str) -> None:
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project_config import load_config
+    from dg_sqlmesh.project.config import load_config
 
     set_console(NoopConsole())
     config, gateway = load_config(project, None)

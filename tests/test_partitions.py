@@ -9,7 +9,7 @@ import pytest
 from helpers.partitioned import key, make_project, start_day
 
 from dg_sqlmesh import ModelInfo, SQLMeshDefinitionError, sqlmesh_definitions_factory
-from dg_sqlmesh.partitions import model_partitions_def
+from dg_sqlmesh.translation.partitions import model_partitions_def
 
 
 def _model(**overrides) -> ModelInfo:

@@ -15,7 +15,7 @@ import pytest
 from helpers.harness import copy_project, materialized, plan_project, query, run_in_process
 
 from dg_sqlmesh import sqlmesh_definitions_factory
-from dg_sqlmesh.catalog_cache import load_description, project_fingerprint
+from dg_sqlmesh.project.cache import load_description, project_fingerprint
 
 PROJECTS = Path(__file__).parent / "projects"
 
@@ -74,7 +74,7 @@ def test_dangling_links_and_big_data_files_never_break_the_load(tmp_path, instan
     clutter = _clutter(project)
     plan_project(project)
 
-    with caplog.at_level(logging.DEBUG, logger="dg_sqlmesh.catalog_cache"):
+    with caplog.at_level(logging.DEBUG, logger="dg_sqlmesh.project.cache"):
         description = load_description(project)
     assert {m.name for m in description.models} == {"shop.prices", "shop.expensive"}
     logged = "\n".join(r.getMessage() for r in caplog.records)

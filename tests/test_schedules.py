@@ -20,7 +20,7 @@ from dg_sqlmesh import (
     sqlmesh_adaptive_schedule_factory,
     sqlmesh_definitions_factory,
 )
-from dg_sqlmesh.cron import cron_interval, dagster_cron, finest_cron
+from dg_sqlmesh.translation.cron import cron_interval, dagster_cron, finest_cron
 
 SCHEDULE = "sqlmesh_adaptive_schedule"
 PLANNED_AT = datetime(2026, 1, 10, 9, 30, tzinfo=UTC)  # a Saturday

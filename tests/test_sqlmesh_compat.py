@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlmesh import Context
 
-from dg_sqlmesh.project_config import load_config
-from dg_sqlmesh.sqlmesh_compat import cheap_environment_reads
+from dg_sqlmesh._compat.sqlmesh import cheap_environment_reads
+from dg_sqlmesh.project.config import load_config
 
 
 def _context(project) -> Context:  # noqa: ANN001

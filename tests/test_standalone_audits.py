@@ -15,8 +15,8 @@ import dagster as dg
 import pytest
 from helpers.harness import copy_project
 
-from dg_sqlmesh.catalog_cache import load_description
-from dg_sqlmesh.specs import build_asset_graph, resolve_translator
+from dg_sqlmesh.project.cache import load_description
+from dg_sqlmesh.translation.specs import build_asset_graph, resolve_translator
 
 PROJECTS = Path(__file__).parent / "projects"
 ORDERS = '"warehouse"."shop"."orders"'

@@ -1,4 +1,4 @@
-"""The ``dagster:<property>:<value>`` tag convention (dg_sqlmesh.tags.parse_tags).
+"""The ``dagster:<property>:<value>`` tag convention (dg_sqlmesh.translation.tags.parse_tags).
 
 Unit tests of the parser, then the precedence model tag > factory argument > default,
 end to end on a small real SQLMesh project.
@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
-from dg_sqlmesh.tags import parse_tags
+from dg_sqlmesh.translation.tags import parse_tags
 
 
 def parse(*tags: str):
@@ -26,7 +26,7 @@ def test_group_name():
 
 
 def test_row_count_opt_out():
-    from dg_sqlmesh.tags import row_count_enabled
+    from dg_sqlmesh.translation.tags import row_count_enabled
 
     assert parse("dagster:row_count:false").tags == {}  # a switch, not a Dagster tag
     assert row_count_enabled(["dagster:row_count:false"]) is False

@@ -26,9 +26,9 @@ from dg_sqlmesh import (
     sqlmesh_assets_factory,
     sqlmesh_definitions_factory,
 )
-from dg_sqlmesh.project import load_project
-from dg_sqlmesh.project_context import create_context
-from dg_sqlmesh.specs import build_asset_graph, resolve_translator
+from dg_sqlmesh.project.context import create_context
+from dg_sqlmesh.project.load import load_project
+from dg_sqlmesh.translation.specs import build_asset_graph, resolve_translator
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
 VALID_SEGMENT = re.compile(r"^[A-Za-z0-9_]+$")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 from helpers.harness import _env, executions, materialized, step_failures
 
-from dg_sqlmesh.assets import default_pool
+from dg_sqlmesh.definitions.assets import default_pool
 
 
 def _ui_job(project):  # noqa: ANN001, ANN202

@@ -14,7 +14,7 @@ from helpers.harness import (
     run_in_process,
 )
 
-from dg_sqlmesh.execution.carried_over import CARRIED_OVER
+from dg_sqlmesh.reporting.carried_over import CARRIED_OVER
 
 
 def _logs(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str | None, str]]:

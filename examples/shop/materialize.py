@@ -55,7 +55,7 @@ def main() -> int:
             instance=instance, raise_on_error=False
         )
     else:
-        from dg_sqlmesh.assets import FORKSERVER_RUN_CONFIG
+        from dg_sqlmesh.definitions.assets import FORKSERVER_RUN_CONFIG
 
         result = dg.execute_job(
             dg.reconstructable(_job),

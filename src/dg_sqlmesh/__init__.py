@@ -4,16 +4,32 @@ Every SQLMesh model is its own Dagster asset, every audit an asset check, and a
 Dagster run executes SQLMesh once for everything it selected.
 """
 
-from dg_sqlmesh.assets import (
+from dg_sqlmesh.components import SQLMeshProjectComponent
+from dg_sqlmesh.definitions.assets import (
     build_sqlmesh_asset_specs,
     sqlmesh_assets_factory,
     sqlmesh_definitions_factory,
     sqlmesh_job,
 )
-from dg_sqlmesh.automation import cron_automation_condition
-from dg_sqlmesh.checks import default_check_specs
-from dg_sqlmesh.components import SQLMeshProjectComponent
-from dg_sqlmesh.defaults import (
+from dg_sqlmesh.definitions.executor import sqlmesh_executor
+from dg_sqlmesh.definitions.resource import SQLMeshResource, SQLMeshResultsResource
+from dg_sqlmesh.errors import (
+    DagsterSQLMeshError,
+    ErrorClass,
+    SQLMeshDefinitionError,
+    SQLMeshEnvironmentError,
+    SQLMeshRunFailure,
+    classify_error,
+)
+from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
+from dg_sqlmesh.project.load import load_project
+from dg_sqlmesh.scheduling.due_models import find_due_models
+from dg_sqlmesh.scheduling.partition_status import sqlmesh_partition_status_sensor
+from dg_sqlmesh.scheduling.schedules import sqlmesh_adaptive_schedule_factory
+from dg_sqlmesh.translation.automation import cron_automation_condition
+from dg_sqlmesh.translation.checks import default_check_specs
+from dg_sqlmesh.translation.defaults import (
     default_asset_key,
     default_column_lineage,
     default_description,
@@ -24,25 +40,13 @@ from dg_sqlmesh.defaults import (
     default_owners,
     default_tags,
 )
-from dg_sqlmesh.description import ModelInfo, ProjectDescription
-from dg_sqlmesh.due_models import find_due_models
-from dg_sqlmesh.errors import (
-    DagsterSQLMeshError,
-    ErrorClass,
-    SQLMeshDefinitionError,
-    SQLMeshEnvironmentError,
-    SQLMeshRunFailure,
-    classify_error,
+from dg_sqlmesh.translation.freshness import cron_freshness_policy
+from dg_sqlmesh.translation.tags import parse_tags
+from dg_sqlmesh.translation.translator import (
+    SQLMeshTranslator,
+    SQLMeshTranslatorSettings,
+    with_cron_freshness,
 )
-from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
-from dg_sqlmesh.executor import sqlmesh_executor
-from dg_sqlmesh.freshness import cron_freshness_policy
-from dg_sqlmesh.partition_status import sqlmesh_partition_status_sensor
-from dg_sqlmesh.project import load_project
-from dg_sqlmesh.resource import SQLMeshResource, SQLMeshResultsResource
-from dg_sqlmesh.schedules import sqlmesh_adaptive_schedule_factory
-from dg_sqlmesh.tags import parse_tags
-from dg_sqlmesh.translator import SQLMeshTranslator, SQLMeshTranslatorSettings, with_cron_freshness
 
 __version__ = "0.1.0"
 

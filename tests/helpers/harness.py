@@ -33,7 +33,7 @@ def plan_project(project: Path, environment: str = "prod", *, skip_backfill: boo
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project_config import load_config
+    from dg_sqlmesh.project.config import load_config
 
     set_console(NoopConsole())
     config, gateway = load_config(project, None)
@@ -82,8 +82,9 @@ def _env(project: Path, options: dict):
 
 
 def multiprocess_config(max_concurrent: int) -> dict:
-    """The job's default forkserver config (see dg_sqlmesh.assets), with a concurrency cap."""
-    from dg_sqlmesh.assets import FORKSERVER_RUN_CONFIG
+    """The job's default forkserver config (see dg_sqlmesh.definitions.assets), with a
+    concurrency cap."""
+    from dg_sqlmesh.definitions.assets import FORKSERVER_RUN_CONFIG
 
     config = json.loads(json.dumps(FORKSERVER_RUN_CONFIG))
     config["execution"]["config"]["multiprocess"]["max_concurrent"] = max_concurrent

@@ -96,7 +96,7 @@ def state_days(project: Path, model: str, environment: str = "prod") -> list[str
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project_config import load_config
+    from dg_sqlmesh.project.config import load_config
 
     set_console(NoopConsole())
     config, gateway = load_config(project, None)

@@ -394,7 +394,7 @@ def state_intervals(
     from sqlmesh import Context
     from sqlmesh.core.console import NoopConsole, set_console
 
-    from dg_sqlmesh.project_config import load_config
+    from dg_sqlmesh.project.config import load_config
 
     set_console(NoopConsole())
     config, gateway_name = load_config(project, gateway)

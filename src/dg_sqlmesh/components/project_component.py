@@ -7,14 +7,14 @@ from typing import Annotated, Any, TypeAlias
 
 import dagster as dg
 
-from dg_sqlmesh.assets import sqlmesh_definitions_factory
+from dg_sqlmesh._compat.dagster import asset_attribute_changes
 from dg_sqlmesh.components.scaffolder import SQLMeshProjectScaffolder
-from dg_sqlmesh.dagster_compat import asset_attribute_changes
-from dg_sqlmesh.description import ModelInfo
+from dg_sqlmesh.definitions.assets import sqlmesh_definitions_factory
+from dg_sqlmesh.definitions.options import DefinitionsOptions
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.options import DefinitionsOptions
-from dg_sqlmesh.project_dirs import resolve_project_dir
-from dg_sqlmesh.translator import SQLMeshTranslator
+from dg_sqlmesh.project.description import ModelInfo
+from dg_sqlmesh.project.dirs import resolve_project_dir
+from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
 #: ``(spec the translator built, model) -> final spec``.
 SQLMeshTranslationFn: TypeAlias = Callable[[dg.AssetSpec, ModelInfo], dg.AssetSpec]

@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel, Field
 
-from dg_sqlmesh.dagster_compat import scaffold_component
-from dg_sqlmesh.project_dirs import resolve_project_dir
+from dg_sqlmesh._compat.dagster import scaffold_component
+from dg_sqlmesh.project.dirs import resolve_project_dir
 
 PLACEHOLDER_PROJECT = "path/to/sqlmesh_project"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from dg_sqlmesh.description import AuditInfo, ModelInfo, ProjectDescription
 from dg_sqlmesh.execution.outcomes import ModelOutcome
+from dg_sqlmesh.project.description import AuditInfo, ModelInfo, ProjectDescription
 
 
 def standalone_nodes(description: ProjectDescription, nodes: Sequence[str]) -> dict[str, ModelInfo]:

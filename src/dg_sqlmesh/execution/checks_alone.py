@@ -17,22 +17,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh.constants import PROD
-from dg_sqlmesh.describe import describe_audits
-from dg_sqlmesh.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome
+from dg_sqlmesh.project.describe import describe_audits
+from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 
 if TYPE_CHECKING:
     from sqlmesh import Context
 
     from dg_sqlmesh.execution.console import LogFn
-    from dg_sqlmesh.resource import SQLMeshResource
+    from dg_sqlmesh.execution.settings import SQLMeshProject
 
 ALONE_DETAIL = "checks run alone: SQLMesh audited the table as it is, nothing was evaluated"
 
 
 def run_checks_alone(
-    resource: SQLMeshResource,
+    resource: SQLMeshProject,
     description: ProjectDescription,
     fqns: Iterable[str],
     *,

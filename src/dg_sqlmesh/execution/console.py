@@ -22,8 +22,7 @@ from sqlmesh.core.notification_target import NotificationEvent
 from sqlmesh.core.selector import NativeSelector
 from sqlmesh.utils.errors import NodeAuditsErrors
 
-from dg_sqlmesh.describe import describe_audits
-from dg_sqlmesh.description import ModelInfo
+from dg_sqlmesh._compat.sqlmesh import expand_in_chunks
 from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.events import (
     AuditFailed,
@@ -36,7 +35,8 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
-from dg_sqlmesh.sqlmesh_compat import expand_in_chunks
+from dg_sqlmesh.project.describe import describe_audits
+from dg_sqlmesh.project.description import ModelInfo
 
 LogFn = Callable[[str, str], None]  # (level, message)
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh.dagster_compat import engine_event_data
+from dg_sqlmesh._compat.dagster import engine_event_data
 from dg_sqlmesh.errors import LeaderLost
 from dg_sqlmesh.execution.outcomes import ModelOutcome
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh.constants import PROD
-from dg_sqlmesh.description import ProjectDescription
 from dg_sqlmesh.errors import SQLMeshEnvironmentError
 from dg_sqlmesh.execution.console import LogFn
+from dg_sqlmesh.project.description import ProjectDescription
 
 if TYPE_CHECKING:
     from sqlmesh import Context
 
-    from dg_sqlmesh.resource import SQLMeshResource
+    from dg_sqlmesh.execution.settings import SQLMeshProject
 
 
 class PlanApplicationFailed(Exception):
@@ -36,7 +36,7 @@ def environment_models(context: Context, environment: str) -> set[str]:
 
 def prepare_environment(
     context: Context,
-    resource: SQLMeshResource,
+    resource: SQLMeshProject,
     description: ProjectDescription,
     log: LogFn,
 ) -> tuple[dict[str, str], bool]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dg_sqlmesh.description import AuditInfo
+from dg_sqlmesh.project.description import AuditInfo
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from dg_sqlmesh.errors import SQLMeshRunFailure
 
 if TYPE_CHECKING:
     from dg_sqlmesh.execution.console import LogFn
-    from dg_sqlmesh.specs import SQLMeshAssetGraph
+    from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
 
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -211,7 +211,7 @@ class IntervalTracker:
 
         Once per run: a retry finds the intervals a failed attempt left missing.
         """
-        from dg_sqlmesh.sqlmesh_compat import held_intervals, remove_held_intervals
+        from dg_sqlmesh._compat.sqlmesh import held_intervals, remove_held_intervals
 
         if self._prepared:
             return
@@ -251,7 +251,7 @@ class IntervalTracker:
 
     def record(self, context: Any) -> None:
         """Read what the state holds after an attempt."""
-        from dg_sqlmesh.sqlmesh_compat import held_intervals
+        from dg_sqlmesh._compat.sqlmesh import held_intervals
 
         self.after = held_intervals(context, self.environment, self.window.partitioned)
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dg_sqlmesh.description import ModelInfo
 from dg_sqlmesh.execution.environment import PROD
 from dg_sqlmesh.execution.outcomes import FINISHED, ModelOutcome
-from dg_sqlmesh.tags import row_count_enabled
+from dg_sqlmesh.project.description import ModelInfo
+from dg_sqlmesh.translation.tags import row_count_enabled
 
 if TYPE_CHECKING:
     from sqlmesh import Context

@@ -13,7 +13,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dg_sqlmesh.description import ProjectDescription
+from dg_sqlmesh._compat.sqlmesh import (
+    StandaloneAuditsNotRun,
+    cheap_environment_reads,
+    run_standalone_audits,
+)
 from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshEnvironmentError,
@@ -43,16 +47,12 @@ from dg_sqlmesh.execution.events import Aborted
 from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bounds
 from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
 from dg_sqlmesh.execution.settle import planned_models, settle
-from dg_sqlmesh.sqlmesh_compat import (
-    StandaloneAuditsNotRun,
-    cheap_environment_reads,
-    run_standalone_audits,
-)
+from dg_sqlmesh.project.description import ProjectDescription
 
 if TYPE_CHECKING:
     from sqlmesh import Context
 
-    from dg_sqlmesh.resource import SQLMeshResource
+    from dg_sqlmesh.execution.settings import SQLMeshProject
 
 
 @dataclass
@@ -67,7 +67,7 @@ class ExecutionReport:
 
 
 def execute(
-    resource: SQLMeshResource,
+    resource: SQLMeshProject,
     description: ProjectDescription,
     selection: Sequence[str],
     *,
@@ -275,7 +275,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def _run_once(
     context: Context,
-    resource: SQLMeshResource,
+    resource: SQLMeshProject,
     recorder: EventRecorder,
     selection: Sequence[str],
     log: LogFn,

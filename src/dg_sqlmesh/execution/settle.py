@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dg_sqlmesh.description import AuditInfo, ModelInfo
 from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.events import (
     Aborted,
@@ -28,6 +27,7 @@ from dg_sqlmesh.execution.outcomes import (
     ModelState,
     add_reported,
 )
+from dg_sqlmesh.project.description import AuditInfo, ModelInfo
 
 NOT_CONSIDERED = (
     "SQLMesh's model selection did not match this model, so SQLMesh did not consider it"

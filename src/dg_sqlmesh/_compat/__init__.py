@@ -1,0 +1,3 @@
+"""Every use of Dagster's and SQLMesh's internals, with the versions checked: the only
+modules that touch either library's private API.
+"""

@@ -1,0 +1,368 @@
+"""What one model's Dagster step does.
+
+The first SQLMesh step of a run to be launched becomes the run's leader (see
+``coordinator``): it executes SQLMesh once for every SQLMesh model the run selected,
+runs the audits of the models whose checks were selected without their asset
+(``checks_alone``), and publishes the outcomes in the run's event log.
+Every step, the leader included, then reports its own model from that record:
+a materialization only for data SQLMesh really wrote (or confirmed up to date),
+check results for the audits that ran, and a failure otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from dg_sqlmesh._compat.dagster import checks_without_result, run_step_keys, selected_asset_keys
+from dg_sqlmesh.errors import SQLMeshRunFailure
+from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
+from dg_sqlmesh.execution.guard import environment_id, hold_environment
+from dg_sqlmesh.execution.intervals import RunWindow, run_window
+from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.execution.progress import live_progress
+from dg_sqlmesh.reporting.partitions import partition_keys
+from dg_sqlmesh.reporting.report import report, report_beyond_selection, report_checks_alone
+from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
+
+if TYPE_CHECKING:
+    from dg_sqlmesh.definitions.resource import SQLMeshResource
+    from dg_sqlmesh.execution.progress import LogFn
+
+
+def sqlmesh_step(
+    context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
+) -> Iterator[Any]:
+    """Run (if leader) or wait for the run's SQLMesh execution, then report ``fqn``."""
+    alone = graph.specs[fqn].key not in context.selected_asset_keys  # its checks only
+    step_key = graph.op_names[fqn]
+    coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(
+        context.instance, context.run, lambda: set(graph.op_names.values())
+    )
+    published = coordinator.local()
+    if published is None:
+        leader = coordinator.leader(step_key)
+        if leader == step_key:
+            published = _lead(context, graph, coordinator, step_key)
+        else:
+            published = _follow(context, coordinator, leader)
+    if published.error is not None:
+        raise SQLMeshRunFailure(
+            description=f"The run's SQLMesh execution failed: {published.error}",
+            allow_retries=False,
+        )
+    outcome = published.outcomes.get(fqn) or ModelOutcome(
+        fqn=fqn, detail="SQLMesh did not report this model"
+    )
+    leader = published.leader_step
+    replay = leader != step_key
+    if alone:
+        yield from report_checks_alone(
+            context, graph, fqn, outcome, replay=replay, leader_step=leader
+        )
+        return
+    yield from report(context, graph, fqn, outcome, replay=replay, leader_step=leader)
+
+
+def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
+    """The SQLMesh models (FQNs, DAG order) whose assets this run materializes.
+
+    A step can run for a model's checks alone; that model is not SQLMesh's to run.
+    """
+    step_keys = run_step_keys(context)
+    if step_keys is None:  # fail closed: guessing could write models the run did not select
+        raise SQLMeshRunFailure(
+            description=(
+                "Cannot tell which steps this run executes: Dagster's execution plan "
+                "snapshot of the run could not be read, so SQLMesh was not run (running "
+                "every model could write models the run did not select). This Dagster "
+                "version may store plans differently; see dg_sqlmesh._compat.dagster."
+            ),
+            allow_retries=False,
+        )
+    assets = selected_asset_keys(context)  # None: every asset of the steps
+    return [
+        fqn
+        for fqn, op_name in graph.op_names.items()
+        if op_name in step_keys and (assets is None or graph.specs[fqn].key in assets)
+    ]
+
+
+def checks_alone_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
+    """The SQLMesh models (FQNs, DAG order) whose checks this run executes without their
+    asset: their steps run, their assets are not selected."""
+    step_keys = run_step_keys(context)
+    assets = selected_asset_keys(context)
+    if step_keys is None or assets is None:  # unknown: the leader's own step only
+        return []
+    return [
+        fqn
+        for fqn, op_name in graph.op_names.items()
+        if op_name in step_keys and graph.specs[fqn].key not in assets
+    ]
+
+
+def _lead(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    coordinator: RunCoordinator,
+    step_key: str,
+) -> Published:
+    resource = context.resources.sqlmesh
+    description = graph.description
+    try:
+        selection = selected_models(context, graph)
+    except SQLMeshRunFailure as exc:
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
+        raise
+    alone = checks_alone_models(context, graph)
+    own = next(f for f, op in graph.op_names.items() if op == step_key)
+    if own not in selection and own not in alone:
+        own_alone = graph.specs[own].key not in context.selected_asset_keys
+        (alone if own_alone else selection).append(own)
+    try:  # the partitions the run names, as SQLMesh intervals (execution.intervals)
+        window = run_window(context.run.tags, graph, selection)
+    except SQLMeshRunFailure as exc:
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
+        raise
+    if selection:
+        context.log.info(
+            f"Executing SQLMesh once for this run's {len(selection)} selected model(s) "
+            f"in environment '{resource.environment}'"
+            + (f", for {window.describe()}" if window is not None and window.bounded else "")
+            + (f", and the audits of {len(alone)} model(s) checked alone" if alone else "")
+        )
+    else:
+        context.log.info(
+            f"Running SQLMesh's audits of {len(alone)} model(s) whose checks were selected "
+            f"without their asset, in environment '{resource.environment}' (nothing evaluated)"
+        )
+    started = time.monotonic()
+    try:
+        with (
+            hold_environment(
+                context.instance,
+                context.run_id,
+                environment_id(description.project_dir, description.gateway, resource.environment),
+                description=(
+                    f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
+                    f"(gateway {description.gateway})"
+                ),
+                timeout_seconds=resource.environment_lock_timeout,
+                log=_logger(context),
+            ),
+            live_progress(context.log) as progress,
+        ):
+            outcomes, summary, beyond = _execute(
+                resource,
+                graph,
+                coordinator,
+                step_key,
+                selection,
+                alone,
+                progress,
+                started,
+                window,
+                unaudited=lambda keys: checks_without_result(context.instance, keys),
+            )
+    except BaseException as exc:
+        coordinator.publish(step_key, {}, error=_failure_text(exc))
+        raise
+    context.log.info(summary)
+    published = coordinator.publish(step_key, outcomes, summary=summary)
+    report_beyond_selection(context, graph, beyond, published.outcomes)
+    return published
+
+
+def _execute(
+    resource: SQLMeshResource,
+    graph: SQLMeshAssetGraph,
+    coordinator: RunCoordinator,
+    step_key: str,
+    selection: list[str],
+    alone: list[str],
+    log: LogFn,
+    started: float,
+    window: RunWindow | None = None,
+    unaudited: Callable[[list[dg.AssetCheckKey]], set[dg.AssetCheckKey]] = lambda keys: set(),
+) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
+    """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
+    run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
+    selection."""
+    # Imported here: only the leader needs SQLMesh, so loading definitions and the
+    # other steps never pay for importing it.
+    from dg_sqlmesh.execution.checks_alone import audit_alone, run_checks_alone
+    from dg_sqlmesh.execution.row_counts import count_partition_rows, count_rows
+    from dg_sqlmesh.execution.runner import execute
+
+    description = graph.description
+    models = description.models_by_fqn
+    hosted = {fqn: graph.audited_nodes.get(fqn, []) for fqn in alone}
+    if not selection:
+        outcomes = run_checks_alone(resource, description, alone, log=log, audited_nodes=hosted)
+        seconds = time.monotonic() - started
+        summary = f"Ran the audits of {len(alone)} model(s) checked alone ({seconds:.1f} s)"
+        return outcomes, summary, {}
+    audited: dict[str, ModelOutcome] = {}
+
+    def after_run(sqlmesh_context: Any, outcomes: dict[str, ModelOutcome]) -> None:
+        # On the connection SQLMesh ran with, before the leader closes it.
+        if resource.row_counts:
+            count_rows(sqlmesh_context, resource.environment, outcomes, models, log)
+            count_partition_rows(
+                sqlmesh_context,
+                resource.environment,
+                outcomes,
+                _partition_windows(graph, outcomes, window),
+                models,
+                log,
+            )
+        audited.update(
+            audit_alone(
+                sqlmesh_context,
+                resource.environment,
+                alone,
+                models,
+                log,
+                project_dir=description.project_dir,
+                audited_nodes=hosted,
+            )
+        )
+        _audit_up_to_date_without_results(
+            sqlmesh_context, resource, graph, outcomes, unaudited, log
+        )
+
+    attempts = iter(range(1, 1_000_000))
+    report = execute(
+        resource,
+        description,
+        selection,
+        log=log,
+        on_execution=lambda: coordinator.record_execution(step_key, next(attempts), len(selection)),
+        audited_nodes=graph.audited_nodes,
+        after_run=after_run,
+        window=window,
+    )
+    for changed, change in report.unapplied_changes.items():
+        if changed in report.outcomes:
+            report.outcomes[changed].unapplied_change = change
+    for changed, held in report.held.items():
+        if changed in report.outcomes:
+            report.outcomes[changed].held_code_version = held.data_hash
+            report.outcomes[changed].held_columns = held.columns
+    summary = _summary(report.outcomes, time.monotonic() - started)
+    if alone:
+        summary += f"; the audits of {len(alone)} model(s) checked alone"
+    for fqn in alone:
+        audited.setdefault(
+            fqn,
+            ModelOutcome(fqn=fqn, error="SQLMesh's execution stopped before auditing the model"),
+        )
+    return {**report.outcomes, **audited}, summary, report.beyond_selection
+
+
+def _audit_up_to_date_without_results(
+    sqlmesh_context: Any,
+    resource: SQLMeshResource,
+    graph: SQLMeshAssetGraph,
+    outcomes: dict[str, ModelOutcome],
+    unaudited: Callable[[list[dg.AssetCheckKey]], set[dg.AssetCheckKey]],
+    log: LogFn,
+) -> None:
+    """Nothing was due for a model whose checks Dagster has no result for (an environment
+    built outside Dagster): there is nothing to carry over, so its audits run on the table
+    as it is (read only, as checks executed alone), and its checks show a real result."""
+    from dg_sqlmesh.execution.checks_alone import audit_alone
+
+    idle = [
+        fqn
+        for fqn, outcome in outcomes.items()
+        if outcome.state is ModelState.UP_TO_DATE and graph.check_specs.get(fqn)
+    ]
+    keys = [spec.key for fqn in idle for spec in graph.check_specs[fqn]]
+    missing = unaudited(keys) if keys else set()
+    wanted = [f for f in idle if any(s.key in missing for s in graph.check_specs[f])]
+    if not wanted:
+        return
+    log(
+        "info",
+        f"Nothing was due for {len(wanted)} model(s) whose checks have no earlier result; "
+        "running their audits on the tables as they are",
+    )
+    audited = audit_alone(
+        sqlmesh_context,
+        resource.environment,
+        wanted,
+        graph.description.models_by_fqn,
+        log,
+        project_dir=graph.description.project_dir,
+        audited_nodes={fqn: graph.audited_nodes.get(fqn, []) for fqn in wanted},
+    )
+    for fqn, outcome in audited.items():
+        if not outcome.error:
+            outcomes[fqn].audits = outcome.audits
+
+
+def _partition_windows(
+    graph: SQLMeshAssetGraph, outcomes: dict[str, ModelOutcome], window: RunWindow | None
+) -> dict[str, dict[str, tuple[int, int]]]:
+    """Each partitioned model's partitions this run may report: those of the intervals
+    SQLMesh evaluated (a plan's backfill included) and of the run's window."""
+    found = {}
+    for fqn, outcome in outcomes.items():
+        partitions_def = graph.specs[fqn].partitions_def if fqn in graph.specs else None
+        if partitions_def is None:
+            continue
+        units = [*outcome.intervals, *(window.units if window is not None else ())]
+        windows = {}
+        for key in partition_keys(partitions_def, units):
+            span = partitions_def.time_window_for_partition_key(key)
+            windows[key] = (int(span.start.timestamp() * 1000), int(span.end.timestamp() * 1000))
+        found[fqn] = windows
+    return found
+
+
+def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
+    if outcomes and set(counts) == {ModelState.UP_TO_DATE.value}:
+        return (
+            f"Nothing was due: the {len(outcomes)} selected model(s) are up to date; SQLMesh "
+            f"evaluated nothing ({seconds:.1f} s)"
+        )
+    states = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return (
+        f"Executed SQLMesh for {len(outcomes)} model(s) in {seconds:.1f} s: "
+        f"{states or 'nothing selected'}"
+    )
+
+
+def _failure_text(exc: BaseException) -> str:
+    if isinstance(exc, dg.Failure) and exc.description:
+        return exc.description
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _follow(
+    context: dg.AssetExecutionContext, coordinator: RunCoordinator, leader: str
+) -> Published:
+    # Raises LeaderLost (a run failure, not retried) when the leader stopped first.
+    return coordinator.wait_for(
+        leader,
+        on_wait=lambda: context.log.info(
+            f"Waiting for step '{leader}', which executes SQLMesh for this run"
+        ),
+    )
+
+
+def _logger(context: dg.AssetExecutionContext):  # noqa: ANN202
+    log = context.log
+
+    def emit(level: str, message: str) -> None:
+        getattr(log, level if level in {"info", "warning", "error", "debug"} else "info")(message)
+
+    return emit

@@ -1,0 +1,53 @@
+"""The check results of a model's audits, from the outcomes SQLMesh recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+from dg_sqlmesh.execution.outcomes import AuditOutcome
+from dg_sqlmesh.translation.checks import AUDITED_NODE
+
+
+def check_results(
+    specs: Sequence[dg.AssetCheckSpec], outcomes: Sequence[AuditOutcome]
+) -> list[dg.AssetCheckResult]:
+    """Match recorded audit outcomes to check specs, by audit name and arguments."""
+    remaining = list(outcomes)
+    results = []
+    for spec in specs:
+        audit_name = spec.metadata.get("sqlmesh/audit", spec.name)
+        args = spec.metadata.get("sqlmesh/audit_args", {})
+        node = spec.metadata.get(AUDITED_NODE)
+        match = next(
+            (
+                o
+                for o in remaining
+                if o.node == node and o.name == audit_name and (not o.args or o.args == args)
+            ),
+            None,
+        )
+        if match is None:
+            continue
+        remaining.remove(match)
+        results.append(_result(spec, match))
+    return results
+
+
+def _result(spec: dg.AssetCheckSpec, outcome: AuditOutcome) -> dg.AssetCheckResult:
+    metadata: dict[str, object] = {
+        "audit": outcome.name,
+        "audit_args": dict(outcome.args),
+        "blocking": outcome.blocking,
+        "failing_rows": outcome.failing_rows,
+    }
+    if outcome.query:
+        metadata["query"] = dg.MetadataValue.md(f"```sql\n{outcome.query}\n```")
+    return dg.AssetCheckResult(
+        asset_key=spec.asset_key,
+        check_name=spec.name,
+        passed=outcome.passed,
+        severity=(dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN),
+        metadata=metadata,
+    )

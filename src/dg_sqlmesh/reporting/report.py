@@ -1,0 +1,426 @@
+"""One model's outcome as Dagster events, never claiming more than happened.
+
+* evaluated: a materialization (intervals, batches, duration, rows) with its audits' results;
+* up to date: a materialization marked ``dagster_sqlmesh/no_op`` keeping the previous data
+  version, and the model's last real audit results carried over (nothing was audited
+  again because nothing changed), so the asset's checks stay current instead of turning
+  grey;
+* anything else: the failed checks (a blocking audit), then a failed step saying why.
+
+A step other than the leader first replays its model's SQLMesh log lines, so each step's
+log shows its own model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from dg_sqlmesh._compat.dagster import (
+    latest_data_version,
+    latest_data_version_record,
+    latest_materialization_run,
+    provenance_tags,
+)
+from dg_sqlmesh.constants import NO_OP
+from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
+from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
+from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.reporting.carried_over import carried_over
+from dg_sqlmesh.reporting.check_results import check_results
+from dg_sqlmesh.reporting.partitions import recorded_partitions, report_partitions
+from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
+
+CODE_VERSION_TAG = "dagster/code_version"
+ROW_COUNT = "dagster/row_count"
+ALONE = "dg_sqlmesh/run_alone"  # a check's audit ran without evaluating its model
+UP_TO_DATE = "dg_sqlmesh/up_to_date"  # why a no-op materialization claims no new data
+
+
+def report(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    outcome: ModelOutcome,
+    *,
+    replay: bool = False,
+    leader_step: str | None = None,
+) -> Iterator[Any]:
+    """Turn one model's outcome into Dagster events, never claiming more than happened.
+
+    With ``replay``, the model's SQLMesh log lines (written live by ``leader_step``) are
+    repeated in this step's log first.
+    """
+    if replay:
+        _replay(context, outcome, leader_step)
+    model = graph.model(fqn)
+    key = graph.specs[fqn].key
+    checks = check_results(graph.check_specs.get(fqn, []), outcome.audits)
+    metadata = _metadata(outcome)
+
+    held = _held_version(graph, fqn, outcome, metadata)
+    spec = graph.specs[fqn]
+    if spec.partitions_def is not None:  # only ever materialized by partition
+        if (outcome.partitions or {}).get("first_key") is not None:
+            yield from report_partitions(
+                context,
+                graph,
+                fqn,
+                outcome,
+                metadata=metadata,
+                checks=checks,
+                tags=held,
+                data_version=_data_version(model.data_hash, outcome, context.run_id),
+                failure=_failure_reason(outcome),
+            )
+            return
+        # The run names no partitions: SQLMesh ran what was due; its recorded intervals
+        # are the partitions materialized, and nothing is recorded unpartitioned.
+        units = (outcome.partitions or {}).get("recorded", [])
+        yield from recorded_partitions(
+            graph, fqn, outcome, metadata, units, _partition_tags(context, graph, fqn, held)
+        )
+        if outcome.state is ModelState.MATERIALIZED:
+            yield from checks
+            return
+        if outcome.state is ModelState.UP_TO_DATE:
+            context.log.info(f"{model.name}: {_up_to_date_text(context, key)}")
+            yield from _idle_checks(context, graph, fqn, outcome)
+            return
+    elif outcome.state is ModelState.MATERIALIZED:
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=metadata,
+            tags=held,
+            check_results=checks,
+            data_version=dg.DataVersion(data_version(context, graph, fqn, outcome)),
+        )
+        return
+    elif outcome.state is ModelState.UP_TO_DATE:
+        text = _up_to_date_text(context, key)
+        context.log.info(f"{model.name}: {text}")
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={**metadata, UP_TO_DATE: text},
+            tags=held,
+            check_results=_idle_checks(context, graph, fqn, outcome),
+            data_version=dg.DataVersion(data_version(context, graph, fqn, outcome)),
+        )
+        return
+
+    if outcome.state is ModelState.NOT_PROMOTED:  # written, but not what the env serves
+        yield dg.AssetObservation(asset_key=key, metadata=metadata)
+    yield from checks  # a failed blocking audit is shown, without a materialization
+    raise SQLMeshRunFailure(
+        description=f"{model.name}: {_failure_reason(outcome)}",
+        metadata=metadata,
+        allow_retries=False,
+    )
+
+
+def _idle_checks(
+    context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome
+) -> list[dg.AssetCheckResult]:
+    """The checks of a model nothing was due for: its last real results, carried over, or,
+    for checks without one, the audits the leader ran on the table as it is."""
+    specs = graph.check_specs.get(fqn, [])
+    results = carried_over(context.instance, specs)
+    have = {r.check_name for r in results}
+    for result in check_results(specs, outcome.audits):
+        if result.check_name not in have:
+            results.append(
+                dg.AssetCheckResult(
+                    asset_key=result.asset_key,
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    severity=result.severity,
+                    metadata={**result.metadata, ALONE: True},
+                )
+            )
+    return results
+
+
+def _failure_reason(outcome: ModelOutcome) -> str:
+    reason = outcome.error or outcome.detail or "SQLMesh did not evaluate this model"
+    if outcome.state is ModelState.NOT_PROMOTED:
+        reason = outcome.detail or reason
+    if outcome.state is ModelState.AUDIT_FAILED:
+        failed = [a for a in outcome.audits if not a.passed and a.blocking]
+        rows = sum(a.failing_rows for a in failed)
+        names = ", ".join(a.name for a in failed) or "?"
+        reason = f"blocking audit(s) {names} failed ({rows} failing row(s))"
+    return reason
+
+
+def report_checks_alone(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    outcome: ModelOutcome,
+    *,
+    replay: bool = False,
+    leader_step: str | None = None,
+) -> Iterator[dg.AssetCheckResult]:
+    """The results of the model's checks this step was selected for, from audits run
+    alone (``execution.checks_alone``): no materialization, the table was not written."""
+    if replay:
+        _replay(context, outcome, leader_step)
+    model = graph.model(fqn)
+    if not outcome.error and outcome.detail != ALONE_DETAIL:  # the leader did not audit it
+        outcome.error = outcome.detail or "SQLMesh did not audit this model"
+    if outcome.error:
+        raise SQLMeshRunFailure(
+            description=f"{model.name}: its checks could not run alone: {outcome.error}",
+            metadata=(
+                {
+                    "sqlmesh/error_class": outcome.error_class.value,
+                    "sqlmesh/error_reason": outcome.error_reason or "",
+                }
+                if outcome.error_class
+                else None
+            ),
+            allow_retries=False,
+        )
+    selected = context.selected_asset_check_keys
+    specs = [spec for spec in graph.check_specs.get(fqn, []) if spec.key in selected]
+    results = check_results(specs, outcome.audits)
+    for spec in specs:
+        if not any(r.check_name == spec.name for r in results):
+            context.log.warning(
+                f"{model.name}: check {spec.name} has no result: the environment's version "
+                "of the model runs no such audit, or SQLMesh skipped it"
+            )
+    for result in results:
+        yield dg.AssetCheckResult(
+            asset_key=result.asset_key,
+            check_name=result.check_name,
+            passed=result.passed,
+            severity=result.severity,
+            metadata={**result.metadata, ALONE: True},
+        )
+
+
+def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "sqlmesh/state": outcome.state.value,
+        NO_OP: outcome.state is ModelState.UP_TO_DATE,
+    }
+    if outcome.intervals:
+        metadata["sqlmesh/intervals"] = [
+            f"[{_iso(start)}, {_iso(end)})" for start, end in outcome.intervals
+        ]
+        metadata["sqlmesh/interval_start"] = _iso(min(s for s, _ in outcome.intervals))
+        metadata["sqlmesh/interval_end"] = _iso(max(e for _, e in outcome.intervals))
+        # Numbers, so that the UI plots them across materializations.
+        metadata["sqlmesh/batches"] = dg.MetadataValue.int(outcome.batches)
+        metadata["sqlmesh/interval_count"] = dg.MetadataValue.int(
+            outcome.interval_count or len(outcome.intervals)
+        )
+        metadata["sqlmesh/duration_s"] = dg.MetadataValue.float(
+            round(outcome.duration_ms / 1000, 3)
+        )
+        if outcome.rows_written is not None:
+            metadata["sqlmesh/rows_written"] = dg.MetadataValue.int(outcome.rows_written)
+        if outcome.bytes_processed is not None:
+            metadata["sqlmesh/bytes_processed"] = dg.MetadataValue.int(outcome.bytes_processed)
+    if outcome.row_count is not None:
+        # The key of Dagster's ``TableMetadataSet.row_count`` (that class is not exported
+        # by ``dagster``), which the UI shows as the table's row count.
+        metadata[ROW_COUNT] = dg.MetadataValue.int(outcome.row_count)
+    if outcome.detail:
+        metadata["sqlmesh/detail"] = outcome.detail.strip()
+    if outcome.error_class:
+        metadata["sqlmesh/error_class"] = outcome.error_class.value
+        metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
+        metadata["sqlmesh/retryable"] = outcome.error_class is ErrorClass.TRANSIENT
+    if outcome.unapplied_change:
+        metadata["sqlmesh/unapplied_change"] = (
+            f"{outcome.unapplied_change} on disk, not yet in the environment: this run "
+            "executed the environment's version"
+        )
+    if outcome.failed_upstreams:
+        metadata["sqlmesh/failed_upstreams"] = outcome.failed_upstreams
+    return metadata
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def _data_version(data_hash: str | None, outcome: Any, run_id: str) -> str:
+    intervals = outcome.intervals if isinstance(outcome, ModelOutcome) else outcome
+    digest = hashlib.sha1(f"{data_hash}|{intervals}|{run_id}".encode())
+    return digest.hexdigest()[:24]
+
+
+def data_version(
+    context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome
+) -> str:
+    """The data version of ``fqn`` after this run: new exactly when SQLMesh wrote data.
+
+    Evaluated: a version of this run's intervals. Up to date: the version Dagster last
+    recorded, or (none recorded, as for an environment built outside Dagster) one derived
+    from the model's data hash alone, the same in every run until SQLMesh writes again.
+    """
+    model = graph.model(fqn)
+    if outcome.state is ModelState.MATERIALIZED:
+        return _data_version(model.data_hash, outcome, context.run_id)
+    previous = latest_data_version(context.instance, graph.specs[fqn].key)
+    return previous or _data_version(model.data_hash, [], "held")
+
+
+def _up_to_date_text(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str:
+    last = latest_materialization_run(context.instance, key)
+    since = f"since run {last}" if last else "since SQLMesh last wrote it"
+    return f"up to date: nothing was due, data unchanged {since}"
+
+
+def _provenance(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    held: Mapping[str, str] | None,
+    outcomes: Mapping[str, ModelOutcome] | None = None,
+) -> Any:
+    """``tags(data_version)``: the tags of a materialization of ``fqn`` we record ourselves
+    (not from the step's output), with the provenance Dagster gives an output's, so that
+    staleness follows data versions, not timestamps.
+
+    ``outcomes``: the run's published outcomes, for an event recorded before the upstream
+    steps of this run report (a plan evaluated the model in the leader's step): their data
+    versions are the ones those steps will record.
+    """
+    spec = graph.specs[fqn]
+    inputs = {}
+    by_key = graph.fqn_by_key
+    for dep in spec.deps:
+        upstream = by_key.get(dep.asset_key)
+        outcome = (outcomes or {}).get(upstream) if upstream else None
+        if outcome is not None and outcome.state is ModelState.MATERIALIZED:
+            inputs[dep.asset_key] = (data_version(context, graph, upstream, outcome), None)
+        else:
+            inputs[dep.asset_key] = latest_data_version_record(context.instance, dep.asset_key)
+    code_version = (held or {}).get(CODE_VERSION_TAG) or spec.code_version or context.run_id
+    return lambda version: {**(held or {}), **provenance_tags(version, code_version, inputs)}
+
+
+def _partition_tags(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    fqn: str,
+    held: Mapping[str, str] | None,
+    outcomes: Mapping[str, ModelOutcome] | None = None,
+) -> Any:
+    """``tags_for(partition_key)``: each partition's own data version, with provenance."""
+    spec = graph.specs[fqn]
+    data_hash = graph.model(fqn).data_hash
+    tags = _provenance(context, graph, fqn, held, outcomes)
+
+    def tags_for(key: str) -> dict[str, str]:
+        window = spec.partitions_def.time_window_for_partition_key(key)
+        unit = [(int(window.start.timestamp() * 1000), int(window.end.timestamp() * 1000))]
+        return tags(_data_version(data_hash, unit, context.run_id))
+
+    return tags_for
+
+
+def _held_version(
+    graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome, metadata: dict[str, Any]
+) -> dict[str, str] | None:
+    """Describe the version that ran when the project on disk differs from the environment.
+
+    SQLMesh ran the environment's version, so the materialization records that version's
+    code version (Dagster keeps showing the asset's definition as changed until a plan
+    applies it) and that version's columns (the definition's are the disk's). Left alone
+    when a translator chose other code versions than SQLMesh's data hash.
+    """
+    if outcome.held_code_version is None:
+        return None
+    if graph.specs[fqn].code_version != graph.model(fqn).data_hash:
+        return None
+    if outcome.held_columns:
+        metadata["dagster/column_schema"] = dg.TableSchema(
+            columns=[dg.TableColumn(name=n, type=t) for n, t in outcome.held_columns.items()]
+        )
+    return {CODE_VERSION_TAG: outcome.held_code_version}
+
+
+def _replay(
+    context: dg.AssetExecutionContext, outcome: ModelOutcome, leader_step: str | None
+) -> None:
+    for level, message, at in outcome.log:
+        when = datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
+        text = f"{message} (at {when}, in step '{leader_step}', which executed SQLMesh)"
+        getattr(context.log, level if level in {"info", "warning", "error"} else "info")(text)
+
+
+BY_PLAN = "dg_sqlmesh/evaluated_by_plan_of_run"
+
+
+def report_beyond_selection(
+    context: dg.AssetExecutionContext,
+    graph: SQLMeshAssetGraph,
+    outcomes: dict[str, ModelOutcome],
+    run_outcomes: Mapping[str, ModelOutcome] | None = None,
+) -> None:
+    """Record what the run's plan evaluated outside the run's selection.
+
+    A plan evaluates every model it must, selected or not, and SQLMesh's log shows it;
+    so Dagster records it too, from the step that applied the plan: a materialization for
+    each model it wrote (for a partitioned model, one per interval it filled) and the
+    results of the audits it ran, each marked with this run. Nothing is recorded for a
+    model the plan did not write. ``run_outcomes``: the outcomes of the run's selection,
+    whose steps report after this one (their data versions are the inputs' provenance).
+    """
+    if not outcomes:
+        return
+    by_state: dict[str, list[str]] = {}
+    for fqn, outcome in outcomes.items():
+        if fqn in graph.specs:
+            by_state.setdefault(outcome.state.value, []).append(graph.model(fqn).name)
+    states = "; ".join(f"{state}: {', '.join(sorted(n))}" for state, n in sorted(by_state.items()))
+    context.log.warning(
+        f"The plan this run applied also reached {sum(map(len, by_state.values()))} model(s) "
+        f"this run did not select ({states}). What it wrote and the audits it ran are "
+        "recorded here, marked with this run."
+    )
+    for fqn, outcome in outcomes.items():
+        spec = graph.specs.get(fqn)
+        if spec is None:
+            continue
+        mark = {BY_PLAN: context.run_id}
+        if outcome.state is ModelState.MATERIALIZED and spec.partitions_def is not None:
+            tags_for = _partition_tags(context, graph, fqn, None, run_outcomes)
+            for event in recorded_partitions(
+                graph, fqn, outcome, {**_metadata(outcome), **mark}, outcome.intervals, tags_for
+            ):
+                context.log_event(event)
+        elif outcome.state is ModelState.MATERIALIZED:
+            version = _data_version(graph.model(fqn).data_hash, outcome, context.run_id)
+            tags = _provenance(context, graph, fqn, None, run_outcomes)
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=spec.key, metadata={**_metadata(outcome), **mark}, tags=tags(version)
+                )
+            )
+        elif outcome.state is ModelState.NOT_PROMOTED:
+            context.log_event(
+                dg.AssetObservation(asset_key=spec.key, metadata={**_metadata(outcome), **mark})
+            )
+        elif outcome.state is not ModelState.UP_TO_DATE:
+            reason = outcome.error or outcome.detail or outcome.state.value
+            context.log.error(f"{graph.model(fqn).name} (evaluated by the plan): {reason}")
+        for result in check_results(graph.check_specs.get(fqn, []), outcome.audits):
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=result.asset_key,
+                    check_name=result.check_name,
+                    passed=result.passed,
+                    severity=result.severity,
+                    metadata={**result.metadata, **mark},
+                )
+            )

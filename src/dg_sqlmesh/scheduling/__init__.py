@@ -1,0 +1,1 @@
+"""When models run: the adaptive schedule, the due models, the partition status sensor."""

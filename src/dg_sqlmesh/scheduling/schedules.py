@@ -1,0 +1,214 @@
+"""One adaptive Dagster schedule that runs exactly the SQLMesh models that are due.
+
+The schedule ticks on the finest cron of the project's models (``@hourly`` if any
+model is hourly, ``*/15 * * * *`` if one runs every quarter hour...). Each tick reads
+SQLMesh's state, the way ``sqlmesh run`` does before it evaluates anything, and asks
+which models have missing intervals whose cron has elapsed at the tick's scheduled
+time. Only those models are requested; nothing due means a skipped tick. No model
+SQL runs during a tick, and a tick never overlaps a SQLMesh run of the same
+environment that is still queued or running.
+
+Loading the definition only reads the cached project description: no SQLMesh
+context, no warehouse connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TypeVar
+
+import dagster as dg
+
+from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, SCHEDULE_TAG, SCHEDULED_TIME_TAG
+from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
+from dg_sqlmesh.scheduling.due_models import DueModels, find_due_models, utc
+from dg_sqlmesh.translation.cron import finest_cron, listed
+from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
+from dg_sqlmesh.translation.translator import SQLMeshTranslator
+
+T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from dg_sqlmesh.execution.settings import SQLMeshProject
+
+# Runs that may still execute SQLMesh: a tick waits for them rather than overlap.
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+def active_sqlmesh_runs(
+    instance: dg.DagsterInstance, *, job_name: str, asset_keys: Iterable[dg.AssetKey]
+) -> list[dg.DagsterRun]:
+    """Runs still queued or running that execute SQLMesh models of ``asset_keys``.
+
+    A run with an explicit asset selection counts when it selects one of the keys (this
+    covers materializations launched from the asset graph); a run without one counts
+    when it is a run of ``job_name``.
+
+    Example:
+        >>> active_sqlmesh_runs(instance, job_name="sqlmesh_job", asset_keys=keys)
+        ... # doctest: +SKIP
+        []
+    """
+    keys = set(asset_keys)
+    found = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES)):
+        if run.asset_selection is not None:
+            if keys & set(run.asset_selection):
+                found.append(run)
+        elif run.job_name == job_name:
+            found.append(run)
+    return sorted(found, key=lambda r: r.run_id)
+
+
+def read_state_or_skip(read: Callable[[], T], skip: Callable[[str], str]) -> T | dg.SkipReason:
+    """``read()`` SQLMesh's state for a tick; a transient failure (a locked DuckDB file, a
+    dropped connection) skips the tick with ``skip(reason)``, any other error raises."""
+    try:
+        return read()
+    except Exception as exc:
+        error_class, reason = classify_error(exc)
+        if error_class is not ErrorClass.TRANSIENT:
+            raise
+        return dg.SkipReason(skip(reason))
+
+
+def sqlmesh_adaptive_schedule_factory(
+    *,
+    sqlmesh_resource: SQLMeshProject,
+    name: str = "sqlmesh_adaptive_schedule",
+    job_name: str = JOB_NAME,
+    translator: SQLMeshTranslator | None = None,
+    external_asset_mapping: str | None = None,
+    asset_graph: SQLMeshAssetGraph | None = None,
+    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+    partitioned: bool = False,
+) -> dg.ScheduleDefinition:
+    """A schedule that requests the SQLMesh models that are due, and only those.
+
+    It ticks on the finest cron of the project's models (see :func:`finest_cron`).
+    Each tick skips while a run of the environment is queued or running, otherwise
+    asks SQLMesh's state which models are due at the tick's scheduled time (see
+    :func:`find_due_models`) and requests a run of ``job_name`` for their assets,
+    with a run key made of the environment and the scheduled time. A tick executes
+    no model SQL; it opens SQLMesh's state connection briefly.
+
+    Args:
+        sqlmesh_resource: the project, gateway and environment the assets run in.
+        name: the schedule's name.
+        job_name: the job the assets belong to (``sqlmesh_job``).
+        translator: the translator the assets were built with (it decides the keys).
+        external_asset_mapping: as given to the assets factory.
+        asset_graph: the graph the assets were built from; overrides ``translator``.
+        default_status: whether the schedule starts running when first loaded.
+        partitioned: as given to the assets factory. A due partitioned model is
+            requested with its due partitions (one run per distinct range of them, see
+            ``dg_sqlmesh.scheduling.schedule_partitions``).
+
+    Example:
+        >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
+        >>> assets = sqlmesh_assets_factory(sqlmesh_resource=resource)  # doctest: +SKIP
+        >>> defs = dg.Definitions(  # doctest: +SKIP
+        ...     assets=assets,
+        ...     jobs=[sqlmesh_job(assets)],
+        ...     schedules=[sqlmesh_adaptive_schedule_factory(sqlmesh_resource=resource)],
+        ...     resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
+        ... )
+    """
+    graph = asset_graph or build_asset_graph(
+        sqlmesh_resource.describe(),
+        resolve_translator(translator, external_asset_mapping),
+        partitioned=partitioned,
+    )
+    chosen = finest_cron(graph.model(fqn) for fqn in graph.specs)
+    environment = sqlmesh_resource.environment
+    keys = {fqn: spec.key for fqn, spec in graph.specs.items()}
+    description = (
+        f"Runs the SQLMesh models of environment '{environment}' whose cron interval has "
+        f"elapsed, and only those; skips while a run of the environment is in progress. "
+        + chosen.explain()
+    )
+
+    def _evaluate(
+        context: dg.ScheduleEvaluationContext,
+    ) -> dg.RunRequest | list[dg.RunRequest] | dg.SkipReason:
+        scheduled = utc(context.scheduled_execution_time or datetime.now(UTC))
+        busy = active_sqlmesh_runs(context.instance, job_name=job_name, asset_keys=keys.values())
+        if busy:
+            run = busy[0]
+            more = f" (and {len(busy) - 1} more)" if len(busy) > 1 else ""
+            return dg.SkipReason(
+                f"Run {run.run_id}{more} of {run.job_name} is still {run.status.value} for "
+                f"SQLMesh environment '{environment}'; skipping this tick so that runs of the "
+                "environment never overlap. Due models are picked up by the next tick."
+            )
+        found = read_state_or_skip(
+            lambda: find_due_models(sqlmesh_resource, scheduled),
+            lambda reason: (
+                f"Could not read SQLMesh's state for environment '{environment}' ({reason}); "
+                "the next tick tries again."
+            ),
+        )
+        if isinstance(found, dg.SkipReason):
+            return found
+        if found.not_ready:
+            return dg.SkipReason(found.not_ready)
+        selected = [fqn for fqn in found.selection if fqn in keys]
+        unknown = [fqn for fqn in found.selection if fqn not in keys]
+        if unknown:
+            context.log.warning(
+                f"Due in SQLMesh's state but not in this project's assets: {listed(unknown)}"
+            )
+        if not selected:
+            return dg.SkipReason(_nothing_due(found, graph))
+        context.log.info(
+            f"{len(selected)} SQLMesh model(s) due at {scheduled.isoformat()}: "
+            + listed([graph.model(fqn).name for fqn in selected], 20)
+        )
+        run_key = f"{environment}@{scheduled.isoformat()}"
+        tags = {
+            SCHEDULE_TAG: name,
+            ENVIRONMENT_TAG: environment,
+            SCHEDULED_TIME_TAG: scheduled.isoformat(),
+        }
+        if any(graph.specs[fqn].partitions_def is not None for fqn in selected):
+            from dg_sqlmesh.scheduling.schedule_partitions import partitioned_run_requests
+
+            return partitioned_run_requests(graph, found, selected, run_key=run_key, tags=tags)
+        return dg.RunRequest(
+            run_key=run_key, asset_selection=[keys[fqn] for fqn in selected], tags=tags
+        )
+
+    try:
+        return dg.schedule(
+            cron_schedule=chosen.cron,
+            job_name=job_name,
+            name=name,
+            execution_timezone=chosen.timezone,
+            description=description,
+            default_status=default_status,
+        )(_evaluate)
+    except dg.DagsterInvalidDefinitionError as exc:
+        raise SQLMeshDefinitionError(
+            f"Dagster does not accept the cron '{chosen.sqlmesh_cron}' of {listed(chosen.models)} "
+            f"as a schedule: {exc}"
+        ) from exc
+
+
+def _nothing_due(found: DueModels, graph: SQLMeshAssetGraph) -> str:
+    text = (
+        f"No SQLMesh model of environment '{found.environment}' is due at "
+        f"{found.execution_time.isoformat()}: every model is complete up to its last cron tick."
+    )
+    if found.next_due is not None:
+        names = [
+            graph.model(fqn).name if fqn in graph.specs else fqn for fqn in found.next_due_models
+        ]
+        text += f" Next due: {listed(names)} at {found.next_due.isoformat()}."
+    return text

@@ -1,0 +1,3 @@
+"""A project description to Dagster specs: the translator, its defaults, the tag
+convention, checks, partitions, crons, freshness and automation.
+"""
