@@ -145,3 +145,36 @@ def test_a_standalone_audit_executed_alone_runs(tmp_path, instance):
     assert (evaluation["passed"], evaluation["severity"]) == (False, "WARN")
     assert evaluation["metadata"]["failing_rows"] == 1
     assert query(db, "SELECT * FROM sqlmesh._intervals ORDER BY 1") == before
+
+
+def test_checks_alone_in_a_dev_environment_audit_the_table_the_environment_reads(
+    tmp_path, instance
+):
+    """A model indirectly changed by a non-breaking change keeps reading prod's table in the
+    dev environment (SQLMesh calls it representative, though not deployable): its checks,
+    executed alone, audit that table over the intervals it holds, as SQLMesh reads it.
+
+    Regression: checks executed alone asked whether the snapshot was deployable, found no
+    dev interval, and failed saying the model had no data."""
+    from conftest import EXAMPLE
+
+    project = copy_project(EXAMPLE, tmp_path / "shop")
+    plan_project(project, skip_backfill=False)  # prod, with data
+    model = project / "models" / "staging" / "stg_products.sql"
+    model.write_text(model.read_text().replace("SELECT", "SELECT 1 AS new_col,", 1))
+    plan_project(project, "dev", skip_backfill=False)  # marts.product_sales: indirect
+
+    keys = [dg.AssetCheckKey(dg.AssetKey(["shop", "marts", "product_sales"]), "not_null")]
+    defs = sqlmesh_definitions_factory(project_dir=str(project), environment="dev")
+    result = dg.materialize(
+        defs.assets,
+        selection=dg.AssetSelection.checks(*keys),
+        resources=defs.resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    assert result.success, step_failures(instance, result.run_id)
+    (check,) = check_evaluations(instance, result.run_id).values()
+    assert check["passed"] is True
+    assert check["metadata"]["dg_sqlmesh/run_alone"] is True

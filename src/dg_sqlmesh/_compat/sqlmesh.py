@@ -145,6 +145,59 @@ class EnvironmentIntervals:
     updating_plan: str | None = None
 
 
+def environment_snapshots(
+    state: Any, environment: str, names: Collection[str] | None = None
+) -> tuple[dict[Any, Any], Any] | None:
+    """The environment's snapshots (with their intervals) and its deployability index, as
+    SQLMesh's scheduler builds them for a run of the environment: every snapshot deployable
+    in prod, ``DeployabilityIndex.create`` over all of the environment's snapshots
+    elsewhere. ``names``: in prod, read only these snapshots. None when the environment
+    does not exist. The one place that decides it (checked against SQLMesh 0.236).
+    """
+    from sqlmesh.core import constants as c
+    from sqlmesh.core.environment import Environment
+    from sqlmesh.core.snapshot import DeployabilityIndex
+
+    stored = state.get_environment(Environment.sanitize_name(environment))
+    if stored is None:
+        return None
+    if stored.name.lower() == c.PROD:
+        wanted = stored.snapshots
+        if names is not None:
+            wanted = [s for s in stored.snapshots if s.name in set(names)]
+        return state.get_snapshots(wanted), DeployabilityIndex.all_deployable()
+    snapshots = state.get_snapshots(stored.snapshots)
+    return snapshots, DeployabilityIndex.create(snapshots)
+
+
+def reads_deployed_table(deployability: Any, snapshot: Any) -> bool:
+    """Whether the environment reads the snapshot's deployable table and its intervals
+    (not its dev table and dev intervals): SQLMesh's ``is_representative``, which its
+    scheduler and table mapping use. Not ``is_deployable``, which is false for an indirect
+    non-breaking or forward-only snapshot that still reads prod's table."""
+    return bool(deployability.is_representative(snapshot))
+
+
+def index_reading_held_table(deployability: Any, snapshot: Any) -> Any:
+    """A deployability index under which SQLMesh's evaluator reads, for ``snapshot``, the
+    table the environment reads. ``SnapshotEvaluator.audit`` picks a model's own table by
+    ``is_deployable`` (SQLMesh 0.236), which for a representative, non-deployable snapshot
+    is a dev table that was never built."""
+    if reads_deployed_table(deployability, snapshot):
+        return deployability.with_deployable(snapshot)
+    return deployability
+
+
+def intervals_held(snapshot: Any, deployability: Any) -> list[tuple[int, int]]:
+    """The intervals the environment holds for ``snapshot``."""
+    held = (
+        snapshot.intervals
+        if reads_deployed_table(deployability, snapshot)
+        else snapshot.dev_intervals
+    )
+    return [(int(start), int(end)) for start, end in held]
+
+
 def environment_intervals(
     context: Any, environment: str, execution_time: datetime, *, ignore_cron: bool
 ) -> EnvironmentIntervals | None:
@@ -164,7 +217,7 @@ def environment_intervals(
         from sqlmesh.core import constants as c
         from sqlmesh.core.environment import Environment
         from sqlmesh.core.scheduler import merged_missing_intervals
-        from sqlmesh.core.snapshot import DeployabilityIndex, apply_auto_restatements
+        from sqlmesh.core.snapshot import apply_auto_restatements
     except ImportError as exc:
         raise SQLMeshDefinitionError(
             "This SQLMesh release does not have the scheduler functions dg-sqlmesh reads "
@@ -180,12 +233,12 @@ def environment_intervals(
         return None
     if not stored.finalized_ts:
         return EnvironmentIntervals({}, {}, {}, updating_plan=stored.plan_id)
-    snapshots = state.get_snapshots(stored.snapshots)  # intervals included
+    read = environment_snapshots(state, name)
+    if read is None:
+        return None
+    snapshots, deployability = read  # intervals included
     if name.lower() == c.PROD:
-        deployability = DeployabilityIndex.all_deployable()
         apply_auto_restatements(snapshots, execution_time)
-    else:
-        deployability = DeployabilityIndex.create(snapshots)
     missing = merged_missing_intervals(
         snapshots.values(),
         end=execution_time,
@@ -216,31 +269,19 @@ def held_intervals(
     Checked against SQLMesh 0.220 to 0.236. Raises ``RuntimeError`` when the state API
     is not there: partition reporting cannot be right without it.
     """
-    from sqlmesh.core import constants as c
-    from sqlmesh.core.environment import Environment
-    from sqlmesh.core.snapshot import DeployabilityIndex
-
     state = context.state_sync
     if not all(hasattr(state, name) for name in ("get_environment", "get_snapshots")):
         raise RuntimeError("this SQLMesh's state sync cannot read snapshot intervals")
-    stored = state.get_environment(Environment.sanitize_name(environment))
-    if stored is None:
-        return {}
     wanted = set(fqns)
-    if stored.name.lower() == c.PROD:
-        snapshots = state.get_snapshots([s for s in stored.snapshots if s.name in wanted])
-        deployability = DeployabilityIndex.all_deployable()
-    else:
-        snapshots = state.get_snapshots(stored.snapshots)
-        deployability = DeployabilityIndex.create(snapshots)
-    found = {}
-    for snapshot in snapshots.values():
-        if snapshot.name not in wanted:
-            continue
-        representative = deployability.is_representative(snapshot)
-        held = snapshot.intervals if representative else snapshot.dev_intervals
-        found[snapshot.name] = [(int(s), int(e)) for s, e in held]
-    return found
+    read = environment_snapshots(state, environment, wanted)
+    if read is None:
+        return {}
+    snapshots, deployability = read
+    return {
+        snapshot.name: intervals_held(snapshot, deployability)
+        for snapshot in snapshots.values()
+        if snapshot.name in wanted
+    }
 
 
 def remove_held_intervals(

@@ -16,7 +16,11 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dg_sqlmesh.constants import PROD
+from dg_sqlmesh._compat.sqlmesh import (
+    environment_snapshots,
+    index_reading_held_table,
+    intervals_held,
+)
 from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome
 from dg_sqlmesh.project.describe import describe_audits
@@ -128,26 +132,18 @@ class _NoData(Exception):
 
 
 def _environment_snapshots(context: Context, environment: str) -> tuple[dict[str, Any] | None, Any]:
-    """The environment's snapshots by name (with their intervals), and which are
-    deployable, as SQLMesh's scheduler computes it for a run of the environment."""
-    from sqlmesh.core.snapshot import DeployabilityIndex
-
-    held = context.state_reader.get_environment(environment)
-    if held is None:
+    """The environment's snapshots by name (with their intervals), and its deployability
+    index, as SQLMesh's scheduler computes them for a run of the environment."""
+    read = environment_snapshots(context.state_reader, environment)
+    if read is None:
         return None, None
-    snapshots = context.state_reader.get_snapshots(held.snapshots)
-    deployability = (
-        DeployabilityIndex.all_deployable()
-        if environment.lower() == PROD
-        else DeployabilityIndex.create(snapshots)
-    )
+    snapshots, deployability = read
     return {s.name: s for s in snapshots.values()}, deployability
 
 
 def _window(snapshot: Any, deployability: Any) -> tuple[int, int] | None:
     """The span of every interval the environment holds for ``snapshot``."""
-    deployable = deployability.is_deployable(snapshot)
-    intervals = snapshot.intervals if deployable else snapshot.dev_intervals
+    intervals = intervals_held(snapshot, deployability)
     if not intervals:
         return None
     return min(start for start, _ in intervals), max(end for _, end in intervals)
@@ -213,7 +209,7 @@ def _run(
         snapshots=snapshots,
         start=start,
         end=end,
-        deployability_index=deployability,
+        deployability_index=index_reading_held_table(deployability, snapshot),
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dg_sqlmesh.execution.environment import PROD
+from dg_sqlmesh._compat.sqlmesh import environment_snapshots, reads_deployed_table
 from dg_sqlmesh.execution.outcomes import FINISHED, ModelOutcome
 from dg_sqlmesh.project.description import ModelInfo
 from dg_sqlmesh.translation.tags import row_count_enabled
@@ -74,25 +74,20 @@ def physical_tables(context: Context, environment: str, fqns: Sequence[str]) -> 
     """The table SQLMesh writes for each of ``fqns`` in ``environment``, as
     ``Context.table_name`` resolves it (read once for all models); views, embedded and
     external models of the environment's version are left out."""
-    from sqlmesh.core.snapshot import DeployabilityIndex
-
-    held = context.state_reader.get_environment(environment)
-    if held is None:
+    read = environment_snapshots(context.state_reader, environment, fqns)
+    if read is None:
         return {}
+    snapshots, deployability = read
     wanted = set(fqns)
-    infos = [
-        info
-        for info in held.snapshots
-        if info.name in wanted
-        and info.is_model
-        and str(getattr(info.kind_name, "value", info.kind_name)).upper() not in NOT_COUNTED_KINDS
-    ]
-    if environment.lower() == PROD or not infos:
-        return {info.name: info.table_name() for info in infos}
-    deployability = DeployabilityIndex.create(context.state_reader.get_snapshots(held.snapshots))
     return {
-        info.name: info.table_name(is_deployable=deployability.is_deployable(info.snapshot_id))
-        for info in infos
+        snapshot.name: snapshot.table_name(
+            is_deployable=reads_deployed_table(deployability, snapshot)
+        )
+        for snapshot in snapshots.values()
+        if snapshot.name in wanted
+        and snapshot.is_model
+        and str(getattr(snapshot.model.kind.name, "value", snapshot.model.kind.name)).upper()
+        not in NOT_COUNTED_KINDS
     }
 
 
