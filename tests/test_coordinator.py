@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -96,14 +97,16 @@ def test_host_lock_waits_then_names_the_holder(tmp_path, monkeypatch):
     assert waited == ["Dagster run AAA"]
 
 
-def _hold(args: tuple[str, str, str, str]) -> tuple[float, float, list[str]]:
-    """One 'host': its own lock folder, the shared instance; hold the environment 0.4 s."""
+def _hold(args: tuple[str, str, str, Any]) -> tuple[float, float, list[str]]:
+    """One 'host': its own lock folder, the shared instance; once every host is ready
+    (``ready``, a barrier), hold the environment 0.4 s."""
     import os
 
-    ref_file, run_id, lock_dir, _ = args
+    ref_file, run_id, lock_dir, ready = args
     os.environ[LOCK_DIR_ENV] = lock_dir
     logs: list[str] = []
     with open_instance(ref_file) as instance:
+        ready.wait(timeout=120)  # all four contend, however slowly their processes started
         with hold_environment(
             instance,
             run_id,
@@ -121,8 +124,10 @@ def _hold(args: tuple[str, str, str, str]) -> tuple[float, float, list[str]]:
 def test_runs_on_different_hosts_hold_the_environment_one_at_a_time(instance, tmp_path):
     ref = instance_ref_file(instance, tmp_path)
     runs = [_started_run(instance) for _ in range(4)]
-    jobs = [(str(ref), r.run_id, str(tmp_path / f"host{i}"), "") for i, r in enumerate(runs)]
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Manager() as manager, spawn.Pool(4) as pool:
+        ready = manager.Barrier(4)
+        jobs = [(str(ref), r.run_id, str(tmp_path / f"host{i}"), ready) for i, r in enumerate(runs)]
         held = pool.map(_hold, jobs)
     spans = sorted((start, end) for start, end, _ in held)
     for (_, end), (start, _) in zip(spans, spans[1:], strict=False):

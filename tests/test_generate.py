@@ -4,7 +4,6 @@ empirical ``_meta.executions`` counting semantics documented in its module docst
 from __future__ import annotations
 
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -78,11 +77,9 @@ def _children(models: list[dict], name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("n", [100, 500])
-def test_generation_is_fast(tmp_path: Path, n: int) -> None:
-    t0 = time.perf_counter()
+def test_generation_writes_every_model_once(tmp_path: Path, n: int) -> None:
+    # How fast it is belongs to benchmarks/, not to a test a loaded machine can fail.
     root = generate_project(tmp_path / "p", n, seed=3, audits_per_model=len(AUDITS))
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 0.5, elapsed
     assert len(list((root / "models").rglob("*.sql"))) == n
 
 
