@@ -17,12 +17,13 @@ def architecture_section() -> str:
 
 
 def test_the_architecture_section_names_every_module():
+    """A map of the folders: each folder, and each module by its name in its folder's entry."""
     section = architecture_section()
-    named = set(re.findall(r"`(?:[a-z_]+/)?([a-z_]+\.py)`", section))
-    named |= set(re.findall(r"\b([a-z_]+\.py)\b", section))  # in the diagram
-    files = {p.name for p in package_modules().values() if p.name != "__init__.py"}
-    assert files - named == set(), f"modules missing from the README: {sorted(files - named)}"
-    # project*.py names a family; tests/test_*.py are not the package's
-    unknown = {n for n in named - files if not n.startswith(("project", "test_"))}
-    assert not unknown, f"the README names modules that do not exist: {sorted(unknown)}"
-    assert (SOURCE / "components").is_dir() and "`components/`" in section
+    modules = {p for p in package_modules().values() if p.name != "__init__.py"}
+    folders = {p.parent.name for p in modules if p.parent != SOURCE}
+    missing_folders = sorted(f for f in folders if f"{f}/" not in section)
+    assert not missing_folders, f"folders missing from the README: {missing_folders}"
+    words = set(re.findall(r"[a-z_]+", section))
+    missing = sorted(str(p.relative_to(SOURCE)) for p in modules if p.stem not in words)
+    assert not missing, f"modules missing from the README: {missing}"
+    assert (SOURCE / "components").is_dir() and "components/" in section

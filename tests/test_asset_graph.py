@@ -11,6 +11,7 @@ import pytest
 from helpers.harness import copy_project
 
 from dg_sqlmesh import sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import AUDIT, MODEL, TABLE
 from dg_sqlmesh.project.config import load_config
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
@@ -155,7 +156,7 @@ def test_external_models_are_external_assets_described_by_the_translator(defs):
     assert node.description.startswith("Card, PayPal and bank-transfer payments")
     assert node.group_name == "payments"
     assert node.kinds == {"sqlmesh", "duckdb"}
-    columns = [c.name for c in node.metadata["dagster/column_schema"].columns]
+    columns = [c.name for c in node.metadata[TABLE.column_schema].columns]
     assert columns == ["transaction_id", "order_id", "amount", "payment_method", "paid_at"]
     assert node.code_version is None and node.automation_condition is None
 
@@ -229,10 +230,10 @@ def test_one_check_per_audit_with_blocking(defs):
     for assets_def in defs.assets:
         for check in assets_def.check_specs:
             found.setdefault(check.asset_key.to_user_string(), []).append(
-                (check.metadata["sqlmesh/audit"], check.blocking)
+                (check.metadata[AUDIT.audit], check.blocking)
             )
-            assert check.metadata["sqlmesh/blocking"] is check.blocking
-            assert check.name == check.metadata["sqlmesh/audit"]
+            assert check.metadata[AUDIT.blocking] is check.blocking
+            assert check.name == check.metadata[AUDIT.audit]
     assert found == AUDITS
     assert sum(len(a) for a in AUDITS.values()) == 30
 
@@ -240,13 +241,13 @@ def test_one_check_per_audit_with_blocking(defs):
 def test_check_metadata_and_description(defs):
     checks = {(c.asset_key.to_user_string(), c.name): c for a in defs.assets for c in a.check_specs}
     accepted = checks[("shop/marts/payment_reconciliation", "accepted_values")]
-    assert accepted.metadata["sqlmesh/audit_args"] == {
+    assert accepted.metadata[AUDIT.audit_args] == {
         "column": "reconciliation_status",
         "is_in": "('matched', 'amount_mismatch', 'unknown_order')",
     }
     assert "non-blocking" in accepted.description
     rng = checks[("shop/staging/stg_order_items", "accepted_range")]
-    assert rng.metadata["sqlmesh/audit_args"] == {
+    assert rng.metadata[AUDIT.audit_args] == {
         "column": "quantity",
         "min_v": "1",
         "max_v": "100",
@@ -259,8 +260,8 @@ def test_check_metadata_and_description(defs):
 
 def test_table_metadata(specs):
     md = specs["shop/marts/daily_revenue"].metadata
-    assert md["dagster/table_name"] == "shop.marts.daily_revenue"
-    schema = md["dagster/column_schema"]
+    assert md[TABLE.table_name] == "shop.marts.daily_revenue"
+    schema = md[TABLE.column_schema]
     assert isinstance(schema, dg.TableSchema)
     # Types as SQLMesh infers them from the query (no warehouse is asked); the precision
     # SQLMesh infers for a SUM of decimals varies between SQLMesh versions.
@@ -272,28 +273,28 @@ def test_table_metadata(specs):
         "gross_revenue": ("DECIMAL", "Amount of all order lines in EUR."),
         "net_revenue": ("DECIMAL", "Amount of non-cancelled, non-returned order lines in EUR."),
     }
-    assert md["sqlmesh/model"] == "marts.daily_revenue"
-    assert md["sqlmesh/kind"] == "INCREMENTAL_BY_TIME_RANGE"
-    assert md["sqlmesh/cron"] == "@daily"
-    assert md["sqlmesh/dialect"] == "duckdb"
-    assert md["sqlmesh/grain"] == "order_date"
-    assert md["sqlmesh/time_column"] == "order_date"
-    assert md["sqlmesh/file"] == "models/marts/daily_revenue.sql"
+    assert md[MODEL.model] == "marts.daily_revenue"
+    assert md[MODEL.kind] == "INCREMENTAL_BY_TIME_RANGE"
+    assert md[MODEL.cron] == "@daily"
+    assert md[MODEL.dialect] == "duckdb"
+    assert md[MODEL.grain] == "order_date"
+    assert md[MODEL.time_column] == "order_date"
+    assert md[MODEL.file] == "models/marts/daily_revenue.sql"
 
 
 def test_seed_metadata_uses_declared_columns(specs):
     md = specs["shop/raw/order_items"].metadata
-    assert md["sqlmesh/kind"] == "SEED"
-    assert md["sqlmesh/grain"] == "order_id, product_id"
-    columns = {c.name: c for c in md["dagster/column_schema"].columns}
+    assert md[MODEL.kind] == "SEED"
+    assert md[MODEL.grain] == "order_id, product_id"
+    columns = {c.name: c for c in md[TABLE.column_schema].columns}
     assert list(columns) == ["order_id", "product_id", "quantity", "unit_price"]
     assert columns["unit_price"].type == "DECIMAL(10, 2)"
     assert columns["quantity"].description == "Number of units ordered."
-    assert "sqlmesh/time_column" not in md
+    assert MODEL.time_column not in md
 
 
 def test_rendered_query(specs):
-    rendered = specs["shop/marts/daily_revenue"].metadata["sqlmesh/rendered_query"]
+    rendered = specs["shop/marts/daily_revenue"].metadata[MODEL.rendered_query]
     assert isinstance(rendered, dg.MarkdownMetadataValue)
     text = rendered.md_str
     assert text.startswith("```sql\n") and text.endswith("\n```")
@@ -302,16 +303,16 @@ def test_rendered_query(specs):
     assert '"shop"."staging"."stg_orders"' in text
     assert '"shop"."staging"."stg_order_items"' in text
     assert "@start_ds" in text and "@end_ds" in text and "1970" not in text
-    view = specs["shop/marts/payment_reconciliation"].metadata["sqlmesh/rendered_query"].md_str
+    view = specs["shop/marts/payment_reconciliation"].metadata[MODEL.rendered_query].md_str
     assert '"shop"."payments"."transactions"' in view
 
 
 def test_every_model_has_core_metadata(specs):
     for key, spec in specs.items():
         md = spec.metadata
-        assert md["dagster/table_name"] == key.replace("/", "."), key
-        assert md["dagster/column_schema"].columns, key
-        for name in ("sqlmesh/kind", "sqlmesh/cron", "sqlmesh/dialect", "sqlmesh/grain"):
+        assert md[TABLE.table_name] == key.replace("/", "."), key
+        assert md[TABLE.column_schema].columns, key
+        for name in (MODEL.kind, MODEL.cron, MODEL.dialect, MODEL.grain):
             assert md[name], (key, name)
 
 

@@ -16,6 +16,7 @@ from dg_sqlmesh import (
     sqlmesh_assets_factory,
     sqlmesh_definitions_factory,
 )
+from dg_sqlmesh.metadata import MODEL
 
 HOURLY = dg.AssetKey(["db", "s", "hourly"])
 DAILY = dg.AssetKey(["db", "s", "daily"])
@@ -82,8 +83,8 @@ def test_condition_of_a_model(project):
     assert specs[LA].automation_condition.get_label() == (
         "sqlmesh_cron(@daily, America/Los_Angeles)"
     )
-    assert specs[HOURLY].metadata["sqlmesh/cron"] == "@hourly"
-    assert specs[LA].metadata["sqlmesh/cron"] == "@daily"
+    assert specs[HOURLY].metadata[MODEL.cron] == "@hourly"
+    assert specs[LA].metadata[MODEL.cron] == "@daily"
 
 
 def test_automation_is_off_by_default_and_survives_a_bare_subclass(project):

@@ -21,6 +21,8 @@ from helpers.partitioned import (
     warehouse_days,
 )
 
+from dg_sqlmesh.metadata import AUDIT
+
 TEN_DAYS = [day(n) for n in range(2, 12)]
 
 
@@ -44,7 +46,7 @@ def test_a_ten_day_backfill_runs_sqlmesh_once_and_fills_exactly_ten_intervals(
     # the audit is a check of the run
     checks = check_evaluations(instance, result.run_id)
     assert checks[("warehouse/part/events", "not_null")]["passed"] is True
-    assert checks[("warehouse/part/events", "not_null")]["metadata"]["failing_rows"] == 0
+    assert checks[("warehouse/part/events", "not_null")]["metadata"][AUDIT.failing_rows] == 0
 
 
 def test_restating_two_partitions_rewrites_exactly_those_rows(tmp_path, instance):

@@ -13,6 +13,7 @@ from helpers.harness import materialized, model_assets, plan_project, run_in_pro
 from projects.generate import generate_project, project_models
 
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import RUN
 from dg_sqlmesh.project.load import load_project
 
 VENV_BIN = Path(sys.executable).parent
@@ -193,5 +194,5 @@ def test_sqlmesh_init_project_loads_validates_and_runs(tmp_path, monkeypatch, in
     assert result.success
     shown = materialized(instance, result.run_id)
     assert set(shown) == keys
-    assert all(md["sqlmesh/state"] == "materialized" for md in shown.values())
+    assert all(md[RUN.state] == "materialized" for md in shown.values())
     assert (root / "db.db").exists()

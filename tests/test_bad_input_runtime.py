@@ -17,6 +17,7 @@ from helpers.harness import materialized, observed, plan_project, run_in_process
 from projects.generate import generate_project
 
 from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import RUN
 
 CONFIG = """\
 gateways:
@@ -90,11 +91,11 @@ def test_missing_table_fails_when_the_environment_is_planned(tmp_path, instance)
         'app.bad: Catalog Error: Table with name "nowhere.missing" does not exist because '
         'schema "nowhere" does not exist.'
     )
-    assert metadata["sqlmesh/error_class"] == "persistent"
+    assert metadata[RUN.error_class] == "persistent"
     assert materialized(instance, result.run_id) == {}
     (ok,) = observed(instance, result.run_id).values()
-    assert ok["sqlmesh/state"] == "written_not_promoted"
-    assert ok["sqlmesh/detail"].startswith(
+    assert ok[RUN.state] == "written_not_promoted"
+    assert ok[RUN.detail].startswith(
         "written by the plan this run applied, but the plan this run applied failed (app.bad: "
         "Plan application failed.): the environment does not serve this version"
     )
@@ -122,9 +123,9 @@ def test_table_dropped_after_the_plan_fails_at_run_time(tmp_path, instance):
     assert description.startswith(
         "app.reader: Catalog Error: Table with name source does not exist!"
     ), description
-    assert metadata["sqlmesh/state"] == "failed"
-    assert metadata["sqlmesh/error_class"] == "persistent"
-    assert metadata["sqlmesh/retryable"] is False
+    assert metadata[RUN.state] == "failed"
+    assert metadata[RUN.error_class] == "persistent"
+    assert metadata[RUN.retryable] is False
     assert list(materialized(instance, result.run_id)) == ["db/app/ok"]
 
 
@@ -190,7 +191,7 @@ def test_models_removed_from_disk_after_loading(generated, instance):
         "new definitions."
     ) in messages
     shown = materialized(instance, result.run_id)
-    assert {m["sqlmesh/unapplied_change"] for m in shown.values()} == {
+    assert {m[RUN.unapplied_change] for m in shown.values()} == {
         "removed on disk, not yet in the environment: this run executed the environment's version"
     }
     assert len(materialized(instance, result.run_id)) == 4
@@ -257,5 +258,5 @@ def test_state_of_another_sqlmesh_version(generated, instance, state_version, ad
         f"The run's SQLMesh execution failed: {expected}",
     }
     (metadata,) = [m for d, m in found.values() if d == expected]
-    assert metadata["sqlmesh/error_class"] == "persistent"
-    assert metadata["sqlmesh/retryable"] is False
+    assert metadata[RUN.error_class] == "persistent"
+    assert metadata[RUN.retryable] is False

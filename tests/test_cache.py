@@ -20,6 +20,7 @@ from helpers.harness import copy_project, model_assets
 
 import dg_sqlmesh.project.load
 from dg_sqlmesh import sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.cache import default_cache_dir, load_description
 from dg_sqlmesh.project.load import load_project
 
@@ -181,7 +182,7 @@ CHANGES = {
         lambda before, after: (
             after[SCALED]["code_version"] != before[SCALED]["code_version"]
             and after[ITEMS] == before[ITEMS]
-            and "+ 1" in after[SCALED]["metadata"]["sqlmesh/rendered_query"].md_str
+            and "+ 1" in after[SCALED]["metadata"][MODEL.rendered_query].md_str
         ),
     ),
     "audit_file": (
@@ -194,16 +195,16 @@ CHANGES = {
         lambda p: _replace(p, "macros/util.py", "return 2", "return 3"),
         lambda before, after: (
             after[SCALED]["code_version"] != before[SCALED]["code_version"]
-            and '* 2 AS "qty"' in before[SCALED]["metadata"]["sqlmesh/rendered_query"].md_str
-            and '* 3 AS "qty"' in after[SCALED]["metadata"]["sqlmesh/rendered_query"].md_str
+            and '* 2 AS "qty"' in before[SCALED]["metadata"][MODEL.rendered_query].md_str
+            and '* 3 AS "qty"' in after[SCALED]["metadata"][MODEL.rendered_query].md_str
         ),
     ),
     "config_yaml": (
         lambda p: _replace(p, "config.yaml", "cron: '@daily'", "cron: '@hourly'"),
         lambda before, after: (
-            before[SCALED]["metadata"]["sqlmesh/cron"] == "@daily"
-            and after[SCALED]["metadata"]["sqlmesh/cron"] == "@hourly"
-            and after[ITEMS]["metadata"]["sqlmesh/cron"] == "@hourly"
+            before[SCALED]["metadata"][MODEL.cron] == "@daily"
+            and after[SCALED]["metadata"][MODEL.cron] == "@hourly"
+            and after[ITEMS]["metadata"][MODEL.cron] == "@hourly"
         ),
     ),
     "seed_csv": (
@@ -245,7 +246,7 @@ def test_environment_variable_read_by_the_config_is_a_miss(project, contexts, mo
     after = snapshot(load(project))
     assert len(contexts) == 2
     assert after[SCALED]["code_version"] != before[SCALED]["code_version"]
-    assert ">= '5'" in after[SCALED]["metadata"]["sqlmesh/rendered_query"].md_str
+    assert ">= '5'" in after[SCALED]["metadata"][MODEL.rendered_query].md_str
     assert snapshot(load(project)) == after
     assert len(contexts) == 2  # same value again: a hit
     monkeypatch.delenv("DG_SQLMESH_TEST_FLOOR")

@@ -24,6 +24,7 @@ from helpers.harness import (
 )
 
 from dg_sqlmesh import sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import AUDIT, DG
 
 PROJECT = Path(__file__).parent / "projects" / "metadata"
 ORDERS = "warehouse/shop/orders"
@@ -105,12 +106,12 @@ def test_checks_executed_alone_audit_the_table_as_it_is(project, instance, execu
     assert set(checks) == set(CHECKS)
     not_null = checks[(ORDERS, "not_null")]
     assert (not_null["passed"], not_null["severity"]) == (False, "ERROR")  # blocking
-    assert not_null["metadata"]["failing_rows"] == 1
-    assert "IS NULL" in not_null["metadata"]["query"]
+    assert not_null["metadata"][AUDIT.failing_rows] == 1
+    assert "IS NULL" in not_null["metadata"][AUDIT.query]
     in_range = checks[(ORDERS, "accepted_range")]
     assert (in_range["passed"], in_range["severity"]) == (False, "WARN")  # non-blocking
-    assert in_range["metadata"]["failing_rows"] == 1
-    assert in_range["metadata"]["dg_sqlmesh/run_alone"] is True
+    assert in_range["metadata"][AUDIT.failing_rows] == 1
+    assert in_range["metadata"][DG.run_alone] is True
     assert checks[(EVENTS, "not_null")]["passed"] is True
     # Dagster fails the step of a failed blocking check, and only that one.
     assert set(step_failures(instance, result.run_id)) == {"warehouse__shop__orders"}
@@ -143,7 +144,7 @@ def test_a_standalone_audit_executed_alone_runs(tmp_path, instance):
     assert result.success  # SQLMesh never makes a standalone audit blocking
     evaluation = check_evaluations(instance, result.run_id)[check]
     assert (evaluation["passed"], evaluation["severity"]) == (False, "WARN")
-    assert evaluation["metadata"]["failing_rows"] == 1
+    assert evaluation["metadata"][AUDIT.failing_rows] == 1
     assert query(db, "SELECT * FROM sqlmesh._intervals ORDER BY 1") == before
 
 
@@ -177,4 +178,4 @@ def test_checks_alone_in_a_dev_environment_audit_the_table_the_environment_reads
     assert result.success, step_failures(instance, result.run_id)
     (check,) = check_evaluations(instance, result.run_id).values()
     assert check["passed"] is True
-    assert check["metadata"]["dg_sqlmesh/run_alone"] is True
+    assert check["metadata"][DG.run_alone] is True

@@ -12,6 +12,7 @@ from helpers.harness import copy_project
 from projects.generate import generate_project, project_models
 
 from dg_sqlmesh import SQLMeshTranslator, sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import TABLE
 
 TESTS = Path(__file__).parent
 EXAMPLE = TESTS.parent / "examples" / "shop"
@@ -28,7 +29,7 @@ def specs_of(defs: dg.Definitions) -> dict[str, dg.AssetSpec]:
 
 
 def lineage_of(spec: dg.AssetSpec) -> dict[str, set[tuple[str, str]]] | None:
-    lineage = spec.metadata.get("dagster/column_lineage")
+    lineage = spec.metadata.get(TABLE.column_lineage)
     if lineage is None:
         return None
     assert isinstance(lineage, dg.TableColumnLineage)

@@ -23,6 +23,8 @@ from helpers.reliability import (
     write_slow_project,
 )
 
+from dg_sqlmesh.metadata import RUN
+
 
 def start(days: int) -> str:
     return (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
@@ -88,8 +90,8 @@ def test_overlapping_runs_execute_sqlmesh_one_after_the_other(tmp_path, instance
 
     # the model both selected was evaluated once: by the earlier run, a no-op for the later
     slow = {name: materialized(instance, rid)["db/src/slow"] for name, rid in run_ids.items()}
-    assert slow[earlier]["sqlmesh/state"] == "materialized"
-    assert slow[later]["sqlmesh/state"] == "up_to_date"
+    assert slow[earlier][RUN.state] == "materialized"
+    assert slow[later][RUN.state] == "up_to_date"
     with duckdb.connect(str(db), read_only=True) as conn:
         for table in ("src.events_a", "src.events_b", "src.slow"):
             assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] > 0, table

@@ -25,6 +25,7 @@ from helpers.harness import (
 )
 
 from dg_sqlmesh import sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import RUN
 
 PROJECTS = Path(__file__).parent / "projects"
 TABLES = ("main.raw_orders", "main.orders", "main.customer_totals")
@@ -55,7 +56,7 @@ def test_a_dbt_project_runs_with_the_data_of_bare_sqlmesh(tmp_path, instance, ba
     assert table_rows(project) == bare
     assert bare["main.customer_totals"] == [(1, 5000), (2, 2500)]  # the package's macro ran
     found = materialized(instance, result.run_id)
-    assert {k: m["sqlmesh/state"] for k, m in found.items()} == {
+    assert {k: m[RUN.state] for k, m in found.items()} == {
         "warehouse/main/raw_orders": "materialized",
         "warehouse/main/orders": "materialized",
         "warehouse/main/customer_totals": "materialized",

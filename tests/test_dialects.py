@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from helpers.harness import copy_project, materialized, plan_project, query, run_in_process
 
+from dg_sqlmesh.metadata import RUN
+
 PROJECT = Path(__file__).parent / "projects" / "mixed_dialects"
 TOTALS = "DB/SALES/DailyTotals"
 ORDERS = "db/sales/orders"
@@ -29,11 +31,9 @@ def test_a_model_named_in_another_dialect_is_run_and_reported(project, instance,
     assert result.success
     shown = materialized(instance, result.run_id)
     assert set(shown) == ({TOTALS, ORDERS} if select is None else {TOTALS})
-    assert {m["sqlmesh/state"] for m in shown.values()} == {"materialized"}
+    assert {m[RUN.state] for m in shown.values()} == {"materialized"}
     assert query(project / "db.duckdb", 'SELECT COUNT(*) FROM sales."DailyTotals"') == [(2,)]
 
     again = run_in_process(project, instance, select=select)  # nothing due now
     assert again.success
-    assert {m["sqlmesh/state"] for m in materialized(instance, again.run_id).values()} == {
-        "up_to_date"
-    }
+    assert {m[RUN.state] for m in materialized(instance, again.run_id).values()} == {"up_to_date"}

@@ -34,6 +34,7 @@ from helpers.reliability import (
 from helpers.split_storage import files_under, split_storage_overrides
 
 from dg_sqlmesh.execution.guard import LOCK_DIR_ENV
+from dg_sqlmesh.metadata import RUN
 
 _reason = postgres_available()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
@@ -98,7 +99,7 @@ def test_steps_sharing_only_the_instance_execute_sqlmesh_once(
     assert executions(project / "db.duckdb") - before == 1  # counted by SQLMesh in the warehouse
     assert executions_of(instance, result.run_id) == 1
     shown = materialized(instance, result.run_id)
-    assert len(shown) == 8 and {m["sqlmesh/state"] for m in shown.values()} == {"materialized"}
+    assert len(shown) == 8 and {m[RUN.state] for m in shown.values()} == {"materialized"}
     # the steps really had separate folders, and nothing of ours was written to any of them
     assert len(list(local.iterdir())) >= 8
     _no_coordination_files(local)
@@ -208,7 +209,7 @@ def test_a_killed_leader_fails_its_followers_promptly_and_the_next_run_completes
     again = run_in_process({"project_dir": str(project)}, instance)
     assert again.success
     shown = materialized(instance, again.run_id)
-    assert {m["sqlmesh/state"] for m in shown.values()} == {"materialized"}
+    assert {m[RUN.state] for m in shown.values()} == {"materialized"}
     assert len(shown) == 4
     with duckdb.connect(str(db), read_only=True) as conn:
         dupes = conn.execute(

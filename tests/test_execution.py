@@ -20,6 +20,8 @@ from helpers.harness import (
 )
 from projects.generate import project_models
 
+from dg_sqlmesh.metadata import AUDIT, DG, RUN
+
 N = 12
 
 
@@ -28,7 +30,7 @@ def assert_honest(instance, run_id: str, db: Path) -> dict[str, dict]:
     shown = materialized(instance, run_id)
     for asset_key, metadata in shown.items():
         _, schema, table = asset_key.split("/")
-        assert metadata["sqlmesh/state"] in {"materialized", "up_to_date"}, asset_key
+        assert metadata[RUN.state] in {"materialized", "up_to_date"}, asset_key
         count = query(db, f"SELECT COUNT(*) FROM {schema}.{table}")[0][0]
         assert count > 0, f"{asset_key} shown materialized but holds no rows"
     return shown
@@ -45,7 +47,7 @@ def test_one_execution_per_run_full_selection(generated, instance, executor):
     assert executions(db) - before == 1
     shown = assert_honest(instance, result.run_id, db)
     assert set(shown) == {key(m["name"]) for m in project_models(N)}
-    assert all(m["sqlmesh/state"] == "materialized" for m in shown.values())
+    assert all(m[RUN.state] == "materialized" for m in shown.values())
 
 
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
@@ -90,14 +92,12 @@ def test_nothing_due_is_a_no_op_that_audits_nothing_again(generated, instance):
     assert second.success
     shown = materialized(instance, second.run_id)
     assert len(shown) == N
-    assert all(m["sqlmesh/state"] == "up_to_date" for m in shown.values())
-    assert all(m["dagster_sqlmesh/no_op"] is True for m in shown.values())
+    assert all(m[RUN.state] == "up_to_date" for m in shown.values())
+    assert all(m[DG.no_op] is True for m in shown.values())
     # no audit ran: each check shows the first run's result, marked as carried over from it
     carried = check_evaluations(instance, second.run_id)
     assert set(carried) == set(check_evaluations(instance, first.run_id))
-    assert {c["metadata"]["dg_sqlmesh/carried_over_from_run"] for c in carried.values()} == {
-        first.run_id
-    }
+    assert {c["metadata"][DG.carried_over_from_run] for c in carried.values()} == {first.run_id}
 
 
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
@@ -115,7 +115,7 @@ def test_runtime_failure_stops_downstream_and_keeps_siblings(generated, instance
     assert step(failing) in failures
     assert "dg_sqlmesh generated failure" in failures[step(failing)]
     classes = {
-        e.step_key: e.step_failure_data.user_failure_data.metadata["sqlmesh/error_class"].value
+        e.step_key: e.step_failure_data.user_failure_data.metadata[RUN.error_class].value
         for e in result.all_events
         if e.is_step_failure and e.step_failure_data.user_failure_data
     }
@@ -160,7 +160,7 @@ def test_error_after_every_model_ran_keeps_their_materializations(generated, ins
     result = run_in_process(project, instance)
     shown = assert_honest(instance, result.run_id, db)
     assert len(shown) == N
-    assert all(m["sqlmesh/state"] == "materialized" for m in shown.values())
+    assert all(m[RUN.state] == "materialized" for m in shown.values())
     logs = [e.message for e in instance.all_logs(result.run_id) if e.message]
     assert any("dg_sqlmesh after_all failure" in m for m in logs)
 
@@ -212,9 +212,9 @@ def test_failure_metadata_classifies_the_error(generated, instance):
     result = run_in_process(project, instance)
     event = next(e for e in result.all_events if e.is_step_failure and e.step_key == step(failing))
     metadata = event.step_failure_data.user_failure_data.metadata
-    assert metadata["sqlmesh/error_class"].value == "persistent"
-    assert metadata["sqlmesh/retryable"].value is False
-    assert metadata["sqlmesh/state"].value == "failed"
+    assert metadata[RUN.error_class].value == "persistent"
+    assert metadata[RUN.retryable].value is False
+    assert metadata[RUN.state].value == "failed"
 
 
 def test_blocking_audit_failure(generated, instance):
@@ -233,10 +233,10 @@ def test_blocking_audit_failure(generated, instance):
     assert len(failed) == 1
     (check,) = failed.values()
     assert check["severity"] == "ERROR"
-    assert check["metadata"]["audit"] == "number_of_rows"
-    assert check["metadata"]["failing_rows"] >= 1
-    assert "threshold" in check["metadata"]["audit_args"]
-    assert "SELECT" in check["metadata"]["query"].upper()
+    assert check["metadata"][AUDIT.audit] == "number_of_rows"
+    assert check["metadata"][AUDIT.failing_rows] >= 1
+    assert "threshold" in check["metadata"][AUDIT.audit_args]
+    assert "SELECT" in check["metadata"][AUDIT.query].upper()
 
 
 def test_checks_report_the_audits_the_environment_ran(generated, instance):
@@ -377,8 +377,8 @@ def test_unapplied_change_is_named_in_log_and_metadata(generated, instance):
     result = run_in_process(project, instance)
     assert result.success
     shown = materialized(instance, result.run_id)
-    assert "not yet in the environment" in shown[key(target["name"])]["sqlmesh/unapplied_change"]
+    assert "not yet in the environment" in shown[key(target["name"])][RUN.unapplied_change]
     others = [m["name"] for m in models if m["name"] != target["name"]]
-    assert all("sqlmesh/unapplied_change" not in shown[key(n)] for n in others)
+    assert all(RUN.unapplied_change not in shown[key(n)] for n in others)
     warnings = [r.user_message for r in instance.all_logs(result.run_id)]
     assert any("differs from environment 'prod'" in w and target["name"] in w for w in warnings)

@@ -35,6 +35,8 @@ from helpers.reliability import (
     write_slow_project,
 )
 
+from dg_sqlmesh.metadata import RUN
+
 DAY_MS = 86_400_000
 DAYS = 10
 
@@ -116,9 +118,9 @@ def test_killed_run_is_completed_by_the_next_run(tmp_path, instance, monkeypatch
     assert result.success
     shown = materialized(instance, result.run_id)
     assert set(shown) == {"db/src/events_a", "db/src/events_b", "db/src/slow", "db/mart/daily"}
-    assert all(m["sqlmesh/state"] == "materialized" for m in shown.values())
+    assert all(m[RUN.state] == "materialized" for m in shown.values())
     redone = set()
-    for interval in shown["db/src/events_a"]["sqlmesh/intervals"]:
+    for interval in shown["db/src/events_a"][RUN.intervals]:
         lo, hi = (datetime.fromisoformat(t) for t in interval.strip("[)").split(", "))
         redone |= days_of([(int(lo.timestamp() * 1000), int(hi.timestamp() * 1000))])
     assert not redone & recorded  # what was recorded before the kill is not evaluated again
@@ -304,8 +306,8 @@ def test_database_down_for_good_fails_clearly_after_bounded_retries(
     for description, metadata in described:
         assert connection in description, description
         assert f"still failing after {retries + 1} attempt(s)" in description
-        assert metadata["sqlmesh/error_class"] == "transient"
-        assert metadata["sqlmesh/error_reason"].startswith("OperationalError: " + connection)
+        assert metadata[RUN.error_class] == "transient"
+        assert metadata[RUN.error_reason].startswith("OperationalError: " + connection)
     for description, _ in failures.values():
         assert connection in description, description
     if when == "before_the_run":
@@ -315,7 +317,7 @@ def test_database_down_for_good_fails_clearly_after_bounded_retries(
             f"(gateway main) (transient, still failing after {retries + 1} attempt(s)): "
             f"OperationalError: {connection}"
         )
-        assert leader[1]["sqlmesh/attempts"] == retries + 1
+        assert leader[1][RUN.attempts] == retries + 1
 
     # nothing is shown materialized that is not in the warehouse
     pg.start()

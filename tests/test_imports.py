@@ -20,6 +20,7 @@ from helpers.package import PACKAGE, package_modules
 STAGES: tuple[tuple[str, ...], ...] = (
     ("constants", "errors"),  # names and error types every stage uses
     ("_compat",),  # the only users of Dagster's and SQLMesh's internals
+    ("metadata",),  # every metadata key, declared once
     ("project",),  # a SQLMesh project and its description: no Dagster asset in sight
     ("translation",),  # description -> asset specs and check specs
     ("execution",),  # running SQLMesh once per run, and its per-model outcomes

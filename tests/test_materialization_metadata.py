@@ -21,6 +21,8 @@ from helpers.harness import (
     run_multiprocess,
 )
 
+from dg_sqlmesh.metadata import RUN, TABLE
+
 PROJECT = Path(__file__).parent / "projects" / "metadata"
 COUNTED = ("orders", "daily_events")  # tables
 NOT_COUNTED = ("big_orders", "order_totals")  # a view; a table tagged dagster:row_count:false
@@ -58,25 +60,25 @@ def test_row_counts_equal_the_warehouse_and_run_facts_are_numbers(project, insta
     shown = materialization_metadata(instance, result.run_id)
     assert set(shown) == {key(n) for n in COUNTED + NOT_COUNTED}
     for name in COUNTED:
-        row_count = shown[key(name)]["dagster/row_count"]
+        row_count = shown[key(name)][TABLE.row_count]
         assert isinstance(row_count, dg.IntMetadataValue)
         assert row_count.value == count(db, name) > 0
     for name in NOT_COUNTED:
-        assert "dagster/row_count" not in shown[key(name)], name
+        assert TABLE.row_count not in shown[key(name)], name
     # DuckDB reports no rows written (SQLMesh tracks them on PostgreSQL, Snowflake, ...):
     # the key is absent rather than wrong.
-    assert not [n for n, m in shown.items() if "sqlmesh/rows_written" in m]
-    assert not [n for n, m in shown.items() if "sqlmesh/bytes_processed" in m]
+    assert not [n for n, m in shown.items() if RUN.rows_written in m]
+    assert not [n for n, m in shown.items() if RUN.bytes_processed in m]
 
     events = shown[key("daily_events")]
     days = query(db, "SELECT count(DISTINCT event_date) FROM shop.daily_events")[0][0]
     assert days > 7  # the project starts before the last seven days
-    assert isinstance(events["sqlmesh/interval_count"], dg.IntMetadataValue)
-    assert events["sqlmesh/interval_count"].value == days
-    assert events["sqlmesh/batches"].value == math.ceil(days / 7)  # batch_size 7
-    assert isinstance(events["sqlmesh/batches"], dg.IntMetadataValue)
+    assert isinstance(events[RUN.interval_count], dg.IntMetadataValue)
+    assert events[RUN.interval_count].value == days
+    assert events[RUN.batches].value == math.ceil(days / 7)  # batch_size 7
+    assert isinstance(events[RUN.batches], dg.IntMetadataValue)
     for name in COUNTED:
-        duration = shown[key(name)]["sqlmesh/duration_s"]
+        duration = shown[key(name)][RUN.duration_s]
         assert isinstance(duration, dg.FloatMetadataValue)
         assert 0 <= duration.value < 60
 
@@ -92,7 +94,7 @@ def test_the_switch_turns_counting_off(project, instance, monkeypatch):
     assert result.success
     shown = materialization_metadata(instance, result.run_id)
     assert len(shown) == 4
-    assert not [n for n, m in shown.items() if "dagster/row_count" in m]
+    assert not [n for n, m in shown.items() if TABLE.row_count in m]
     assert not [w for w in warnings_of(instance, result.run_id) if "not counted" in w]
 
 
@@ -107,8 +109,8 @@ def test_a_count_that_raises_is_a_warning_not_a_failure(project, instance, monke
     assert result.success
     shown = materialization_metadata(instance, result.run_id)
     assert len(shown) == 4
-    assert not [n for n, m in shown.items() if "dagster/row_count" in m]
-    assert all(shown[key(n)]["sqlmesh/state"].value == "materialized" for n in COUNTED)
+    assert not [n for n, m in shown.items() if TABLE.row_count in m]
+    assert all(shown[key(n)][RUN.state].value == "materialized" for n in COUNTED)
     warned = [w for w in warnings_of(instance, result.run_id) if "warehouse refused" in w]
     assert any("shop.orders: rows not counted" in w for w in warned)
 
@@ -127,9 +129,9 @@ def test_a_table_dropped_behind_sqlmeshs_back_costs_only_its_own_count(project, 
     second = run_in_process(project, instance)  # nothing due: every model up to date
     assert second.success
     shown = materialization_metadata(instance, second.run_id)
-    assert all(m["sqlmesh/state"].value == "up_to_date" for m in shown.values())
-    assert "dagster/row_count" not in shown[key("orders")]
-    assert shown[key("daily_events")]["dagster/row_count"].value == count(db, "daily_events")
+    assert all(m[RUN.state].value == "up_to_date" for m in shown.values())
+    assert TABLE.row_count not in shown[key("orders")]
+    assert shown[key("daily_events")][TABLE.row_count].value == count(db, "daily_events")
     warned = warnings_of(instance, second.run_id)
     assert any("shop.orders: rows not counted" in w for w in warned)
 
@@ -145,4 +147,4 @@ def test_row_counts_in_a_dev_environment(tmp_path, instance):
     shown = materialization_metadata(instance, result.run_id)
     for name in COUNTED:
         expected = query(db, f"SELECT count(*) FROM shop__dev.{name}")[0][0]
-        assert shown[key(name)]["dagster/row_count"].value == expected > 0
+        assert shown[key(name)][TABLE.row_count].value == expected > 0

@@ -15,6 +15,8 @@ import duckdb
 from helpers.dagster_dev import dagster_dev
 from helpers.harness import copy_project
 
+from dg_sqlmesh.metadata import RUN, TABLE
+
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
 DAILY_REVENUE = dg.AssetKey(["shop", "marts", "daily_revenue"])
 
@@ -74,9 +76,9 @@ def test_materialize_all_twice_from_the_ui_on_the_example(tmp_path):
             latest[record.partition_key] = record.asset_materialization.metadata
         assert set(latest) == set(partitions)
         for key, metadata in latest.items():
-            assert metadata["dagster/row_count"].value == rows.get(key, 0), key
-            assert "sqlmesh/interval_count" not in metadata
-            assert "sqlmesh/duration_s" not in metadata
+            assert metadata[TABLE.row_count].value == rows.get(key, 0), key
+            assert RUN.interval_count not in metadata
+            assert RUN.duration_s not in metadata
         # No check that passed in the first backfill is skipped in the second.
         first_runs = {r["id"] for r in first["runs"]}
         second_runs = {r["id"] for r in second["runs"]}

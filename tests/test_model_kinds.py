@@ -15,6 +15,7 @@ import dagster as dg
 from helpers.harness import copy_project, materialized, plan_project, query, step_failures
 
 from dg_sqlmesh import sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import RUN
 
 PROJECTS = Path(__file__).parent / "projects"
 EMBEDDED = dg.AssetKey(["warehouse", "shop", "sales_raw"])
@@ -58,12 +59,12 @@ def test_a_view_is_materialized_when_due_and_up_to_date_when_not(tmp_path, insta
     first = job.execute_in_process(instance=instance, raise_on_error=False)
     assert first.success
     found = materialized(instance, first.run_id)
-    assert {k: m["sqlmesh/state"] for k, m in found.items()} == dict.fromkeys(kinds, "materialized")
-    assert found["warehouse/shop/sales_view"]["sqlmesh/batches"] == 1
+    assert {k: m[RUN.state] for k, m in found.items()} == dict.fromkeys(kinds, "materialized")
+    assert found["warehouse/shop/sales_view"][RUN.batches] == 1
     assert query(root / "warehouse.duckdb", "SELECT sum(revenue) FROM shop.sales_view") == [(14,)]
 
     # Nothing is due any more: the view and the seed are up to date, nothing claims new data.
     second = job.execute_in_process(instance=instance, raise_on_error=False)
     assert second.success
     found = materialized(instance, second.run_id)
-    assert {k: m["sqlmesh/state"] for k, m in found.items()} == dict.fromkeys(kinds, "up_to_date")
+    assert {k: m[RUN.state] for k, m in found.items()} == dict.fromkeys(kinds, "up_to_date")

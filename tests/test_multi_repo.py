@@ -21,6 +21,7 @@ from helpers.harness import (
 )
 
 from dg_sqlmesh import SQLMeshDefinitionError, sqlmesh_definitions_factory
+from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.cache import load_description
 
 PROJECTS = Path(__file__).parent / "projects"
@@ -95,8 +96,8 @@ def test_every_repo_is_described(multi, given):
     specs = {s.key.to_user_string(): s for a in defs.assets for s in a.specs}
     assert set(specs) == {ORDERS, TOTALS}
     assert [d.asset_key.to_user_string() for d in specs[TOTALS].deps] == [ORDERS]
-    assert specs[ORDERS].metadata["sqlmesh/file"] == "bronze/models/orders.sql"
-    assert specs[TOTALS].metadata["sqlmesh/file"] == "silver/models/customer_totals.sql"
+    assert specs[ORDERS].metadata[MODEL.file] == "bronze/models/orders.sql"
+    assert specs[TOTALS].metadata[MODEL.file] == "silver/models/customer_totals.sql"
 
 
 def test_a_change_in_another_repo_is_never_served_stale(multi):

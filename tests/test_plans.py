@@ -19,8 +19,10 @@ from helpers.harness import (
     step_failures,
 )
 
+from dg_sqlmesh.metadata import AUDIT, DG, RUN
+
 PROJECTS = Path(__file__).parent / "projects"
-BY_PLAN = "dg_sqlmesh/evaluated_by_plan_of_run"
+BY_PLAN = DG.evaluated_by_plan_of_run
 PLAN_OPTIONS = {"apply_plan": True, "allow_prod_plan": True}
 
 
@@ -58,7 +60,7 @@ def test_a_plan_evaluating_unselected_models_records_them(tmp_path, instance):
     assert BY_PLAN not in found["warehouse/shop/orders"]
     for key in ("warehouse/shop/order_names", "warehouse/shop/regions"):
         assert found[key][BY_PLAN] == result.run_id
-        assert found[key]["sqlmesh/state"] == "materialized"
+        assert found[key][RUN.state] == "materialized"
     checks = check_evaluations(instance, result.run_id)
     regions_check = checks[("warehouse/shop/regions", "not_null")]
     assert regions_check["passed"] is True
@@ -83,13 +85,13 @@ def test_a_blocking_audit_failing_in_the_plan_is_reported_per_model(tmp_path, in
     assert "warehouse__shop__customers" in started
     check = check_evaluations(instance, result.run_id)[("warehouse/shop/orders", "not_null")]
     assert (check["passed"], check["severity"]) == (False, "ERROR")
-    assert check["metadata"]["failing_rows"] == 2
+    assert check["metadata"][AUDIT.failing_rows] == 2
     # The models the plan did not need to touch are up to date, not failed.
     found = materialized(instance, result.run_id)
     assert set(found) == {"warehouse/shop/customers", "warehouse/shop/regions"}
     for key in found:
-        assert found[key]["sqlmesh/state"] == "up_to_date"
-        assert "the plan this run applied failed" in found[key]["sqlmesh/detail"]
+        assert found[key][RUN.state] == "up_to_date"
+        assert "the plan this run applied failed" in found[key][RUN.detail]
 
 
 def test_a_failed_plan_promotes_nothing_so_nothing_it_wrote_is_materialized(tmp_path, instance):
@@ -105,8 +107,8 @@ def test_a_failed_plan_promotes_nothing_so_nothing_it_wrote_is_materialized(tmp_
     found = materialized(instance, result.run_id)
     assert "warehouse/shop/regions" not in found
     seen = observed(instance, result.run_id)["warehouse/shop/regions"]
-    assert seen["sqlmesh/state"] == "written_not_promoted"
-    assert "does not serve this version" in seen["sqlmesh/detail"]
+    assert seen[RUN.state] == "written_not_promoted"
+    assert "does not serve this version" in seen[RUN.detail]
     failures = step_failures(instance, result.run_id)
     assert "does not serve this version" in failures["warehouse__shop__regions"]
     # One reason, said once.

@@ -13,6 +13,7 @@ from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reliability import coordinator_runs, executions_of
 
 from dg_sqlmesh import load_project
+from dg_sqlmesh.metadata import RUN, TABLE
 
 _reason = postgres_available()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
@@ -97,7 +98,7 @@ def test_shop_on_postgres_with_dagster_on_postgres_multiprocess(pg, shop_on_pg, 
     shown = materialized(pg_instance, result.run_id)
     assert set(shown) == {f"shop/{m.schema}/{m.table}" for m in models}
     for key, metadata in shown.items():
-        assert metadata["sqlmesh/state"] == "materialized", key
+        assert metadata[RUN.state] == "materialized", key
         _, schema, table = key.split("/")
         (count,) = pg.execute(f"SELECT COUNT(*) FROM {schema}.{table}", dbname="shop")[0]
         assert count > 0, f"{key} shown materialized but {schema}.{table} holds no rows"
@@ -109,15 +110,15 @@ def test_shop_on_postgres_with_dagster_on_postgres_multiprocess(pg, shop_on_pg, 
         _, schema, table = key.split("/")
         if key in by_partition:  # partitioned: each partition counts its own rows
             (count,) = pg.execute(f"SELECT COUNT(*) FROM {schema}.{table}", dbname="shop")[0]
-            rows = [m["dagster/row_count"] for m in by_partition[key].values()]
+            rows = [m[TABLE.row_count] for m in by_partition[key].values()]
             assert sum(rows) == count and max(rows) < count, (key, rows)
             continue
         if key in views:
-            assert "dagster/row_count" not in metadata, key
+            assert TABLE.row_count not in metadata, key
             continue
         (count,) = pg.execute(f"SELECT COUNT(*) FROM {schema}.{table}", dbname="shop")[0]
-        assert metadata["dagster/row_count"] == count, key
-        assert metadata["sqlmesh/rows_written"] == count, key
+        assert metadata[TABLE.row_count] == count, key
+        assert metadata[RUN.rows_written] == count, key
 
     # SQLMesh's state and Dagster's event log are in PostgreSQL too
     tables = pg.execute(

@@ -10,6 +10,8 @@ from helpers.harness import executions, materialized, query, step_failures
 from helpers.reliability import run_in_process
 from projects.generate import project_models
 
+from dg_sqlmesh.metadata import RUN
+
 N = 12
 BROKEN = "MODEL (name gen_l0.broken, kind FULL);\nSELECT FROM WHERE (\n"
 
@@ -60,7 +62,7 @@ def test_retry_that_cannot_start_keeps_what_the_first_attempt_wrote(generated, i
     written = {m["name"] for m in models} - stopped
     assert set(shown) == {key(n) for n in written}
     for name in written:
-        assert shown[key(name)]["sqlmesh/state"] == "materialized"
+        assert shown[key(name)][RUN.state] == "materialized"
         if next(m for m in models if m["name"] == name)["kind"] != "VIEW":
             assert query(db, f"SELECT COUNT(*) FROM {name}")[0][0] > 0, name
     # The retried model fails with the retry's error (its downstream steps do not run)

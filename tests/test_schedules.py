@@ -20,6 +20,7 @@ from dg_sqlmesh import (
     sqlmesh_adaptive_schedule_factory,
     sqlmesh_definitions_factory,
 )
+from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.translation.cron import cron_interval, dagster_cron, finest_cron
 
 SCHEDULE = "sqlmesh_adaptive_schedule"
@@ -131,8 +132,8 @@ def test_schedule_follows_the_cron_timezone(tmp_path):
     assert schedule.cron_schedule == "@hourly"
     assert schedule.execution_timezone == "America/Los_Angeles"
     spec = next(s for s in defs.resolve_all_asset_specs() if s.key.path[-1] == "la")
-    assert spec.metadata["sqlmesh/cron"] == "@hourly"
-    assert spec.metadata["sqlmesh/cron_tz"] == "America/Los_Angeles"
+    assert spec.metadata[MODEL.cron] == "@hourly"
+    assert spec.metadata[MODEL.cron_tz] == "America/Los_Angeles"
 
 
 def test_finest_cron_of_a_project_without_models_is_refused():

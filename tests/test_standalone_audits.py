@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 from helpers.harness import copy_project
 
+from dg_sqlmesh.metadata import AUDIT
 from dg_sqlmesh.project.cache import load_description
 from dg_sqlmesh.translation.specs import build_asset_graph, resolve_translator
 
@@ -42,7 +43,7 @@ def test_standalone_and_external_audits_get_checks(tmp_path):
         dg.AssetKey(["warehouse", "raw", "payments"])
     ]
     assert standalone.blocking is False
-    assert standalone.metadata["sqlmesh/standalone"] is True
+    assert standalone.metadata[AUDIT.standalone] is True
 
     (external,) = graph.check_specs[PAID]
     assert external.name == "payments__not_null"
@@ -82,7 +83,7 @@ def test_dbt_relationships_test_is_a_check(tmp_path):
         )
         for specs in graph.check_specs.values()
         for spec in specs
-        if spec.metadata.get("sqlmesh/standalone")
+        if spec.metadata.get(AUDIT.standalone)
     ]
     assert len(found) == 1
     host, others = found[0]
@@ -132,7 +133,7 @@ def test_a_failing_external_audit_is_reported_with_its_rows(tmp_path, instance):
     checks = check_evaluations(instance, result.run_id)
     external = checks[("warehouse/shop/paid_orders", "payments__not_null")]
     assert (external["passed"], external["severity"]) == (False, "ERROR")
-    assert external["metadata"]["failing_rows"] == 1
+    assert external["metadata"][AUDIT.failing_rows] == 1
     # As in a bare `sqlmesh run`, SQLMesh evaluates nothing that reads the external table
     # whose blocking audit failed, the standalone audit included: it reports no result.
     assert ("warehouse/shop/orders", "payments_match_orders") not in checks
@@ -155,7 +156,7 @@ def test_a_failing_standalone_audit_warns_with_its_rows(tmp_path, instance):
     checks = check_evaluations(instance, result.run_id)
     standalone = checks[("warehouse/shop/orders", "payments_match_orders")]
     assert (standalone["passed"], standalone["severity"]) == (False, "WARN")
-    assert standalone["metadata"]["failing_rows"] == 1
+    assert standalone["metadata"][AUDIT.failing_rows] == 1
     assert checks[("warehouse/shop/paid_orders", "payments__not_null")]["passed"] is True
     assert set(materialized(instance, result.run_id)) == {
         "warehouse/shop/orders",

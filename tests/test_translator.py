@@ -26,6 +26,7 @@ from dg_sqlmesh import (
     sqlmesh_assets_factory,
     sqlmesh_definitions_factory,
 )
+from dg_sqlmesh.metadata import RUN
 from dg_sqlmesh.project.context import create_context
 from dg_sqlmesh.project.load import load_project
 from dg_sqlmesh.translation.specs import build_asset_graph, resolve_translator
@@ -93,7 +94,7 @@ def test_custom_keys_end_to_end_run(generated, instance):
     expected = {f"wh/db/{m['name'].replace('.', '/')}" for m in project_models(4)}
     shown = materialized(instance, result.run_id)
     assert set(shown) == expected
-    assert all(md["sqlmesh/state"] == "materialized" for md in shown.values())
+    assert all(md[RUN.state] == "materialized" for md in shown.values())
     evaluations = check_evaluations(instance, result.run_id)
     assert {key for key, _ in evaluations} == expected
     assert all(e["passed"] for e in evaluations.values())

@@ -7,6 +7,7 @@ import dagster as dg
 from helpers.harness import _env, executions, materialized, step_failures
 
 from dg_sqlmesh.definitions.assets import default_pool
+from dg_sqlmesh.metadata import RUN
 
 
 def _ui_job(project):  # noqa: ANN001, ANN202
@@ -30,7 +31,7 @@ def test_materialize_all_from_the_ui_executes_sqlmesh_once_in_one_process(genera
     assert result.success, step_failures(instance, result.run_id)
     assert executions(db) - before == 1
     shown = materialized(instance, result.run_id)
-    assert len(shown) == 8 and {m["sqlmesh/state"] for m in shown.values()} == {"materialized"}
+    assert len(shown) == 8 and {m[RUN.state] for m in shown.values()} == {"materialized"}
     starts = instance.get_records_for_run(
         result.run_id, of_type=dg.DagsterEventType.STEP_START
     ).records

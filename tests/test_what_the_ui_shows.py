@@ -14,7 +14,7 @@ from helpers.harness import (
     run_in_process,
 )
 
-from dg_sqlmesh.reporting.carried_over import CARRIED_OVER
+from dg_sqlmesh.metadata import DG, RUN, TABLE
 
 
 def _logs(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str | None, str]]:
@@ -33,20 +33,20 @@ def test_a_run_where_nothing_was_due_keeps_the_last_check_results_current(planne
     assert again.success
 
     shown = materialized(instance, again.run_id)
-    assert shown and all(m["dagster_sqlmesh/no_op"] is True for m in shown.values())
+    assert shown and all(m[DG.no_op] is True for m in shown.values())
     # the partitioned model had nothing due: nothing recorded, and never unpartitioned
     assert "shop/marts/daily_revenue" not in shown
     for metadata in shown.values():
-        assert metadata["dg_sqlmesh/up_to_date"] == (
+        assert metadata[DG.up_to_date] == (
             f"up to date: nothing was due, data unchanged since run {first.run_id}"
         )
-    assert {m["sqlmesh/state"] for m in shown.values()} == {"up_to_date"}
+    assert {m[RUN.state] for m in shown.values()} == {"up_to_date"}
     before = check_evaluations(instance, first.run_id)
     after = check_evaluations(instance, again.run_id)
     assert set(after) == set(before)  # every check still has a current result
     for key, result in after.items():
         assert result["passed"] == before[key]["passed"], key
-        assert result["metadata"][CARRIED_OVER] == first.run_id, key
+        assert result["metadata"][DG.carried_over_from_run] == first.run_id, key
     # the latest completed execution of each check is this run's, so none shows grey
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
         [dg.AssetCheckKey(dg.AssetKey.from_user_string(a), c) for a, c in after]
@@ -70,7 +70,7 @@ def test_carried_over_results_name_the_run_that_audited_after_several_no_op_runs
     carried = check_evaluations(instance, third.run_id)
     assert carried
     for key, result in carried.items():  # not the second run, where no audit ran
-        assert result["metadata"][CARRIED_OVER] == first.run_id, key
+        assert result["metadata"][DG.carried_over_from_run] == first.run_id, key
 
 
 def test_checks_of_an_environment_built_outside_dagster_get_real_results_on_a_no_op(
@@ -85,7 +85,7 @@ def test_checks_of_an_environment_built_outside_dagster_get_real_results_on_a_no
 
     assert result.success
     shown = materialized(instance, result.run_id)
-    assert shown and {m["sqlmesh/state"] for m in shown.values()} == {"up_to_date"}
+    assert shown and {m[RUN.state] for m in shown.values()} == {"up_to_date"}
     planned = {
         (r.event_log_entry.dagster_event.event_specific_data.asset_check_key)
         for r in instance.get_records_for_run(
@@ -95,7 +95,7 @@ def test_checks_of_an_environment_built_outside_dagster_get_real_results_on_a_no
     evaluated = check_evaluations(instance, result.run_id)
     assert len(evaluated) == len(planned) > 0  # no check left skipped
     for key, check in evaluated.items():
-        assert check["metadata"]["dg_sqlmesh/run_alone"] is True, key
+        assert check["metadata"][DG.run_alone] is True, key
         assert check["passed"] is True, key
 
 
@@ -142,6 +142,6 @@ def test_a_change_not_applied_is_not_recorded_as_what_ran(planned_shop, instance
     latest = instance.get_latest_materialization_event(key).asset_materialization
     # what ran is the environment's version: Dagster keeps the definition flagged as changed
     assert latest.tags["dagster/code_version"] == old_version != new_version
-    columns = [c.name for c in latest.metadata["dagster/column_schema"].schema.columns]
+    columns = [c.name for c in latest.metadata[TABLE.column_schema].schema.columns]
     assert "loyalty_tier" not in columns and "email" in columns
-    assert "not yet in the environment" in latest.metadata["sqlmesh/unapplied_change"].value
+    assert "not yet in the environment" in latest.metadata[RUN.unapplied_change].value

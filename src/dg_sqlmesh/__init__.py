@@ -22,6 +22,12 @@ from dg_sqlmesh.errors import (
     classify_error,
 )
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.metadata import (
+    DgSQLMeshMetadataSet,
+    SQLMeshAuditMetadataSet,
+    SQLMeshModelMetadataSet,
+    SQLMeshRunMetadataSet,
+)
 from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.project.load import load_project
 from dg_sqlmesh.scheduling.due_models import find_due_models
@@ -52,17 +58,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DagsterSQLMeshError",
+    "DgSQLMeshMetadataSet",
     "ErrorClass",
     "ModelInfo",
     "ModelOutcome",
     "ModelState",
     "ProjectDescription",
+    "SQLMeshAuditMetadataSet",
     "SQLMeshDefinitionError",
     "SQLMeshEnvironmentError",
+    "SQLMeshModelMetadataSet",
     "SQLMeshProjectComponent",
     "SQLMeshResource",
     "SQLMeshResultsResource",
     "SQLMeshRunFailure",
+    "SQLMeshRunMetadataSet",
     "SQLMeshTranslator",
     "SQLMeshTranslatorSettings",
     "build_sqlmesh_asset_specs",

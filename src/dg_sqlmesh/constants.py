@@ -22,6 +22,3 @@ SCHEDULED_TIME_TAG = "dg_sqlmesh/scheduled_time"
 #: Dagster's run-retry daemon re-launch the run (transient errors are retried inside
 #: the run's SQLMesh execution instead, with backoff).
 NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
-
-#: Materialization metadata: true when SQLMesh had nothing due for the model.
-NO_OP = "dagster_sqlmesh/no_op"

@@ -14,7 +14,14 @@ from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh.constants import NO_OP
+# Dagster's metadata set base class and its table set, which ``dagster`` does not export
+# (checked against Dagster 1.12.0 and 1.13.27); dg_sqlmesh.metadata declares its keys with
+# them, as dagster-dbt's metadata_set.py does.
+from dagster._core.definitions.metadata.metadata_set import (  # noqa: F401 - re-exported
+    NamespacedMetadataSet,
+    TableMetadataSet,
+)
+
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
 
@@ -64,16 +71,18 @@ def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str |
     return tags.get("dagster/data_version")
 
 
-def latest_materialization_run(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
-    """The run that recorded the asset's latest materialization which wrote data (not a
-    no-op), if any among its last 20."""
+def latest_materialization_run(
+    instance: dg.DagsterInstance, key: dg.AssetKey, no_op_key: str
+) -> str | None:
+    """The run that recorded the asset's latest materialization which wrote data (not
+    marked true under ``no_op_key``), if any among its last 20."""
     try:
         records = instance.fetch_materializations(key, limit=20).records
     except Exception:  # noqa: BLE001 - internal API: say less rather than fail a step
         return None
     for record in records:
         metadata = record.asset_materialization.metadata if record.asset_materialization else {}
-        no_op = metadata.get(NO_OP)
+        no_op = metadata.get(no_op_key)
         if not getattr(no_op, "value", no_op):
             return record.run_id or None
     return None

@@ -20,6 +20,7 @@ from dg_sqlmesh.definitions.options import (
 from dg_sqlmesh.definitions.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.definitions.step import sqlmesh_step
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.description import ProjectDescription
 from dg_sqlmesh.project.dirs import split_project_dirs
 from dg_sqlmesh.scheduling.partition_status import sqlmesh_partition_status_sensor
@@ -102,7 +103,7 @@ def _model_asset(
         name=graph.op_names[fqn],
         specs=[graph.specs[fqn]],
         check_specs=graph.check_specs[fqn],
-        op_tags={"sqlmesh/model": model.name, **(op_tags or {})},
+        op_tags={MODEL.model: model.name, **(op_tags or {})},
         pool=pool,
         required_resource_keys={"sqlmesh", "sqlmesh_results"},
         can_subset=True,  # makes check outputs optional: audits that did not run report nothing

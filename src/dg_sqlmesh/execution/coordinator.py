@@ -38,10 +38,11 @@ import dagster as dg
 from dg_sqlmesh._compat.dagster import engine_event_data
 from dg_sqlmesh.errors import LeaderLost
 from dg_sqlmesh.execution.outcomes import ModelOutcome
+from dg_sqlmesh.metadata import DG
 
-OUTCOMES_KEY = "dg_sqlmesh/outcomes"
-ERROR_KEY = "dg_sqlmesh/error"
-EXECUTION_KEY = "dg_sqlmesh/execution"
+OUTCOMES_KEY = DG.outcomes
+ERROR_KEY = DG.error
+EXECUTION_KEY = DG.execution
 
 _RUN_ENDED = {
     dg.DagsterRunStatus.SUCCESS,

@@ -47,6 +47,7 @@ from dg_sqlmesh.execution.events import Aborted
 from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bounds
 from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
 from dg_sqlmesh.execution.settle import planned_models, settle
+from dg_sqlmesh.metadata import RUN
 from dg_sqlmesh.project.description import ProjectDescription
 
 if TYPE_CHECKING:
@@ -255,10 +256,10 @@ def _startup_failure(
             + plain_text(f"{type(exc).__name__}: {exc}{because}{hint}")
         ),
         metadata={
-            "sqlmesh/error_class": error_class.value,
-            "sqlmesh/error_reason": reason,
-            "sqlmesh/retryable": error_class is ErrorClass.TRANSIENT,
-            "sqlmesh/attempts": attempts,
+            RUN.error_class: error_class.value,
+            RUN.error_reason: reason,
+            RUN.retryable: error_class is ErrorClass.TRANSIENT,
+            RUN.attempts: attempts,
         },
         allow_retries=False,
     )

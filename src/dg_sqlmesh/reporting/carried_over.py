@@ -6,8 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from dg_sqlmesh._compat.dagster import last_check_evaluations
-
-CARRIED_OVER = "dg_sqlmesh/carried_over_from_run"
+from dg_sqlmesh.metadata import DG
 
 
 def carried_over(
@@ -32,7 +31,7 @@ def carried_over(
         if not evaluation.passed and spec.blocking:
             continue
         # A result carried over already names the run whose audit produced it.
-        origin = evaluation.metadata.get(CARRIED_OVER)
+        origin = evaluation.metadata.get(DG.carried_over_from_run)
         run_id = getattr(origin, "value", origin) or run_id
         results.append(
             dg.AssetCheckResult(
@@ -41,9 +40,13 @@ def carried_over(
                 passed=evaluation.passed,
                 severity=evaluation.severity,
                 metadata={
-                    **{k: v for k, v in evaluation.metadata.items() if k != CARRIED_OVER},
-                    CARRIED_OVER: run_id,
-                    "dg_sqlmesh/note": (
+                    **{
+                        k: v
+                        for k, v in evaluation.metadata.items()
+                        if k != DG.carried_over_from_run
+                    },
+                    DG.carried_over_from_run: run_id,
+                    DG.note: (
                         "nothing was due: SQLMesh evaluated and audited nothing in this run, "
                         "so the result of the audit in that run stands"
                     ),

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from dg_sqlmesh.execution.outcomes import AuditOutcome
+from dg_sqlmesh.metadata import AUDIT
 from dg_sqlmesh.translation.checks import AUDITED_NODE
 
 
@@ -17,8 +18,8 @@ def check_results(
     remaining = list(outcomes)
     results = []
     for spec in specs:
-        audit_name = spec.metadata.get("sqlmesh/audit", spec.name)
-        args = spec.metadata.get("sqlmesh/audit_args", {})
+        audit_name = spec.metadata.get(AUDIT.audit, spec.name)
+        args = spec.metadata.get(AUDIT.audit_args, {})
         node = spec.metadata.get(AUDITED_NODE)
         match = next(
             (
@@ -37,13 +38,13 @@ def check_results(
 
 def _result(spec: dg.AssetCheckSpec, outcome: AuditOutcome) -> dg.AssetCheckResult:
     metadata: dict[str, object] = {
-        "audit": outcome.name,
-        "audit_args": dict(outcome.args),
-        "blocking": outcome.blocking,
-        "failing_rows": outcome.failing_rows,
+        AUDIT.audit: outcome.name,
+        AUDIT.audit_args: dict(outcome.args),
+        AUDIT.blocking: outcome.blocking,
+        AUDIT.failing_rows: outcome.failing_rows,
     }
     if outcome.query:
-        metadata["query"] = dg.MetadataValue.md(f"```sql\n{outcome.query}\n```")
+        metadata[AUDIT.query] = dg.MetadataValue.md(f"```sql\n{outcome.query}\n```")
     return dg.AssetCheckResult(
         asset_key=spec.asset_key,
         check_name=spec.name,

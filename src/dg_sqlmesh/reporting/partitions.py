@@ -7,7 +7,7 @@ what is missing), or neither. The step then:
 
 * every partition recorded or kept, the model settled: yields its output, so Dagster
   records a materialization per partition of the range (downstream steps run), each with
-  its own metadata (``dagster_sqlmesh/no_op: true`` on kept ones);
+  its own metadata (``dg_sqlmesh/no_op: true`` on kept ones);
 * otherwise: a materialization for each recorded partition only, the audits' results,
   then a failed step naming the partitions SQLMesh did not record. Dagster shows the
   range's other partitions as failed.
@@ -30,29 +30,25 @@ from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh.constants import NO_OP
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.metadata import DG, RUN, TABLE
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
 
-RECORDED = "dg_sqlmesh/partitions_recorded"
-RESTATED = "dg_sqlmesh/restated"  # this partition was held, cleared and evaluated again
-ROW_COUNT = "dagster/row_count"
-STATE = "sqlmesh/state"
 # The run's figures, summed over all its batches: they describe no single partition.
 RUN_WIDE = frozenset(
     {
-        NO_OP,
-        STATE,
-        ROW_COUNT,
-        "sqlmesh/intervals",
-        "sqlmesh/interval_start",
-        "sqlmesh/interval_end",
-        "sqlmesh/batches",
-        "sqlmesh/interval_count",
-        "sqlmesh/duration_s",
-        "sqlmesh/rows_written",
-        "sqlmesh/bytes_processed",
+        DG.no_op,
+        RUN.state,
+        TABLE.row_count,
+        RUN.intervals,
+        RUN.interval_start,
+        RUN.interval_end,
+        RUN.batches,
+        RUN.interval_count,
+        RUN.duration_s,
+        RUN.rows_written,
+        RUN.bytes_processed,
     }
 )
 
@@ -89,7 +85,7 @@ def report_partitions(
     )
     shared = partition_shared(metadata)
     if model.lookback:
-        shared["sqlmesh/lookback"] = (
+        shared[RUN.lookback] = (
             f"{model.lookback} interval(s): SQLMesh evaluates the {model.lookback} interval(s) "
             "before each missing one again, within the run's range"
         )
@@ -100,7 +96,7 @@ def report_partitions(
             context.add_asset_metadata(
                 {
                     **partition_metadata(partitions_def, key, outcome, recorded=key in recorded),
-                    **({RESTATED: True} if key in restated else {}),
+                    **({DG.restated: True} if key in restated else {}),
                 },
                 asset_key=spec.key,
                 partition_key=key,
@@ -127,7 +123,7 @@ def report_partitions(
             f"{model.name}: {len(missing)} of {len(requested)} partition(s) not materialized "
             f"({_span(missing)}): {why}. Materialized: {_span(recorded) or 'none'}."
         ),
-        metadata={**shared, RECORDED: len(recorded), "dg_sqlmesh/partitions_failed": missing},
+        metadata={**shared, DG.partitions_recorded: len(recorded), DG.partitions_failed: missing},
         allow_retries=False,
     )
 
@@ -176,13 +172,13 @@ def partition_metadata(
     """One partition's own metadata: its state, its interval and its rows."""
     window = partitions_def.time_window_for_partition_key(key)
     metadata: dict[str, Any] = {
-        STATE: (ModelState.MATERIALIZED if recorded else ModelState.UP_TO_DATE).value,
-        NO_OP: not recorded,
-        "sqlmesh/interval": f"[{window.start.isoformat()}, {window.end.isoformat()})",
+        RUN.state: (ModelState.MATERIALIZED if recorded else ModelState.UP_TO_DATE).value,
+        DG.no_op: not recorded,
+        RUN.interval: f"[{window.start.isoformat()}, {window.end.isoformat()})",
     }
     rows = (outcome.partition_rows or {}).get(key)
     if rows is not None:
-        metadata[ROW_COUNT] = dg.MetadataValue.int(rows)
+        metadata[TABLE.row_count] = dg.MetadataValue.int(rows)
     return metadata
 
 

@@ -1,7 +1,7 @@
 """One model's outcome as Dagster events, never claiming more than happened.
 
 * evaluated: a materialization (intervals, batches, duration, rows) with its audits' results;
-* up to date: a materialization marked ``dagster_sqlmesh/no_op`` keeping the previous data
+* up to date: a materialization marked ``dg_sqlmesh/no_op`` keeping the previous data
   version, and the model's last real audit results carried over (nothing was audited
   again because nothing changed), so the asset's checks stay current instead of turning
   grey;
@@ -26,19 +26,16 @@ from dg_sqlmesh._compat.dagster import (
     latest_materialization_run,
     provenance_tags,
 )
-from dg_sqlmesh.constants import NO_OP
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
 from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.metadata import DG, RUN, TABLE
 from dg_sqlmesh.reporting.carried_over import carried_over
 from dg_sqlmesh.reporting.check_results import check_results
 from dg_sqlmesh.reporting.partitions import recorded_partitions, report_partitions
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
 
 CODE_VERSION_TAG = "dagster/code_version"
-ROW_COUNT = "dagster/row_count"
-ALONE = "dg_sqlmesh/run_alone"  # a check's audit ran without evaluating its model
-UP_TO_DATE = "dg_sqlmesh/up_to_date"  # why a no-op materialization claims no new data
 
 
 def report(
@@ -105,7 +102,7 @@ def report(
         context.log.info(f"{model.name}: {text}")
         yield dg.MaterializeResult(
             asset_key=key,
-            metadata={**metadata, UP_TO_DATE: text},
+            metadata={**metadata, DG.up_to_date: text},
             tags=held,
             check_results=_idle_checks(context, graph, fqn, outcome),
             data_version=dg.DataVersion(data_version(context, graph, fqn, outcome)),
@@ -138,7 +135,7 @@ def _idle_checks(
                     check_name=result.check_name,
                     passed=result.passed,
                     severity=result.severity,
-                    metadata={**result.metadata, ALONE: True},
+                    metadata={**result.metadata, DG.run_alone: True},
                 )
             )
     return results
@@ -177,8 +174,8 @@ def report_checks_alone(
             description=f"{model.name}: its checks could not run alone: {outcome.error}",
             metadata=(
                 {
-                    "sqlmesh/error_class": outcome.error_class.value,
-                    "sqlmesh/error_reason": outcome.error_reason or "",
+                    RUN.error_class: outcome.error_class.value,
+                    RUN.error_reason: outcome.error_reason or "",
                 }
                 if outcome.error_class
                 else None
@@ -200,50 +197,48 @@ def report_checks_alone(
             check_name=result.check_name,
             passed=result.passed,
             severity=result.severity,
-            metadata={**result.metadata, ALONE: True},
+            metadata={**result.metadata, DG.run_alone: True},
         )
 
 
 def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
     metadata: dict[str, Any] = {
-        "sqlmesh/state": outcome.state.value,
-        NO_OP: outcome.state is ModelState.UP_TO_DATE,
+        RUN.state: outcome.state.value,
+        DG.no_op: outcome.state is ModelState.UP_TO_DATE,
     }
     if outcome.intervals:
-        metadata["sqlmesh/intervals"] = [
+        metadata[RUN.intervals] = [
             f"[{_iso(start)}, {_iso(end)})" for start, end in outcome.intervals
         ]
-        metadata["sqlmesh/interval_start"] = _iso(min(s for s, _ in outcome.intervals))
-        metadata["sqlmesh/interval_end"] = _iso(max(e for _, e in outcome.intervals))
+        metadata[RUN.interval_start] = _iso(min(s for s, _ in outcome.intervals))
+        metadata[RUN.interval_end] = _iso(max(e for _, e in outcome.intervals))
         # Numbers, so that the UI plots them across materializations.
-        metadata["sqlmesh/batches"] = dg.MetadataValue.int(outcome.batches)
-        metadata["sqlmesh/interval_count"] = dg.MetadataValue.int(
+        metadata[RUN.batches] = dg.MetadataValue.int(outcome.batches)
+        metadata[RUN.interval_count] = dg.MetadataValue.int(
             outcome.interval_count or len(outcome.intervals)
         )
-        metadata["sqlmesh/duration_s"] = dg.MetadataValue.float(
-            round(outcome.duration_ms / 1000, 3)
-        )
+        metadata[RUN.duration_s] = dg.MetadataValue.float(round(outcome.duration_ms / 1000, 3))
         if outcome.rows_written is not None:
-            metadata["sqlmesh/rows_written"] = dg.MetadataValue.int(outcome.rows_written)
+            metadata[RUN.rows_written] = dg.MetadataValue.int(outcome.rows_written)
         if outcome.bytes_processed is not None:
-            metadata["sqlmesh/bytes_processed"] = dg.MetadataValue.int(outcome.bytes_processed)
+            metadata[RUN.bytes_processed] = dg.MetadataValue.int(outcome.bytes_processed)
     if outcome.row_count is not None:
         # The key of Dagster's ``TableMetadataSet.row_count`` (that class is not exported
         # by ``dagster``), which the UI shows as the table's row count.
-        metadata[ROW_COUNT] = dg.MetadataValue.int(outcome.row_count)
+        metadata[TABLE.row_count] = dg.MetadataValue.int(outcome.row_count)
     if outcome.detail:
-        metadata["sqlmesh/detail"] = outcome.detail.strip()
+        metadata[RUN.detail] = outcome.detail.strip()
     if outcome.error_class:
-        metadata["sqlmesh/error_class"] = outcome.error_class.value
-        metadata["sqlmesh/error_reason"] = outcome.error_reason or ""
-        metadata["sqlmesh/retryable"] = outcome.error_class is ErrorClass.TRANSIENT
+        metadata[RUN.error_class] = outcome.error_class.value
+        metadata[RUN.error_reason] = outcome.error_reason or ""
+        metadata[RUN.retryable] = outcome.error_class is ErrorClass.TRANSIENT
     if outcome.unapplied_change:
-        metadata["sqlmesh/unapplied_change"] = (
+        metadata[RUN.unapplied_change] = (
             f"{outcome.unapplied_change} on disk, not yet in the environment: this run "
             "executed the environment's version"
         )
     if outcome.failed_upstreams:
-        metadata["sqlmesh/failed_upstreams"] = outcome.failed_upstreams
+        metadata[RUN.failed_upstreams] = outcome.failed_upstreams
     return metadata
 
 
@@ -274,7 +269,7 @@ def data_version(
 
 
 def _up_to_date_text(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str:
-    last = latest_materialization_run(context.instance, key)
+    last = latest_materialization_run(context.instance, key, DG.no_op)
     since = f"since run {last}" if last else "since SQLMesh last wrote it"
     return f"up to date: nothing was due, data unchanged {since}"
 
@@ -343,7 +338,7 @@ def _held_version(
     if graph.specs[fqn].code_version != graph.model(fqn).data_hash:
         return None
     if outcome.held_columns:
-        metadata["dagster/column_schema"] = dg.TableSchema(
+        metadata[TABLE.column_schema] = dg.TableSchema(
             columns=[dg.TableColumn(name=n, type=t) for n, t in outcome.held_columns.items()]
         )
     return {CODE_VERSION_TAG: outcome.held_code_version}
@@ -356,9 +351,6 @@ def _replay(
         when = datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
         text = f"{message} (at {when}, in step '{leader_step}', which executed SQLMesh)"
         getattr(context.log, level if level in {"info", "warning", "error"} else "info")(text)
-
-
-BY_PLAN = "dg_sqlmesh/evaluated_by_plan_of_run"
 
 
 def report_beyond_selection(
@@ -392,7 +384,7 @@ def report_beyond_selection(
         spec = graph.specs.get(fqn)
         if spec is None:
             continue
-        mark = {BY_PLAN: context.run_id}
+        mark = {DG.evaluated_by_plan_of_run: context.run_id}
         if outcome.state is ModelState.MATERIALIZED and spec.partitions_def is not None:
             tags_for = _partition_tags(context, graph, fqn, None, run_outcomes)
             for event in recorded_partitions(

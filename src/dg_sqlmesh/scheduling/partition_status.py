@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from dg_sqlmesh._compat.sqlmesh import held_intervals
+from dg_sqlmesh.metadata import DG, RUN
 from dg_sqlmesh.scheduling.due_models import state_context
 from dg_sqlmesh.scheduling.schedules import active_sqlmesh_runs, read_state_or_skip
 from dg_sqlmesh.translation.specs import build_asset_graph, resolve_translator
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
     from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
-SOURCE = "dg_sqlmesh/source"
+SOURCE = DG.source
 MAX_EVENTS_PER_TICK = 5000  # a large history is reported over several ticks
 
 
@@ -64,8 +65,7 @@ def unreported_partitions(
                     description="Interval recorded in SQLMesh's state outside Dagster",
                     metadata={
                         SOURCE: "sqlmesh_state",
-                        "sqlmesh/interval": f"[{window.start.isoformat()}, "
-                        f"{window.end.isoformat()})",
+                        RUN.interval: f"[{window.start.isoformat()}, {window.end.isoformat()})",
                     },
                 )
             )

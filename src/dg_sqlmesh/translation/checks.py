@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from dg_sqlmesh.metadata import AUDIT, MODEL
 from dg_sqlmesh.project.description import AuditInfo, ModelInfo, StandaloneAuditInfo
 
 # Dagster names are ``[A-Za-z0-9_]+``; anything else in an audit name becomes ``_``.
@@ -22,7 +23,7 @@ _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_]")
 
 # Check metadata: the SQLMesh node (an external model's FQN, a standalone audit's name)
 # an audit belongs to, when it is not the asset's own model.
-AUDITED_NODE = "sqlmesh/audited_node"
+AUDITED_NODE = AUDIT.audited_node
 
 
 def check_name(audit: AuditInfo) -> str:
@@ -43,9 +44,9 @@ def default_check_specs(model: ModelInfo, asset_key: dg.AssetKey) -> list[dg.Ass
             description=_describe(audit),
             blocking=audit.blocking,
             metadata={
-                "sqlmesh/audit": audit.name,
-                "sqlmesh/blocking": audit.blocking,
-                "sqlmesh/audit_args": dict(audit.args),
+                AUDIT.audit: audit.name,
+                AUDIT.blocking: audit.blocking,
+                AUDIT.audit_args: dict(audit.args),
             },
         )
     return list(specs.values())
@@ -65,12 +66,12 @@ def standalone_check_spec(
     if name in taken:  # a model audit of the same name on the same asset
         name = f"{name}_standalone"
     metadata = {
-        "sqlmesh/audit": audit.name,
-        "sqlmesh/blocking": audit.blocking,
-        "sqlmesh/audit_args": {},
-        "sqlmesh/standalone": True,
+        AUDIT.audit: audit.name,
+        AUDIT.blocking: audit.blocking,
+        AUDIT.audit_args: {},
+        AUDIT.standalone: True,
         AUDITED_NODE: audit.name,
-        **({"sqlmesh/file": audit.path} if audit.path else {}),
+        **({MODEL.file: audit.path} if audit.path else {}),
     }
     return dg.AssetCheckSpec(
         name=name,

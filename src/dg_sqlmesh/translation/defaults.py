@@ -19,12 +19,13 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.metadata import MODEL, TABLE
 from dg_sqlmesh.project.description import ModelInfo
 from dg_sqlmesh.translation.freshness import cron_freshness_policy
 from dg_sqlmesh.translation.tags import TagProperties, is_valid_owner, parse_tags, sanitize_tag_part
 
 _INVALID_KEY_CHAR = re.compile(r"[^A-Za-z0-9_]")
-COLUMN_LINEAGE_KEY = "dagster/column_lineage"
+COLUMN_LINEAGE_KEY = TABLE.column_lineage
 logger = logging.getLogger(__name__)
 
 
@@ -127,30 +128,28 @@ def default_kinds(model: ModelInfo) -> set[str]:
 def default_metadata(model: ModelInfo) -> dict[str, Any]:
     table = ".".join(p for p in (model.catalog, model.schema, model.table) if p)
     metadata: dict[str, Any] = {
-        "dagster/table_name": table,
-        "dagster/column_schema": dg.TableSchema(
+        TABLE.table_name: table,
+        TABLE.column_schema: dg.TableSchema(
             columns=[
                 dg.TableColumn(name=c.name, type=c.type, description=c.description)
                 for c in model.columns
             ]
         ),
-        "sqlmesh/model": model.name,
-        "sqlmesh/kind": model.kind,
+        MODEL.model: model.name,
+        MODEL.kind: model.kind,
     }
     optional = {
-        "sqlmesh/cron": model.cron,
-        "sqlmesh/cron_tz": getattr(model, "cron_tz", None),
-        "sqlmesh/dialect": model.dialect,
-        "sqlmesh/interval_unit": model.interval_unit,
-        "sqlmesh/time_column": model.time_column,
-        "sqlmesh/grain": ", ".join(model.grain) or None,
-        "sqlmesh/file": model.path,
+        MODEL.cron: model.cron,
+        MODEL.cron_tz: getattr(model, "cron_tz", None),
+        MODEL.dialect: model.dialect,
+        MODEL.interval_unit: model.interval_unit,
+        MODEL.time_column: model.time_column,
+        MODEL.grain: ", ".join(model.grain) or None,
+        MODEL.file: model.path,
     }
     metadata.update({k: v for k, v in optional.items() if v})
     if model.rendered_query:
-        metadata["sqlmesh/rendered_query"] = dg.MetadataValue.md(
-            f"```sql\n{model.rendered_query}\n```"
-        )
+        metadata[MODEL.rendered_query] = dg.MetadataValue.md(f"```sql\n{model.rendered_query}\n```")
     return metadata
 
 
