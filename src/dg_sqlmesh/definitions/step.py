@@ -25,7 +25,8 @@ from dg_sqlmesh.execution.intervals import RunWindow, run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress
 from dg_sqlmesh.reporting.partitions import partition_keys
-from dg_sqlmesh.reporting.report import report, report_beyond_selection, report_checks_alone
+from dg_sqlmesh.reporting.plans import report_beyond_selection
+from dg_sqlmesh.reporting.report import report, report_checks_alone
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
 
 if TYPE_CHECKING:

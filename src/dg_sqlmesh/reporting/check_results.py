@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from dg_sqlmesh.execution.outcomes import AuditOutcome
-from dg_sqlmesh.metadata import AUDIT
+from dg_sqlmesh.metadata import AUDIT, DG
 from dg_sqlmesh.translation.checks import AUDITED_NODE
 
 
@@ -51,4 +51,15 @@ def _result(spec: dg.AssetCheckSpec, outcome: AuditOutcome) -> dg.AssetCheckResu
         passed=outcome.passed,
         severity=(dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN),
         metadata=metadata,
+    )
+
+
+def run_alone(result: dg.AssetCheckResult) -> dg.AssetCheckResult:
+    """``result``, marked as an audit run on the table as it is, without its model."""
+    return dg.AssetCheckResult(
+        asset_key=result.asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        severity=result.severity,
+        metadata={**result.metadata, DG.run_alone: True},
     )

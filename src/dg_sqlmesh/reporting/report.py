@@ -13,29 +13,27 @@ log shows its own model.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh._compat.dagster import (
-    latest_data_version,
-    latest_data_version_record,
-    latest_materialization_run,
-    provenance_tags,
-)
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
 from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.metadata import DG, RUN, TABLE
 from dg_sqlmesh.reporting.carried_over import carried_over
-from dg_sqlmesh.reporting.check_results import check_results
+from dg_sqlmesh.reporting.check_results import check_results, run_alone
 from dg_sqlmesh.reporting.partitions import recorded_partitions, report_partitions
+from dg_sqlmesh.reporting.versions import (
+    CODE_VERSION_TAG,
+    data_version,
+    partition_tags,
+    up_to_date_text,
+    version_of,
+)
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
-
-CODE_VERSION_TAG = "dagster/code_version"
 
 
 def report(
@@ -57,7 +55,7 @@ def report(
     model = graph.model(fqn)
     key = graph.specs[fqn].key
     checks = check_results(graph.check_specs.get(fqn, []), outcome.audits)
-    metadata = _metadata(outcome)
+    metadata = outcome_metadata(outcome)
 
     held = _held_version(graph, fqn, outcome, metadata)
     spec = graph.specs[fqn]
@@ -71,7 +69,7 @@ def report(
                 metadata=metadata,
                 checks=checks,
                 tags=held,
-                data_version=_data_version(model.data_hash, outcome, context.run_id),
+                data_version=version_of(model.data_hash, outcome, context.run_id),
                 failure=_failure_reason(outcome),
             )
             return
@@ -79,13 +77,13 @@ def report(
         # are the partitions materialized, and nothing is recorded unpartitioned.
         units = (outcome.partitions or {}).get("recorded", [])
         yield from recorded_partitions(
-            graph, fqn, outcome, metadata, units, _partition_tags(context, graph, fqn, held)
+            graph, fqn, outcome, metadata, units, partition_tags(context, graph, fqn, held)
         )
         if outcome.state is ModelState.MATERIALIZED:
             yield from checks
             return
         if outcome.state is ModelState.UP_TO_DATE:
-            context.log.info(f"{model.name}: {_up_to_date_text(context, key)}")
+            context.log.info(f"{model.name}: {up_to_date_text(context, key)}")
             yield from _idle_checks(context, graph, fqn, outcome)
             return
     elif outcome.state is ModelState.MATERIALIZED:
@@ -98,7 +96,7 @@ def report(
         )
         return
     elif outcome.state is ModelState.UP_TO_DATE:
-        text = _up_to_date_text(context, key)
+        text = up_to_date_text(context, key)
         context.log.info(f"{model.name}: {text}")
         yield dg.MaterializeResult(
             asset_key=key,
@@ -129,15 +127,7 @@ def _idle_checks(
     have = {r.check_name for r in results}
     for result in check_results(specs, outcome.audits):
         if result.check_name not in have:
-            results.append(
-                dg.AssetCheckResult(
-                    asset_key=result.asset_key,
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    severity=result.severity,
-                    metadata={**result.metadata, DG.run_alone: True},
-                )
-            )
+            results.append(run_alone(result))
     return results
 
 
@@ -192,16 +182,10 @@ def report_checks_alone(
                 "of the model runs no such audit, or SQLMesh skipped it"
             )
     for result in results:
-        yield dg.AssetCheckResult(
-            asset_key=result.asset_key,
-            check_name=result.check_name,
-            passed=result.passed,
-            severity=result.severity,
-            metadata={**result.metadata, DG.run_alone: True},
-        )
+        yield run_alone(result)
 
 
-def _metadata(outcome: ModelOutcome) -> dict[str, Any]:
+def outcome_metadata(outcome: ModelOutcome) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         RUN.state: outcome.state.value,
         DG.no_op: outcome.state is ModelState.UP_TO_DATE,
@@ -246,83 +230,6 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
-def _data_version(data_hash: str | None, outcome: Any, run_id: str) -> str:
-    intervals = outcome.intervals if isinstance(outcome, ModelOutcome) else outcome
-    digest = hashlib.sha1(f"{data_hash}|{intervals}|{run_id}".encode())
-    return digest.hexdigest()[:24]
-
-
-def data_version(
-    context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome
-) -> str:
-    """The data version of ``fqn`` after this run: new exactly when SQLMesh wrote data.
-
-    Evaluated: a version of this run's intervals. Up to date: the version Dagster last
-    recorded, or (none recorded, as for an environment built outside Dagster) one derived
-    from the model's data hash alone, the same in every run until SQLMesh writes again.
-    """
-    model = graph.model(fqn)
-    if outcome.state is ModelState.MATERIALIZED:
-        return _data_version(model.data_hash, outcome, context.run_id)
-    previous = latest_data_version(context.instance, graph.specs[fqn].key)
-    return previous or _data_version(model.data_hash, [], "held")
-
-
-def _up_to_date_text(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str:
-    last = latest_materialization_run(context.instance, key, DG.no_op)
-    since = f"since run {last}" if last else "since SQLMesh last wrote it"
-    return f"up to date: nothing was due, data unchanged {since}"
-
-
-def _provenance(
-    context: dg.AssetExecutionContext,
-    graph: SQLMeshAssetGraph,
-    fqn: str,
-    held: Mapping[str, str] | None,
-    outcomes: Mapping[str, ModelOutcome] | None = None,
-) -> Any:
-    """``tags(data_version)``: the tags of a materialization of ``fqn`` we record ourselves
-    (not from the step's output), with the provenance Dagster gives an output's, so that
-    staleness follows data versions, not timestamps.
-
-    ``outcomes``: the run's published outcomes, for an event recorded before the upstream
-    steps of this run report (a plan evaluated the model in the leader's step): their data
-    versions are the ones those steps will record.
-    """
-    spec = graph.specs[fqn]
-    inputs = {}
-    by_key = graph.fqn_by_key
-    for dep in spec.deps:
-        upstream = by_key.get(dep.asset_key)
-        outcome = (outcomes or {}).get(upstream) if upstream else None
-        if outcome is not None and outcome.state is ModelState.MATERIALIZED:
-            inputs[dep.asset_key] = (data_version(context, graph, upstream, outcome), None)
-        else:
-            inputs[dep.asset_key] = latest_data_version_record(context.instance, dep.asset_key)
-    code_version = (held or {}).get(CODE_VERSION_TAG) or spec.code_version or context.run_id
-    return lambda version: {**(held or {}), **provenance_tags(version, code_version, inputs)}
-
-
-def _partition_tags(
-    context: dg.AssetExecutionContext,
-    graph: SQLMeshAssetGraph,
-    fqn: str,
-    held: Mapping[str, str] | None,
-    outcomes: Mapping[str, ModelOutcome] | None = None,
-) -> Any:
-    """``tags_for(partition_key)``: each partition's own data version, with provenance."""
-    spec = graph.specs[fqn]
-    data_hash = graph.model(fqn).data_hash
-    tags = _provenance(context, graph, fqn, held, outcomes)
-
-    def tags_for(key: str) -> dict[str, str]:
-        window = spec.partitions_def.time_window_for_partition_key(key)
-        unit = [(int(window.start.timestamp() * 1000), int(window.end.timestamp() * 1000))]
-        return tags(_data_version(data_hash, unit, context.run_id))
-
-    return tags_for
-
-
 def _held_version(
     graph: SQLMeshAssetGraph, fqn: str, outcome: ModelOutcome, metadata: dict[str, Any]
 ) -> dict[str, str] | None:
@@ -351,68 +258,3 @@ def _replay(
         when = datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
         text = f"{message} (at {when}, in step '{leader_step}', which executed SQLMesh)"
         getattr(context.log, level if level in {"info", "warning", "error"} else "info")(text)
-
-
-def report_beyond_selection(
-    context: dg.AssetExecutionContext,
-    graph: SQLMeshAssetGraph,
-    outcomes: dict[str, ModelOutcome],
-    run_outcomes: Mapping[str, ModelOutcome] | None = None,
-) -> None:
-    """Record what the run's plan evaluated outside the run's selection.
-
-    A plan evaluates every model it must, selected or not, and SQLMesh's log shows it;
-    so Dagster records it too, from the step that applied the plan: a materialization for
-    each model it wrote (for a partitioned model, one per interval it filled) and the
-    results of the audits it ran, each marked with this run. Nothing is recorded for a
-    model the plan did not write. ``run_outcomes``: the outcomes of the run's selection,
-    whose steps report after this one (their data versions are the inputs' provenance).
-    """
-    if not outcomes:
-        return
-    by_state: dict[str, list[str]] = {}
-    for fqn, outcome in outcomes.items():
-        if fqn in graph.specs:
-            by_state.setdefault(outcome.state.value, []).append(graph.model(fqn).name)
-    states = "; ".join(f"{state}: {', '.join(sorted(n))}" for state, n in sorted(by_state.items()))
-    context.log.warning(
-        f"The plan this run applied also reached {sum(map(len, by_state.values()))} model(s) "
-        f"this run did not select ({states}). What it wrote and the audits it ran are "
-        "recorded here, marked with this run."
-    )
-    for fqn, outcome in outcomes.items():
-        spec = graph.specs.get(fqn)
-        if spec is None:
-            continue
-        mark = {DG.evaluated_by_plan_of_run: context.run_id}
-        if outcome.state is ModelState.MATERIALIZED and spec.partitions_def is not None:
-            tags_for = _partition_tags(context, graph, fqn, None, run_outcomes)
-            for event in recorded_partitions(
-                graph, fqn, outcome, {**_metadata(outcome), **mark}, outcome.intervals, tags_for
-            ):
-                context.log_event(event)
-        elif outcome.state is ModelState.MATERIALIZED:
-            version = _data_version(graph.model(fqn).data_hash, outcome, context.run_id)
-            tags = _provenance(context, graph, fqn, None, run_outcomes)
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=spec.key, metadata={**_metadata(outcome), **mark}, tags=tags(version)
-                )
-            )
-        elif outcome.state is ModelState.NOT_PROMOTED:
-            context.log_event(
-                dg.AssetObservation(asset_key=spec.key, metadata={**_metadata(outcome), **mark})
-            )
-        elif outcome.state is not ModelState.UP_TO_DATE:
-            reason = outcome.error or outcome.detail or outcome.state.value
-            context.log.error(f"{graph.model(fqn).name} (evaluated by the plan): {reason}")
-        for result in check_results(graph.check_specs.get(fqn, []), outcome.audits):
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=result.asset_key,
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    severity=result.severity,
-                    metadata={**result.metadata, **mark},
-                )
-            )
