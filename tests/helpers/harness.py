@@ -121,28 +121,28 @@ def run_multiprocess(
         )
 
 
-def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
-    """Asset key string -> materialization metadata (``MetadataValue`` objects), one run."""
+def _materializations(instance: dg.DagsterInstance, run_id: str) -> list:
+    """The run's materialization events, in order."""
     records = instance.get_records_for_run(
         run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
-    found = {}
-    for record in records:
-        mat = record.event_log_entry.dagster_event.event_specific_data.materialization
-        found[mat.asset_key.to_user_string()] = dict(mat.metadata)
-    return found
+    return [r.event_log_entry.dagster_event.event_specific_data.materialization for r in records]
+
+
+def materialization_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
+    """Asset key string -> materialization metadata (``MetadataValue`` objects), one run."""
+    return {
+        mat.asset_key.to_user_string(): dict(mat.metadata)
+        for mat in _materializations(instance, run_id)
+    }
 
 
 def partition_materializations(
     instance: dg.DagsterInstance, run_id: str
 ) -> dict[str, dict[str, dict]]:
     """Asset key string -> partition -> materialization metadata (raw values), one run."""
-    records = instance.get_records_for_run(
-        run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
     found: dict[str, dict[str, dict]] = {}
-    for record in records:
-        mat = record.event_log_entry.dagster_event.event_specific_data.materialization
+    for mat in _materializations(instance, run_id):
         if mat.partition is not None:
             found.setdefault(mat.asset_key.to_user_string(), {})[mat.partition] = {
                 k: v.value for k, v in mat.metadata.items()

@@ -12,7 +12,7 @@ import dagster as dg
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.translation.checks import hosted_check_spec, standalone_check_spec
-from dg_sqlmesh.translation.defaults import key_segment, model_owner
+from dg_sqlmesh.translation.defaults import key_segment
 from dg_sqlmesh.translation.partitions import model_partitions_def
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
@@ -151,35 +151,13 @@ def build_asset_graph(
     _add_standalone_checks(graph, upstream_key, readers)
     graph.op_names = _op_names(graph.specs)
     graph.external_specs = {
-        fqn: _external_spec(translator, models[fqn], key, group_name, owners)
+        fqn: translator.get_external_asset_spec(
+            models[fqn], default_group=group_name, default_owners=owners
+        ).replace_attributes(key=key)  # the key its readers depend on, claimed above
         for fqn, key in graph.external_keys.items()
         if fqn in models
     }
     return graph
-
-
-def _external_spec(
-    translator: SQLMeshTranslator,
-    model: ModelInfo,
-    key: dg.AssetKey,
-    group_name: str | None,
-    owners: list[str] | None,
-) -> dg.AssetSpec:
-    """A declared external model (``external_models.yaml``) as an external asset: what the
-    translator says of it (description, columns, group, kinds, owners), no step, and
-    nothing that only a model SQLMesh runs has (code version, automation, freshness)."""
-    model_owners = translator.get_owners(model)
-    if model_owners is None:
-        model_owners = list(owners) if owners else model_owner(model)
-    return dg.AssetSpec(
-        key=key,
-        description=translator.get_description(model),
-        group_name=translator.get_group_name(model) or group_name or key_segment(model.schema),
-        owners=model_owners,
-        tags=translator.get_tags(model),
-        kinds=translator.get_kinds(model),
-        metadata=translator.get_metadata(model),
-    )
 
 
 def _first_readers(graph: SQLMeshAssetGraph) -> dict[str, str]:

@@ -321,9 +321,6 @@ class SQLMeshTranslator:
             >>> Grouped().get_asset_spec(model).group_name
             'orders'
         """
-        owners = self.get_owners(model)
-        if owners is None:
-            owners = list(default_owners) if default_owners else model_owner(model)
         metadata = dict(self.get_metadata(model))
         deps = list(deps or ())
         if COLUMN_LINEAGE_KEY not in metadata and len(deps) == len(model.depends_on):
@@ -337,16 +334,53 @@ class SQLMeshTranslator:
         return dg.AssetSpec(
             key=self.get_asset_key(model),
             deps=deps,
-            description=self.get_description(model),
-            group_name=self.get_group_name(model) or default_group or key_segment(model.schema),
-            owners=owners,
-            tags=self.get_tags(model),
-            kinds=self.get_kinds(model),
             metadata=metadata,
             code_version=self.get_code_version(model),
             automation_condition=self.get_automation_condition(model),
+            **self._described(model, default_group, default_owners),
             **extra,
         )
+
+    def get_external_asset_spec(
+        self,
+        model: ModelInfo,
+        *,
+        default_group: str | None = None,
+        default_owners: list[str] | None = None,
+    ) -> dg.AssetSpec:
+        """The spec of a declared external model (``external_models.yaml``): an external
+        asset with what the translator says of it (description, columns, group, kinds,
+        owners, tags), and nothing only a model SQLMesh runs has (code version, automation,
+        freshness). Override and call ``.replace_attributes(...)`` on super()'s.
+
+        Example:
+            >>> class Sources(SQLMeshTranslator):
+            ...     def get_external_asset_spec(self, model, **kwargs):
+            ...         spec = super().get_external_asset_spec(model, **kwargs)
+            ...         return spec.replace_attributes(group_name="sources")
+            >>> Sources().get_external_asset_spec(model).group_name
+            'sources'
+        """
+        return dg.AssetSpec(
+            key=self.get_external_asset_key(model),
+            metadata=self.get_metadata(model),
+            **self._described(model, default_group, default_owners),
+        )
+
+    def _described(
+        self, model: ModelInfo, default_group: str | None, default_owners: list[str] | None
+    ) -> dict[str, Any]:
+        """The attributes every spec takes from the translator's methods, with defaults."""
+        owners = self.get_owners(model)
+        if owners is None:
+            owners = list(default_owners) if default_owners else model_owner(model)
+        return {
+            "description": self.get_description(model),
+            "group_name": self.get_group_name(model) or default_group or key_segment(model.schema),
+            "owners": owners,
+            "tags": self.get_tags(model),
+            "kinds": self.get_kinds(model),
+        }
 
 
 def with_cron_automation(translator: SQLMeshTranslator) -> SQLMeshTranslator:
