@@ -99,7 +99,8 @@ _PERSISTENT_MESSAGE = re.compile(
 )
 
 
-def _cause_chain(error: BaseException) -> Iterator[BaseException]:
+def cause_chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then its causes (``__cause__``, else ``__context__``), each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -119,7 +120,7 @@ def classify_error(error: BaseException) -> tuple[ErrorClass, str]:
         >>> classify_error(ConnectionRefusedError("connection refused"))[0]
         <ErrorClass.TRANSIENT: 'transient'>
     """
-    chain = list(_cause_chain(error))
+    chain = list(cause_chain(error))
     for exc in chain:
         if type(exc).__name__ in {"NodeAuditsErrors", "AuditError"}:
             return ErrorClass.PERSISTENT, f"audit failure ({type(exc).__name__})"
@@ -129,8 +130,6 @@ def classify_error(error: BaseException) -> tuple[ErrorClass, str]:
         if _PERSISTENT_MESSAGE.search(text) and not _TRANSIENT_MESSAGE.search(text):
             continue
         if name in _TRANSIENT_TYPE_NAMES or isinstance(exc, (socket.timeout, ConnectionError)):
-            if _PERSISTENT_MESSAGE.search(text) and not _TRANSIENT_MESSAGE.search(text):
-                continue
             return ErrorClass.TRANSIENT, f"{name}: {_first_line(text)}"
         if _TRANSIENT_MESSAGE.search(text):
             return ErrorClass.TRANSIENT, f"{name}: {_first_line(text)}"

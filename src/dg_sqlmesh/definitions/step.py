@@ -23,7 +23,7 @@ from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.intervals import RunWindow, run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
-from dg_sqlmesh.execution.progress import live_progress
+from dg_sqlmesh.execution.progress import live_progress, log_at
 from dg_sqlmesh.reporting.partitions import partition_keys
 from dg_sqlmesh.reporting.plans import report_beyond_selection
 from dg_sqlmesh.reporting.report import report, report_checks_alone
@@ -360,10 +360,5 @@ def _follow(
     )
 
 
-def _logger(context: dg.AssetExecutionContext):  # noqa: ANN202
-    log = context.log
-
-    def emit(level: str, message: str) -> None:
-        getattr(log, level if level in {"info", "warning", "error", "debug"} else "info")(message)
-
-    return emit
+def _logger(context: dg.AssetExecutionContext) -> LogFn:
+    return lambda level, message: log_at(context.log, level, message)

@@ -35,10 +35,9 @@ from dg_sqlmesh.execution.events import (
     Skipped,
     SnapshotStarted,
 )
+from dg_sqlmesh.execution.progress import LogFn
 from dg_sqlmesh.project.describe import describe_audits
 from dg_sqlmesh.project.description import ModelInfo
-
-LogFn = Callable[[str, str], None]  # (level, message)
 
 
 def _format_ms(ms: int) -> str:

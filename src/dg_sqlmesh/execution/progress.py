@@ -18,7 +18,13 @@ import dagster as dg
 
 FLUSH_SECONDS = 1.0
 
-LogFn = Callable[[str, str], None]
+LogFn = Callable[[str, str], None]  # (level, message)
+LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+
+def log_at(log: dg.DagsterLogManager, level: str, message: str) -> None:
+    """Write ``message`` to a Dagster log at ``level`` (an unknown level is info)."""
+    getattr(log, level if level in LEVELS else "info")(message)
 
 
 @contextmanager
@@ -41,7 +47,7 @@ def live_progress(log: dg.DagsterLogManager) -> Iterator[LogFn]:
                 pending.append(message)
             return
         flush()
-        getattr(log, level if level in {"warning", "error", "debug"} else "info")(message)
+        log_at(log, level, message)
 
     def flusher() -> None:
         while not stop.wait(FLUSH_SECONDS):

@@ -22,6 +22,7 @@ from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshEnvironmentError,
     SQLMeshRunFailure,
+    cause_chain,
     classify_error,
     plain_text,
 )
@@ -247,7 +248,9 @@ def _startup_failure(
             f"with `sqlmesh -p {project_dir} migrate`."
         )
     # SQLMesh's PlanError says only "Plan application failed."; the why is in its causes.
-    causes = [c for c in _causes(exc) if str(c).strip() and str(c) not in str(exc)][:2]
+    causes = [c for c in list(cause_chain(exc))[1:6] if str(c).strip() and str(c) not in str(exc)][
+        :2
+    ]
     because = "".join(f" Caused by {type(c).__name__}: {str(c).strip()}" for c in causes)
     because += "".join(f"\n- {failure}" for failure in failed_models)
     return SQLMeshRunFailure(
@@ -263,15 +266,6 @@ def _startup_failure(
         },
         allow_retries=False,
     )
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    found: list[BaseException] = []
-    current = exc.__cause__ or exc.__context__
-    while current is not None and current not in found and len(found) < 5:
-        found.append(current)
-        current = current.__cause__ or current.__context__
-    return found
 
 
 def _run_once(

@@ -22,6 +22,7 @@ import dagster as dg
 from dg_sqlmesh.errors import ErrorClass, SQLMeshRunFailure
 from dg_sqlmesh.execution.checks_alone import ALONE_DETAIL
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
+from dg_sqlmesh.execution.progress import log_at
 from dg_sqlmesh.metadata import DG, RUN, TABLE
 from dg_sqlmesh.reporting.carried_over import carried_over
 from dg_sqlmesh.reporting.check_results import check_results, run_alone
@@ -257,4 +258,4 @@ def _replay(
     for level, message, at in outcome.log:
         when = datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S")
         text = f"{message} (at {when}, in step '{leader_step}', which executed SQLMesh)"
-        getattr(context.log, level if level in {"info", "warning", "error"} else "info")(text)
+        log_at(context.log, level, text)
