@@ -18,6 +18,8 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from dg_sqlmesh.constants import PROD
+
 
 class DagsterSQLMeshError(Exception):
     """The root of every error dg-sqlmesh raises."""
@@ -149,3 +151,16 @@ def plain_text(error: BaseException | str) -> str:
     """An error's text without the terminal escape codes some engines put in it (DuckDB
     underlines the offending SQL: ``\\x1b[4mAS\\x1b[0m``), for the UI and the run log."""
     return _TERMINAL_CODES.sub("", str(error))
+
+
+def plan_command(project_dir: object, environment: str) -> str:
+    """The ``sqlmesh`` command that creates or updates ``environment`` (a dev environment
+    holds every model, changed or not, so that it can run them all)."""
+    unmodified = "" if environment.lower() == PROD else " --include-unmodified"
+    return f"`sqlmesh -p {project_dir} plan {environment}{unmodified}`"
+
+
+def dagster_plan_option(environment: str) -> str:
+    """The resource options that let a run apply that plan itself (prod needs two)."""
+    prod = ", allow_prod_plan=True" if environment.lower() == PROD else ""
+    return f"SQLMeshResource(apply_plan=True{prod})"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dg_sqlmesh.errors import ErrorClass, classify_error
+from dg_sqlmesh.errors import ErrorClass, classify_error, plan_command
 from dg_sqlmesh.execution.outcomes import (
     FAILURES,
     FINISHED,
@@ -112,7 +112,7 @@ def not_in_environment(fqn: str, environment: str, project_dir: str = "<project>
         state=ModelState.NOT_RUN,
         detail=(
             f"the model is not in SQLMesh environment '{environment}' yet; "
-            f"apply a plan (`sqlmesh -p {project_dir} plan {environment}`) to add it"
+            f"apply a plan ({plan_command(project_dir, environment)}) to add it"
         ),
     )
 

@@ -21,7 +21,7 @@ from dg_sqlmesh._compat.sqlmesh import (
     index_reading_held_table,
     intervals_held,
 )
-from dg_sqlmesh.errors import classify_error, plain_text
+from dg_sqlmesh.errors import classify_error, plain_text, plan_command
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome
 from dg_sqlmesh.project.describe import describe_audits
 from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
@@ -91,7 +91,7 @@ def audit_alone(
         for outcome in outcomes.values():
             outcome.error = (
                 f"SQLMesh environment '{environment}' does not exist: create it with "
-                f"`sqlmesh -p {project_dir} plan {environment}` and materialize the model "
+                f"{plan_command(project_dir, environment)} and materialize the model "
                 "before running its checks"
             )
         return outcomes
@@ -101,7 +101,7 @@ def audit_alone(
         if snapshot is None or not snapshot.is_model:
             outcome.error = (
                 f"the model is not in SQLMesh environment '{environment}' yet; apply a plan "
-                f"(`sqlmesh -p {project_dir} plan {environment}`) and materialize it first"
+                f"({plan_command(project_dir, environment)}) and materialize it first"
             )
             continue
         started = time.monotonic()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh.constants import PROD
-from dg_sqlmesh.errors import SQLMeshEnvironmentError
+from dg_sqlmesh.errors import SQLMeshEnvironmentError, dagster_plan_option, plan_command
 from dg_sqlmesh.execution.console import LogFn
 from dg_sqlmesh.project.description import ProjectDescription
 
@@ -54,11 +54,8 @@ def prepare_environment(
                 description=(
                     f"SQLMesh environment '{name}' does not exist in the state of "
                     f"{description.project_dir} (gateway {description.gateway}). Create it with "
-                    f"`sqlmesh -p {description.project_dir} plan {name}"
-                    + ("` " if name.lower() == PROD else " --include-unmodified` ")
-                    + "or set SQLMeshResource(apply_plan=True"
-                    + (", allow_prod_plan=True" if name.lower() == PROD else "")
-                    + ") to let Dagster apply it."
+                    f"{plan_command(description.project_dir, name)} or set "
+                    f"{dagster_plan_option(name)} to let Dagster apply it."
                 ),
                 allow_retries=False,
             )
@@ -85,7 +82,7 @@ def prepare_environment(
             "warning",
             f"The project on disk differs from environment '{name}' for {names}. This run "
             "executes what the environment holds; apply a plan "
-            f"(`sqlmesh -p {description.project_dir} plan {name}`) to run the new definitions.",
+            f"({plan_command(description.project_dir, name)}) to run the new definitions.",
         )
     return changed, False
 

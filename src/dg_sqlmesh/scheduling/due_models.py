@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from dg_sqlmesh._compat.sqlmesh import environment_intervals, no_fork_workers
 from dg_sqlmesh.constants import PROD
+from dg_sqlmesh.errors import dagster_plan_option, plan_command
 from dg_sqlmesh.project.config import load_config
 
 if TYPE_CHECKING:
@@ -82,10 +83,8 @@ def find_due_models(resource: SQLMeshProject, execution_time: datetime | None = 
             execution_time,
             not_ready=(
                 f"SQLMesh environment '{environment}' does not exist in the state of {where}. "
-                f"Create it with `sqlmesh -p {description.project_dir} plan {environment}`, or "
-                "let Dagster plan it with SQLMeshResource(apply_plan=True"
-                + (", allow_prod_plan=True" if environment.lower() == PROD else "")
-                + ")."
+                f"Create it with {plan_command(description.project_dir, environment)}, or "
+                f"let Dagster plan it with {dagster_plan_option(environment)}."
             ),
         )
     if state.updating_plan:
