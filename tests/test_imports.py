@@ -257,3 +257,24 @@ def test_no_test_module_imports_another():
 def _imports(line: str) -> bool:
     words = line.split()
     return len(words) > 1 and words[0] in ("import", "from")
+
+
+def test_only_compat_touches_either_librarys_internals():
+    """``sqlmesh.core`` and ``dagster._*`` are imported in ``_compat/`` alone, where each use
+    says which versions it was checked against."""
+    found = []
+    for name, path in package_modules().items():
+        if stage_of(name) == 1:  # _compat
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module or ""]
+            found += [
+                f"{name}: {m}"
+                for m in modules
+                if m.startswith(("sqlmesh.core", "dagster._")) or m == "sqlmesh.core"
+            ]
+    assert not found, "internals imported outside _compat/:\n" + "\n".join(found)

@@ -352,3 +352,12 @@ def no_fork_workers() -> Iterator[None]:
         yield
     finally:
         constants.MAX_FORK_WORKERS = saved
+
+
+def use_sqlmesh_console(console: Any = None) -> None:
+    """SQLMesh's global console set to ``console``, or to its no-op console: loading a
+    project or reading its state prints nothing (``set_console`` is SQLMesh's, not on
+    ``Context``)."""
+    from sqlmesh.core.console import NoopConsole, set_console
+
+    set_console(console or NoopConsole())

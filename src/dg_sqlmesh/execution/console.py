@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from sqlmesh.core.console import NoopConsole
-from sqlmesh.core.notification_target import NotificationEvent
-from sqlmesh.core.selector import NativeSelector
 from sqlmesh.utils.errors import NodeAuditsErrors
 
-from dg_sqlmesh._compat.sqlmesh import expand_in_chunks
+from dg_sqlmesh._compat.sqlmesh_run import ExactSelector, NoopConsole, NotificationEvent
 from dg_sqlmesh.errors import classify_error, plain_text
 from dg_sqlmesh.execution.events import (
     AuditFailed,
@@ -204,40 +201,6 @@ def _args(audit_error: Any, dialect: str | None) -> dict[str, str]:
         for k, v in (audit_error.audit_args or {}).items()
         if k != "blocking"
     }
-
-
-class ExactSelector(NativeSelector):
-    """SQLMesh's native selector, matching a model's exact FQN before normalising names.
-
-    SQLMesh normalises every selected name with the project's default dialect, so the
-    FQN of a model in another dialect can match nothing, or another model: a Snowflake
-    model ``sales."DailyTotals"`` is ``"DB"."SALES"."DailyTotals"``, which DuckDB's
-    normalisation turns into ``"db"."sales"."dailytotals"``. The run selects by FQN, as
-    SQLMesh's snapshots name the models, so an exact match is the model meant.
-    ``on_resolved`` receives what every selection matched.
-    """
-
-    def __init__(
-        self, *args: Any, on_resolved: Callable[[set[str]], None] | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_resolved = on_resolved
-
-    def expand_model_selections(
-        self, model_selections: Iterable[str], models: dict[str, Any] | None = None
-    ) -> set[str]:
-        selected = expand_in_chunks(
-            lambda chunk: super(ExactSelector, self).expand_model_selections(chunk, models),
-            model_selections,
-        )
-        if self._on_resolved is not None:
-            self._on_resolved(set(selected))
-        return selected
-
-    def _pattern_to_model_fqns(self, pattern: str, all_models: dict[str, Any]) -> set[str]:
-        if pattern in all_models:
-            return {pattern}
-        return super()._pattern_to_model_fqns(pattern, all_models)
 
 
 class _RecordingConsole(NoopConsole):

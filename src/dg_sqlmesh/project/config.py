@@ -11,7 +11,7 @@ from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project.dirs import config_file
 
 if TYPE_CHECKING:
-    from sqlmesh.core.config import Config
+    from sqlmesh import Config
 
 
 def load_config(

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dg_sqlmesh._compat.sqlmesh import use_sqlmesh_console
 from dg_sqlmesh.errors import SQLMeshDefinitionError, plain_text
 from dg_sqlmesh.project.config import load_config
 
 if TYPE_CHECKING:
-    from sqlmesh import Context
-    from sqlmesh.core.config import Config
+    from sqlmesh import Config, Context
 
 
 def create_context(
@@ -33,7 +33,6 @@ def create_context(
     ``NativeSelector`` when not given). The caller closes the context.
     """
     from sqlmesh import Context
-    from sqlmesh.core.console import NoopConsole, set_console
 
     paths = (project_dir,) if isinstance(project_dir, Path) else tuple(project_dir)
     configs: dict[Path, Config] = {}
@@ -42,7 +41,7 @@ def create_context(
         config, name = load_config(path, gateway, check_gateway=index == 0)
         configs[path] = config
         gateway_name = gateway_name or name
-    set_console(console or NoopConsole())
+    use_sqlmesh_console(console)
     try:
         return Context(
             paths=list(paths),

@@ -20,8 +20,7 @@ from dg_sqlmesh.project.description import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sqlmesh import Context
-    from sqlmesh.core.model import Model
+    from sqlmesh import Context, Model
 
 logger = logging.getLogger(__name__)
 

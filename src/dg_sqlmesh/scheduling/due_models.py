@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from dg_sqlmesh._compat.sqlmesh import environment_intervals, no_fork_workers
+from dg_sqlmesh._compat.sqlmesh import environment_intervals, no_fork_workers, use_sqlmesh_console
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.errors import dagster_plan_option, plan_command
 from dg_sqlmesh.project.config import load_config
@@ -129,11 +129,10 @@ def state_context(resource: SQLMeshProject) -> Iterator[Context]:
     """A SQLMesh context that loads no model files: only its state connection is used,
     from a schedule's or sensor's thread (no forked workers), closed after."""
     from sqlmesh import Context
-    from sqlmesh.core.console import NoopConsole, set_console
 
     path = resource.project_paths[0]  # SQLMesh connects with the first repo's config
     config, gateway = load_config(path, resource.gateway)
-    set_console(NoopConsole())
+    use_sqlmesh_console()
     context = Context(paths=[path], config=config, gateway=gateway, load=False)
     try:
         with no_fork_workers():
