@@ -361,3 +361,40 @@ def use_sqlmesh_console(console: Any = None) -> None:
     from sqlmesh.core.console import NoopConsole, set_console
 
     set_console(console or NoopConsole())
+
+
+def missing_upstream_intervals(
+    context: Any, environment: str, fqns: Collection[str]
+) -> dict[str, int]:
+    """How many intervals each of ``fqns`` misses in ``environment``, whatever its cron
+    (SQLMesh's scheduler, ``merged_missing_intervals``: not on ``Context``; checked
+    against SQLMesh 0.236). Reads state only; no model SQL runs."""
+    missing = context.scheduler(environment).merged_missing_intervals(
+        ignore_cron=True, selected_snapshots=set(fqns)
+    )
+    return {snapshot.name: len(intervals) for snapshot, intervals in missing.items() if intervals}
+
+
+def audit_snapshot(
+    context: Any,
+    snapshot: Any,
+    snapshots: dict[str, Any],
+    deployability: Any,
+    window: tuple[int, int] | None,
+) -> list[Any]:
+    """SQLMesh's audits of ``snapshot`` over ``window`` on the table the environment reads
+    for it, as a run audits it (``SnapshotEvaluator.audit``: not on ``Context``, whose
+    ``audit`` reads the project on disk; checked against SQLMesh 0.236). Only SELECTs."""
+    start, end = window or (None, None)
+    return context.snapshot_evaluator.audit(
+        snapshot=snapshot,
+        snapshots=snapshots,
+        start=start,
+        end=end,
+        deployability_index=index_reading_held_table(deployability, snapshot),
+    )
+
+
+def engine_dialect(context: Any) -> str:
+    """The dialect of the engine SQLMesh evaluates with."""
+    return context.snapshot_evaluator.adapter.dialect

@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh._compat.sqlmesh import (
+    audit_snapshot,
+    engine_dialect,
     environment_snapshots,
-    index_reading_held_table,
     intervals_held,
 )
 from dg_sqlmesh.errors import classify_error, plain_text, plan_command
@@ -159,7 +160,7 @@ def _audit(
             "its checks alone"
         )
     described = describe_audits(snapshot.model)
-    results = _run(context, snapshot, snapshots, deployability, window)
+    results = audit_snapshot(context, snapshot, snapshots, deployability, window)
     # One result per audit, in the model's order: the same order ``describe_audits`` reads.
     return [
         _outcome(context, info.name, dict(info.args), result)
@@ -184,7 +185,7 @@ def _audit_node(
         log("warning", f"{name} is not in the environment: its audits were not run")
         return []
     window = _window(node, deployability) or _window(host, deployability)
-    results = _run(context, node, snapshots, deployability, window)
+    results = audit_snapshot(context, node, snapshots, deployability, window)
     if node.is_model:
         described = [(info.name, dict(info.args)) for info in describe_audits(node.model)]
     else:  # a standalone audit: its one audit is itself
@@ -196,26 +197,9 @@ def _audit_node(
     ]
 
 
-def _run(
-    context: Context,
-    snapshot: Any,
-    snapshots: dict[str, Any],
-    deployability: Any,
-    window: tuple[int, int] | None,
-) -> list[Any]:
-    start, end = window or (None, None)
-    return context.snapshot_evaluator.audit(
-        snapshot=snapshot,
-        snapshots=snapshots,
-        start=start,
-        end=end,
-        deployability_index=index_reading_held_table(deployability, snapshot),
-    )
-
-
 def _outcome(context: Context, name: str, args: dict[str, str], result: Any) -> AuditOutcome:
     count = int(result.count or 0)
-    dialect = context.snapshot_evaluator.adapter.dialect
+    dialect = engine_dialect(context)
     return AuditOutcome(
         name=name,
         blocking=bool(result.blocking),  # SQLMesh's: a dev preview never blocks

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dg_sqlmesh._compat.sqlmesh import missing_upstream_intervals
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.errors import SQLMeshEnvironmentError, dagster_plan_option, plan_command
 from dg_sqlmesh.execution.console import LogFn
@@ -111,13 +112,10 @@ def warn_stale_upstreams(
     if not parents:
         return
     try:
-        missing = context.scheduler(environment).merged_missing_intervals(
-            ignore_cron=True, selected_snapshots=parents
-        )
+        stale = missing_upstream_intervals(context, environment, parents)
     except Exception as exc:  # noqa: BLE001 - the warning is best effort
         log("debug", f"Could not check upstream intervals: {exc}")
         return
-    stale = {snapshot.name: len(intervals) for snapshot, intervals in missing.items() if intervals}
     for fqn in selection:
         late = [models[p].name for p in models[fqn].depends_on if p in stale]
         if late:
