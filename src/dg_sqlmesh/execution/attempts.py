@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from dg_sqlmesh.errors import ErrorClass, classify_error, plan_command
+from dg_sqlmesh.errors import ErrorClass, plan_command
 from dg_sqlmesh.execution.outcomes import (
     FAILURES,
     FINISHED,
@@ -91,17 +91,14 @@ def retry_could_not_start(
     What the earlier attempts wrote, and SQLMesh recorded, stands; every other model
     fails with the retry's error, classified.
     """
-    error_class, reason = classify_error(error)
     for outcome in merged.values():
         if outcome.state in FINISHED:
             continue
         earlier = outcome.error or outcome.detail
-        outcome.state = ModelState.FAILED
-        outcome.error = f"SQLMesh could not start attempt {attempt}: {type(error).__name__}: " + (
+        text = f"SQLMesh could not start attempt {attempt}: {type(error).__name__}: " + (
             f"{error} (the previous attempt: {earlier})" if earlier else str(error)
         )
-        outcome.error_class = error_class
-        outcome.error_reason = reason
+        outcome.fail(error, text, state=ModelState.FAILED)
     return merged
 
 

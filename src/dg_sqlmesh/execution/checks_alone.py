@@ -22,7 +22,7 @@ from dg_sqlmesh._compat.sqlmesh import (
     environment_snapshots,
     intervals_held,
 )
-from dg_sqlmesh.errors import classify_error, plain_text, plan_command
+from dg_sqlmesh.errors import plain_text, plan_command
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome
 from dg_sqlmesh.project.describe import describe_audits
 from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
@@ -211,7 +211,4 @@ def _outcome(context: Context, name: str, args: dict[str, str], result: Any) -> 
 
 
 def _failed(outcome: ModelOutcome, exc: BaseException, what: str) -> None:
-    error_class, reason = classify_error(exc)
-    outcome.error = f"{what}: {type(exc).__name__}: {plain_text(exc)}"
-    outcome.error_class = error_class
-    outcome.error_reason = reason
+    outcome.fail(exc, f"{what}: {type(exc).__name__}: {plain_text(exc)}")

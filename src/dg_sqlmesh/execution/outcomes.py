@@ -11,7 +11,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dg_sqlmesh.errors import ErrorClass
+from dg_sqlmesh.errors import ErrorClass, classify_error
 
 
 class ModelState(enum.StrEnum):
@@ -68,6 +68,14 @@ class ModelOutcome:
     # A partitioned model: rows of each partition SQLMesh wrote (key -> rows, by the
     # model's time column), counted after the run (``execution.row_counts``).
     partition_rows: dict[str, int] | None = None
+
+    def fail(self, error: BaseException, text: str, *, state: ModelState | None = None) -> None:
+        """Record ``error`` (shown as ``text``) with its class and reason, the one way an
+        outcome learns why it failed; ``state`` changes the outcome's state too."""
+        if state is not None:
+            self.state = state
+        self.error = text
+        self.error_class, self.error_reason = classify_error(error)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dg_sqlmesh.errors import classify_error, plain_text
+from dg_sqlmesh.errors import plain_text
 from dg_sqlmesh.execution.events import (
     Aborted,
     AuditFailed,
@@ -75,12 +75,8 @@ class _Replay:
                 outcome.rows_written = add_reported(outcome.rows_written, event.rows)
                 outcome.bytes_processed = add_reported(outcome.bytes_processed, event.bytes)
             case ModelFailed(fqn=fqn, error=error, audits_failed=audits_failed):
-                error_class, reason = classify_error(error)
-                outcome = self.outcome(fqn)
-                outcome.state = ModelState.AUDIT_FAILED if audits_failed else ModelState.FAILED
-                outcome.error = plain_text(error)
-                outcome.error_class = error_class
-                outcome.error_reason = reason
+                state = ModelState.AUDIT_FAILED if audits_failed else ModelState.FAILED
+                self.outcome(fqn).fail(error, plain_text(error), state=state)
             case Skipped(fqn=fqn):
                 self.outcome(fqn).state = ModelState.SKIPPED
             case AuditFailed(fqn=fqn):
@@ -119,13 +115,13 @@ def settle(
         elif outcome.state is ModelState.NOT_RUN:
             _settle_unreported(outcome, replay)
     if replay.aborted is not None:
-        error_class, reason = classify_error(replay.aborted)
         for outcome in replay.outcomes.values():  # not run, or only part of its batches
             if outcome.state is ModelState.NOT_RUN:
-                outcome.state = ModelState.FAILED
-                outcome.error = f"SQLMesh run failed before this model completed: {replay.aborted}"
-                outcome.error_class = error_class
-                outcome.error_reason = reason
+                outcome.fail(
+                    replay.aborted,
+                    f"SQLMesh run failed before this model completed: {replay.aborted}",
+                    state=ModelState.FAILED,
+                )
     return replay.outcomes
 
 
