@@ -106,7 +106,7 @@ def test_automation_is_off_by_default_and_survives_a_bare_subclass(project):
 
     assert set(conditions(translator=Bare()).values()) == {None}
     assert None not in conditions(translator=Bare(), automation_from_cron=True).values()
-    flagged = SQLMeshTranslator(automation_condition_from_cron=True)
+    flagged = SQLMeshTranslator(automation_from_cron=True)
     assert None not in conditions(translator=flagged).values()
 
 

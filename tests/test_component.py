@@ -19,7 +19,12 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 from helpers.harness import model_assets
 
-from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshProjectComponent, sqlmesh_definitions_factory
+from dg_sqlmesh import (
+    SQLMeshDefinitionError,
+    SQLMeshProjectComponent,
+    SQLMeshTranslator,
+    sqlmesh_definitions_factory,
+)
 from dg_sqlmesh.components.scaffolder import PLACEHOLDER_PROJECT
 
 TYPE_NAME = "dg_sqlmesh.SQLMeshProjectComponent"
@@ -219,3 +224,31 @@ def test_dg_cli_scaffolds(tmp_path, shop_project):
     assert written["type"] == TYPE_NAME
     defs_dir = project / "src/dgproj/defs/warehouse"
     assert (defs_dir / written["attributes"]["project"]).resolve() == shop_project.resolve()
+
+
+def test_a_subclass_changes_specs_through_get_asset_spec_and_get_translator(shop_project):
+    """Python customisation the DbtProjectComponent way: get_translator starts the spec,
+    get_asset_spec finishes it (after translation:), checks and deps follow the keys."""
+
+    class Prefixed(SQLMeshTranslator):
+        def get_asset_key(self, model):
+            return super().get_asset_key(model).with_prefix("wh")
+
+    class Teamed(SQLMeshProjectComponent):
+        def get_translator(self):
+            return Prefixed()
+
+        def get_asset_spec(self, model, spec):
+            spec = super().get_asset_spec(model, spec)
+            return spec.merge_attributes(tags={"team": model.schema})
+
+    component = Teamed(
+        project=str(shop_project),
+        translation=lambda spec, model: spec.replace_attributes(group_name="warehouse"),
+    )
+    defs = dg.component_defs(component=component)
+    specs = _specs(defs)
+    revenue = specs[dg.AssetKey(["wh", "shop", "marts", "daily_revenue"])]
+    assert (revenue.tags["team"], revenue.group_name) == ("marts", "warehouse")
+    assert all(key.path[0] == "wh" for key in specs)
+    assert {ck.asset_key for ck in _check_keys(defs)} <= set(specs)

@@ -11,11 +11,15 @@ import yaml
 from dagster.components.testing import create_defs_folder_sandbox
 from helpers.harness import copy_project
 
-from dg_sqlmesh import SQLMeshDefinitionError, SQLMeshTranslator, parse_tags
+from dg_sqlmesh import (
+    SQLMeshDefinitionError,
+    SQLMeshTranslator,
+    SQLMeshTranslatorSettings,
+    parse_tags,
+)
 from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.translation.freshness import freshness_policy_class
 from dg_sqlmesh.translation.specs import build_asset_graph
-from dg_sqlmesh.translation.translator import with_cron_freshness
 
 LINEAGE = Path(__file__).parent / "projects" / "lineage"
 CUSTOMERS = "warehouse/crm/customers"  # @hourly in Europe/Paris, tagged dagster:freshness:cron
@@ -36,7 +40,7 @@ def policies(project: Path, translator: SQLMeshTranslator) -> dict[str, object]:
 
 
 def test_every_model_gets_a_policy_from_its_cron(project):
-    found = policies(project, with_cron_freshness(SQLMeshTranslator()))
+    found = policies(project, SQLMeshTranslator(freshness_from_cron=True))
     policy_class = freshness_policy_class()
     assert all(isinstance(p, policy_class) for k, p in found.items() if k != SCORES)
     customers, invoices = found[CUSTOMERS], found[INVOICES]
@@ -52,8 +56,9 @@ def test_off_by_default_except_for_tagged_models(project):
     found = policies(project, SQLMeshTranslator())
     assert {k for k, p in found.items() if p is not None} == {CUSTOMERS}
     assert found[CUSTOMERS].deadline_cron == "@hourly"
+    settings = SQLMeshTranslatorSettings(freshness_from_cron=True)
     assert policies(project, SQLMeshTranslator(freshness_from_cron=True)) == policies(
-        project, with_cron_freshness(SQLMeshTranslator())
+        project, SQLMeshTranslator(settings=settings)
     )
 
 

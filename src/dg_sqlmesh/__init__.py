@@ -48,11 +48,8 @@ from dg_sqlmesh.translation.defaults import (
 )
 from dg_sqlmesh.translation.freshness import cron_freshness_policy
 from dg_sqlmesh.translation.tags import parse_tags
-from dg_sqlmesh.translation.translator import (
-    SQLMeshTranslator,
-    SQLMeshTranslatorSettings,
-    with_cron_freshness,
-)
+from dg_sqlmesh.translation.translator import SQLMeshTranslator
+from dg_sqlmesh.translation.translator_settings import SQLMeshTranslatorSettings
 
 __version__ = "0.1.0"
 
@@ -98,5 +95,4 @@ __all__ = [
     "sqlmesh_executor",
     "sqlmesh_job",
     "sqlmesh_partition_status_sensor",
-    "with_cron_freshness",
 ]

@@ -1,7 +1,6 @@
 """``SQLMeshProjectComponent``: a SQLMesh project as a Dagster YAML component."""
 
 # No `from __future__ import annotations`: dg.Resolvable reads the annotations at runtime.
-import copy
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeAlias
 
@@ -15,6 +14,7 @@ from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project.description import ModelInfo
 from dg_sqlmesh.project.dirs import resolve_project_dir
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
+from dg_sqlmesh.translation.translator_settings import SQLMeshTranslatorSettings
 
 #: ``(spec the translator built, model) -> final spec``.
 SQLMeshTranslationFn: TypeAlias = Callable[[dg.AssetSpec, ModelInfo], dg.AssetSpec]
@@ -81,34 +81,34 @@ def _resolve_translation(
     return translate
 
 
-class _TranslationMixin:
-    """Put every spec of the translator it is mixed into through ``_dg_translation``."""
+class ComponentTranslator(SQLMeshTranslator):
+    """The translator a component builds with: each model's spec goes through the
+    component's :meth:`SQLMeshProjectComponent.get_asset_spec`; everything else is
+    ``translator``'s (the component's :meth:`~SQLMeshProjectComponent.get_translator`)."""
 
-    _dg_translation: SQLMeshTranslationFn
+    def __init__(self, component: "SQLMeshProjectComponent", translator: SQLMeshTranslator):
+        self._component = component
+        self._translator = translator
+
+    @property
+    def settings(self) -> SQLMeshTranslatorSettings:
+        return self._translator.settings
+
+    def with_settings(self, **changes: Any) -> "ComponentTranslator":
+        return ComponentTranslator(self._component, self._translator.with_settings(**changes))
 
     def get_asset_spec(self, model: ModelInfo, **kwargs: Any) -> dg.AssetSpec:
-        return self._dg_translation(super().get_asset_spec(model, **kwargs), model)
+        spec = self._translator.get_asset_spec(model, **kwargs)
+        return self._component.get_asset_spec(model, spec)
 
+    def get_external_asset_key(self, model: ModelInfo) -> dg.AssetKey:
+        return self._translator.get_external_asset_key(model)
 
-def with_translation(
-    translator: SQLMeshTranslator, translation: SQLMeshTranslationFn
-) -> SQLMeshTranslator:
-    """A copy of ``translator`` whose specs go through ``translation`` afterwards.
+    def get_external_asset_spec(self, model: ModelInfo, **kwargs: Any) -> dg.AssetSpec:
+        return self._translator.get_external_asset_spec(model, **kwargs)
 
-    The copy is an instance of a subclass of the translator's own class, so every
-    other method and attribute (``external_asset_mapping``, ...) stays the translator's.
-
-    Example:
-        >>> def tag(spec, model):
-        ...     return spec.merge_attributes(tags={"team": "data"})
-        >>> with_translation(SQLMeshTranslator(), tag).external_asset_mapping is None
-        True
-    """
-    cls = type(translator)
-    translated = copy.copy(translator)
-    translated.__class__ = type(f"Translated{cls.__name__}", (_TranslationMixin, cls), {})
-    translated._dg_translation = translation
-    return translated
+    def get_check_specs(self, model: ModelInfo, asset_key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+        return self._translator.get_check_specs(model, asset_key)
 
 
 def _described(option: str) -> str:
@@ -135,7 +135,8 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable, DefinitionsOptions):
     downstream dependencies follow translated keys.
 
     In Python, override :meth:`get_translator` to start from your own
-    :class:`dg_sqlmesh.SQLMeshTranslator`.
+    :class:`dg_sqlmesh.SQLMeshTranslator`, or :meth:`get_asset_spec` to change each
+    model's final spec.
 
     Example:
         .. code-block:: yaml
@@ -212,15 +213,25 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable, DefinitionsOptions):
         """
         return SQLMeshTranslator()
 
+    def get_asset_spec(self, model: ModelInfo, spec: dg.AssetSpec) -> dg.AssetSpec:
+        """The final spec of ``model``'s asset, from ``spec``, the one the translator built:
+        ``translation`` applied. Override in a subclass to change every model's spec.
+
+        Example:
+            >>> class Tagged(SQLMeshProjectComponent):
+            ...     def get_asset_spec(self, model, spec):
+            ...         spec = super().get_asset_spec(model, spec)
+            ...         return spec.merge_attributes(tags={"team": model.schema})
+        """
+        return spec if self.translation is None else self.translation(spec, model)
+
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """What :func:`~dg_sqlmesh.sqlmesh_definitions_factory` returns for the attributes."""
-        translator = self.get_translator()
-        if self.translation is not None:
-            translator = with_translation(translator, self.translation)
+        translator = ComponentTranslator(self, self.get_translator())
         options = {name: getattr(self, name) for name in DefinitionsOptions.model_fields}
         return sqlmesh_definitions_factory(
             project_dir=str(self.project), translator=translator, **options
         )
 
 
-__all__ = ["SQLMeshProjectComponent", "SQLMeshTranslationFn", "with_translation"]
+__all__ = ["ComponentTranslator", "SQLMeshProjectComponent", "SQLMeshTranslationFn"]

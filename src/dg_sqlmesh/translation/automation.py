@@ -5,7 +5,7 @@ schedule deciding what is due, every model asset carries an automation condition
 that follows the model's own cron, evaluated by Dagster's automation sensor.
 
 Enable it with ``automation_from_cron=True`` on the factories, or with
-``SQLMeshTranslator(automation_condition_from_cron=True)``.
+``SQLMeshTranslator(automation_from_cron=True)``.
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ materialized since the previous tick. A model whose interval elapsed and was not
 filled before the following tick turns overdue (``FAIL``) until it materializes.
 
 Opt in with ``SQLMeshTranslator(freshness_from_cron=True)``, with
-``dg_sqlmesh.with_cron_freshness``, with ``freshness_from_cron: true`` on the component, or
-per model with the tag ``dagster:freshness:cron``
+``freshness_from_cron: true`` on the component, or per model with the tag ``dagster:freshness:cron``
 (``dagster:freshness:none`` keeps a model without one).
 
 Dagster 1.12 and later export the policy as ``dagster.FreshnessPolicy``; Dagster 1.11

@@ -67,7 +67,7 @@ def resolve_translator(
     if external_asset_mapping:
         changes["external_asset_mapping"] = external_asset_mapping
     if automation_from_cron:
-        changes["automation_condition_from_cron"] = True
+        changes["automation_from_cron"] = True
     if freshness_from_cron:
         changes["freshness_from_cron"] = True
     if changes:

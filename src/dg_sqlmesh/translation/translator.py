@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -36,30 +36,7 @@ from dg_sqlmesh.translation.defaults import (
     key_segment,
     model_owner,
 )
-
-
-@dataclass(frozen=True)
-class SQLMeshTranslatorSettings:
-    """What a :class:`SQLMeshTranslator` is asked to do beyond its methods' defaults.
-
-    Attributes:
-        external_asset_mapping: template for the asset keys of external models,
-            e.g. ``"raw/{node.schema}/{node.name}"``.
-        automation_condition_from_cron: give every model an automation condition that
-            follows its SQLMesh cron (see ``dg_sqlmesh.translation.automation``).
-        freshness_from_cron: give every model a freshness policy from its SQLMesh cron
-            (see ``dg_sqlmesh.translation.freshness``).
-
-    Example:
-        >>> settings = SQLMeshTranslatorSettings(freshness_from_cron=True)
-        >>> SQLMeshTranslator(settings=settings).settings.freshness_from_cron
-        True
-    """
-
-    external_asset_mapping: str | None = None
-    automation_condition_from_cron: bool = False
-    freshness_from_cron: bool = False
-
+from dg_sqlmesh.translation.translator_settings import SQLMeshTranslatorSettings
 
 _DEFAULT_SETTINGS = SQLMeshTranslatorSettings()
 
@@ -73,7 +50,7 @@ class SQLMeshTranslator:
     ``db``, ``@daily``).
 
     Args:
-        external_asset_mapping, automation_condition_from_cron, freshness_from_cron:
+        external_asset_mapping, automation_from_cron, freshness_from_cron:
             shorthands for the fields of ``settings`` of the same names.
         settings: everything the translator is asked to do, in one object
             (:class:`SQLMeshTranslatorSettings`); read it as ``self.settings``.
@@ -89,14 +66,14 @@ class SQLMeshTranslator:
     def __init__(
         self,
         external_asset_mapping: str | None = None,
-        automation_condition_from_cron: bool = False,
+        automation_from_cron: bool = False,
         freshness_from_cron: bool = False,
         *,
         settings: SQLMeshTranslatorSettings | None = None,
     ) -> None:
         shorthands = {
             "external_asset_mapping": external_asset_mapping,
-            "automation_condition_from_cron": automation_condition_from_cron,
+            "automation_from_cron": automation_from_cron,
             "freshness_from_cron": freshness_from_cron,
         }
         self._settings = replace(
@@ -107,18 +84,6 @@ class SQLMeshTranslator:
     def settings(self) -> SQLMeshTranslatorSettings:
         """The translator's settings (the defaults when a subclass skipped ``__init__``)."""
         return getattr(self, "_settings", None) or _DEFAULT_SETTINGS
-
-    @property
-    def external_asset_mapping(self) -> str | None:
-        return self.settings.external_asset_mapping
-
-    @property
-    def automation_condition_from_cron(self) -> bool:
-        return self.settings.automation_condition_from_cron
-
-    @property
-    def freshness_from_cron(self) -> bool:
-        return self.settings.freshness_from_cron
 
     def with_settings(self, **changes: Any) -> SQLMeshTranslator:
         """A copy of this translator (same class, same attributes) with ``settings``
@@ -290,7 +255,7 @@ class SQLMeshTranslator:
         return default_check_specs(model, asset_key)
 
     def get_automation_condition(self, model: ModelInfo) -> dg.AutomationCondition | None:
-        """None by default; the model's SQLMesh cron with ``automation_condition_from_cron``.
+        """None by default; the model's SQLMesh cron with ``automation_from_cron``.
 
         Example:
             >>> class Eager(SQLMeshTranslator):
@@ -299,7 +264,7 @@ class SQLMeshTranslator:
             >>> Eager().get_automation_condition(model).get_label()
             'eager'
         """
-        if self.settings.automation_condition_from_cron:
+        if self.settings.automation_from_cron:
             return cron_automation_condition(model)
         return None
 
@@ -381,24 +346,3 @@ class SQLMeshTranslator:
             "tags": self.get_tags(model),
             "kinds": self.get_kinds(model),
         }
-
-
-def with_cron_automation(translator: SQLMeshTranslator) -> SQLMeshTranslator:
-    """A copy of ``translator`` whose models follow their SQLMesh cron
-    (``dg_sqlmesh.translation.automation.cron_automation_condition``).
-
-    Example:
-        >>> with_cron_automation(SQLMeshTranslator()).settings.automation_condition_from_cron
-        True
-    """
-    return translator.with_settings(automation_condition_from_cron=True)
-
-
-def with_cron_freshness(translator: SQLMeshTranslator) -> SQLMeshTranslator:
-    """A copy of ``translator`` giving every model a freshness policy from its cron.
-
-    Example:
-        >>> with_cron_freshness(SQLMeshTranslator()).settings.freshness_from_cron
-        True
-    """
-    return translator.with_settings(freshness_from_cron=True)
