@@ -18,6 +18,7 @@ from dg_sqlmesh import (
     SQLMeshTranslator,
     find_due_models,
     sqlmesh_adaptive_schedule_factory,
+    sqlmesh_assets_factory,
     sqlmesh_definitions_factory,
 )
 from dg_sqlmesh.metadata import MODEL
@@ -221,10 +222,16 @@ def test_ticks_use_the_translator_keys(planned, instance):
     assert request.asset_selection == [HOURLY.with_prefix("warehouse")]
 
     resource = SQLMeshResource(project_dir=str(planned))
+    assets = sqlmesh_assets_factory(sqlmesh_resource=resource, translator=Prefixed())
     direct = sqlmesh_adaptive_schedule_factory(
-        sqlmesh_resource=resource, name="other", translator=Prefixed()
+        sqlmesh_resource=resource, assets=assets, name="other"
     )
     assert tick(direct, instance, at(10, 10)).asset_selection == request.asset_selection
+
+    with pytest.raises(SQLMeshDefinitionError, match="None of the 1 assets given is a model"):
+        sqlmesh_adaptive_schedule_factory(
+            sqlmesh_resource=resource, assets=[dg.AssetsDefinition(specs=[dg.AssetSpec("x")])]
+        )
 
 
 def test_the_schedule_reads_the_asset_graph_the_factory_built(planned):

@@ -315,14 +315,14 @@ def sqlmesh_definitions_factory(
                 sqlmesh_resource=resource,
                 name=parsed.schedule_name,
                 job_name=job.name,
-                asset_graph=graph,
+                assets=assets,
             )
         )
     sensors = []
     if any(asset.partitions_def is not None for asset in assets):
         sensors.append(
             sqlmesh_partition_status_sensor(
-                sqlmesh_resource=resource, asset_graph=graph, job_name=job.name
+                sqlmesh_resource=resource, assets=assets, job_name=job.name
             )
         )
     return dg.Definitions(

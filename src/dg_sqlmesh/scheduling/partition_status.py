@@ -11,7 +11,7 @@ its own partitions).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -21,12 +21,11 @@ from dg_sqlmesh._compat.sqlmesh import held_intervals
 from dg_sqlmesh.metadata import DG, RUN
 from dg_sqlmesh.scheduling.due_models import state_context
 from dg_sqlmesh.scheduling.schedules import active_sqlmesh_runs, read_state_or_skip
-from dg_sqlmesh.translation.specs import build_asset_graph, resolve_translator
+from dg_sqlmesh.translation.specs import asset_graph_of
 
 if TYPE_CHECKING:
     from dg_sqlmesh.execution.settings import SQLMeshProject
     from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
-    from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
 SOURCE = DG.source
 MAX_EVENTS_PER_TICK = 5000  # a large history is reported over several ticks
@@ -77,10 +76,7 @@ def unreported_partitions(
 def sqlmesh_partition_status_sensor(
     *,
     sqlmesh_resource: SQLMeshProject,
-    translator: SQLMeshTranslator | None = None,
-    external_asset_mapping: str | None = None,
-    partitioned: bool = False,
-    asset_graph: SQLMeshAssetGraph | None = None,
+    assets: Sequence[dg.AssetsDefinition],
     name: str = "sqlmesh_partition_status_sensor",
     job_name: str = "sqlmesh_job",
     minimum_interval_seconds: int = 300,
@@ -91,22 +87,17 @@ def sqlmesh_partition_status_sensor(
     Each tick reads the intervals of the environment's partitioned models from SQLMesh's
     state (briefly opening the state connection) and reports, as runless materializations,
     the partitions Dagster does not show materialized yet. It runs by default: it executes
-    nothing and only writes events. ``translator``, ``external_asset_mapping`` and
-    ``partitioned`` are those the assets were built with (``asset_graph``, the graph they
-    were built from, overrides them). ``sqlmesh_definitions_factory`` adds it when an
-    asset is partitioned.
+    nothing and only writes events. ``assets`` are those :func:`sqlmesh_assets_factory`
+    built (their partitions are the ones reported). ``sqlmesh_definitions_factory`` adds
+    it when an asset is partitioned.
 
     Example:
         >>> sensor = sqlmesh_partition_status_sensor(  # doctest: +SKIP
-        ...     sqlmesh_resource=resource, partitioned=True
+        ...     sqlmesh_resource=resource, assets=assets
         ... )
     """
 
-    asset_graph = asset_graph or build_asset_graph(
-        sqlmesh_resource.describe(),
-        resolve_translator(translator, external_asset_mapping),
-        partitioned=partitioned,
-    )
+    asset_graph = asset_graph_of(sqlmesh_resource.describe(), assets)
 
     partitioned = [f for f, s in asset_graph.specs.items() if s.partitions_def is not None]
     keys = [asset_graph.specs[f].key for f in partitioned]

@@ -14,7 +14,7 @@ context, no warehouse connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -24,8 +24,7 @@ from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, SCHEDULE_TAG, SCHEDU
 from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
 from dg_sqlmesh.scheduling.due_models import DueModels, find_due_models, utc
 from dg_sqlmesh.translation.cron import finest_cron, listed
-from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
-from dg_sqlmesh.translation.translator import SQLMeshTranslator
+from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, asset_graph_of
 
 T = TypeVar("T")
 
@@ -82,13 +81,10 @@ def read_state_or_skip(read: Callable[[], T], skip: Callable[[str], str]) -> T |
 def sqlmesh_adaptive_schedule_factory(
     *,
     sqlmesh_resource: SQLMeshProject,
+    assets: Sequence[dg.AssetsDefinition],
     name: str = "sqlmesh_adaptive_schedule",
     job_name: str = JOB_NAME,
-    translator: SQLMeshTranslator | None = None,
-    external_asset_mapping: str | None = None,
-    asset_graph: SQLMeshAssetGraph | None = None,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
-    partitioned: bool = False,
 ) -> dg.ScheduleDefinition:
     """A schedule that requests the SQLMesh models that are due, and only those.
 
@@ -101,15 +97,13 @@ def sqlmesh_adaptive_schedule_factory(
 
     Args:
         sqlmesh_resource: the project, gateway and environment the assets run in.
+        assets: the assets :func:`sqlmesh_assets_factory` built for it (their keys and
+            partitions are the ones requested). A due partitioned model is requested
+            with its due partitions (one run per distinct range of them, see
+            ``dg_sqlmesh.scheduling.schedule_partitions``).
         name: the schedule's name.
         job_name: the job the assets belong to (``sqlmesh_job``).
-        translator: the translator the assets were built with (it decides the keys).
-        external_asset_mapping: as given to the assets factory.
-        asset_graph: the graph the assets were built from; overrides ``translator``.
         default_status: whether the schedule starts running when first loaded.
-        partitioned: as given to the assets factory. A due partitioned model is
-            requested with its due partitions (one run per distinct range of them, see
-            ``dg_sqlmesh.scheduling.schedule_partitions``).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
@@ -117,15 +111,13 @@ def sqlmesh_adaptive_schedule_factory(
         >>> defs = dg.Definitions(  # doctest: +SKIP
         ...     assets=assets,
         ...     jobs=[sqlmesh_job(assets)],
-        ...     schedules=[sqlmesh_adaptive_schedule_factory(sqlmesh_resource=resource)],
+        ...     schedules=[
+        ...         sqlmesh_adaptive_schedule_factory(sqlmesh_resource=resource, assets=assets)
+        ...     ],
         ...     resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
         ... )
     """
-    graph = asset_graph or build_asset_graph(
-        sqlmesh_resource.describe(),
-        resolve_translator(translator, external_asset_mapping),
-        partitioned=partitioned,
-    )
+    graph = asset_graph_of(sqlmesh_resource.describe(), assets)
     chosen = finest_cron(graph.model(fqn) for fqn in graph.specs)
     environment = sqlmesh_resource.environment
     keys = {fqn: spec.key for fqn, spec in graph.specs.items()}

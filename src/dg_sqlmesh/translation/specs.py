@@ -5,11 +5,13 @@ Shared by the asset factory, the definitions factory and the component.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
 
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.translation.checks import hosted_check_spec, standalone_check_spec
 from dg_sqlmesh.translation.defaults import key_segment
@@ -157,6 +159,37 @@ def build_asset_graph(
         for fqn, key in graph.external_keys.items()
         if fqn in models
     }
+    return graph
+
+
+def asset_graph_of(
+    description: ProjectDescription, assets: Sequence[dg.AssetsDefinition]
+) -> SQLMeshAssetGraph:
+    """The graph of the SQLMesh model assets among ``assets``, as they were built (keys,
+    partitions and checks included): each model's op names its model in the op tag
+    ``sqlmesh/model``. Schedules and sensors read the assets this way instead of
+    translating the project a second time. Other assets are left out.
+
+    Raises:
+        SQLMeshDefinitionError: when no asset of ``assets`` is a model of ``description``.
+    """
+    graph = SQLMeshAssetGraph(description=description)
+    fqn_by_name = {model.name: model.fqn for model in description.models}
+    for asset in assets:
+        if not asset.is_executable:
+            continue
+        fqn = fqn_by_name.get(asset.op.tags.get(MODEL.model, ""))
+        if fqn is None:
+            continue
+        (spec,) = asset.specs
+        graph.specs[fqn] = spec
+        graph.check_specs[fqn] = list(asset.check_specs)
+        graph.op_names[fqn] = asset.op.name
+    if not graph.specs:
+        raise SQLMeshDefinitionError(
+            f"None of the {len(assets)} assets given is a model of the SQLMesh project "
+            f"in {description.project_dir}. Pass the assets sqlmesh_assets_factory built for it."
+        )
     return graph
 
 
