@@ -55,12 +55,10 @@ def main() -> int:
             instance=instance, raise_on_error=False
         )
     else:
-        from dg_sqlmesh.definitions.assets import FORKSERVER_RUN_CONFIG
-
         result = dg.execute_job(
             dg.reconstructable(_job),
             instance=instance,
-            run_config=FORKSERVER_RUN_CONFIG,
+            run_config={"execution": {"config": {"multiprocess": {}}}},
             raise_on_error=False,
         )
     print_outcomes(instance, result.run_id, defs)

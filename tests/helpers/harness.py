@@ -13,6 +13,7 @@ import dagster as dg
 import duckdb
 
 from dg_sqlmesh import sqlmesh_definitions_factory
+from dg_sqlmesh.definitions.executor import PRELOADED_MODULES
 
 
 def model_assets(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
@@ -82,15 +83,14 @@ def _env(project: Path, options: dict):
 
 
 def multiprocess_config(max_concurrent: int) -> dict:
-    """The job's default forkserver config (see dg_sqlmesh.definitions.assets), with a
-    concurrency cap."""
-    from dg_sqlmesh.definitions.assets import FORKSERVER_RUN_CONFIG
-
-    config = json.loads(json.dumps(FORKSERVER_RUN_CONFIG))
-    config["execution"]["config"]["multiprocess"]["max_concurrent"] = max_concurrent
-    preload = config["execution"]["config"]["multiprocess"]["start_method"]["forkserver"]
-    preload["preload_modules"].append("helpers.defs_from_env")
-    return config
+    """The multiprocess mode of sqlmesh_executor with a concurrency cap, its forkserver
+    also preloading the tests' definitions module."""
+    preload = [*PRELOADED_MODULES, "helpers.defs_from_env"]
+    multiprocess = {
+        "max_concurrent": max_concurrent,
+        "start_method": {"forkserver": {"preload_modules": preload}},
+    }
+    return {"execution": {"config": {"multiprocess": multiprocess}}}
 
 
 def run_multiprocess(

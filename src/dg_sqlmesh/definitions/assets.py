@@ -28,21 +28,6 @@ from dg_sqlmesh.scheduling.schedules import sqlmesh_adaptive_schedule_factory
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
-# For runs that choose the multiprocess executor: every step is a process that imports
-# Dagster and SQLMesh; forking them from a server that has imported both already makes a
-# step that only reports its model cost little more than a trivial asset step.
-FORKSERVER_RUN_CONFIG = {
-    "execution": {
-        "config": {
-            "multiprocess": {
-                "start_method": {
-                    "forkserver": {"preload_modules": ["dagster", "sqlmesh", "dg_sqlmesh"]}
-                }
-            }
-        }
-    }
-}
-
 
 @contextlib.contextmanager
 def cycle_collection_paused() -> Iterator[None]:
