@@ -5,13 +5,10 @@ Dagster run executes SQLMesh once for everything it selected.
 """
 
 from dg_sqlmesh.components import SQLMeshProjectComponent
-from dg_sqlmesh.definitions.assets import (
-    build_sqlmesh_asset_specs,
-    sqlmesh_assets_factory,
-    sqlmesh_definitions_factory,
-    sqlmesh_job,
-)
+from dg_sqlmesh.definitions.assets import build_sqlmesh_asset_specs, sqlmesh_assets_factory
 from dg_sqlmesh.definitions.executor import sqlmesh_executor
+from dg_sqlmesh.definitions.job import sqlmesh_job
+from dg_sqlmesh.definitions.project_definitions import sqlmesh_definitions_factory
 from dg_sqlmesh.definitions.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.errors import (
     DagsterSQLMeshError,

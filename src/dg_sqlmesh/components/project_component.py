@@ -8,8 +8,8 @@ import dagster as dg
 
 from dg_sqlmesh._compat.dagster import asset_attribute_changes
 from dg_sqlmesh.components.scaffolder import SQLMeshProjectScaffolder
-from dg_sqlmesh.definitions.assets import sqlmesh_definitions_factory
 from dg_sqlmesh.definitions.options import DefinitionsOptions
+from dg_sqlmesh.definitions.project_definitions import sqlmesh_definitions_factory
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project.description import ModelInfo
 from dg_sqlmesh.project.dirs import resolve_project_dir

@@ -6,13 +6,14 @@
 * :class:`DefinitionsOptions`: both, and the schedule; the keywords of
   ``sqlmesh_definitions_factory`` and the attributes of ``SQLMeshProjectComponent``.
 
-Each option's description here is the one the resource's config schema, the
-component's YAML schema and the factories' docstrings show.
+Each option's description here is the one the resource's config schema and the
+component's YAML schema show; the factories take the same options as typed keywords
+(``tests/test_options.py`` checks that their names and defaults are these).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -141,39 +142,26 @@ class DefinitionsOptions(AssetOptions, RunOptions):
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
 
 
-def parse_options(
-    model: type[OptionsT], options: dict[str, Any], where: str, named: Sequence[str] = ()
-) -> OptionsT:
-    """``options`` checked against ``model``; a clear error naming each bad option.
-
-    ``named``: the keywords ``where`` takes besides ``model``'s, listed in the error.
+def parse_options(model: type[OptionsT], arguments: Mapping[str, Any], where: str) -> OptionsT:
+    """The options among ``arguments`` (a factory's ``locals()``) checked against
+    ``model``: a clear error naming each mistyped one.
 
     Example:
-        >>> parse_options(AssetOptions, {"group_name": "marts"}, "f").group_name
-        'marts'
-        >>> parse_options(AssetOptions, {"grop_name": "marts"}, "f")
+        >>> parse_options(AssetOptions, {"group_name": "marts", "translator": None}, "f")
+        ... # doctest: +ELLIPSIS
+        AssetOptions(external_asset_mapping=None, group_name='marts', ...)
+        >>> parse_options(AssetOptions, {"pool": 1.5}, "f")
         Traceback (most recent call last):
         ...
-        dg_sqlmesh.errors.SQLMeshDefinitionError: f got an unknown option 'grop_name'. ...
+        dg_sqlmesh.errors.SQLMeshDefinitionError: f option 'pool': ...
     """
     try:
-        return model(**options)
+        return model(**{name: arguments[name] for name in model.model_fields if name in arguments})
     except ValidationError as exc:
-        problems = []
+        problems = {}
         for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"])
-            if error["type"] == "extra_forbidden":
-                problems.append(f"{where} got an unknown option '{name}'.")
-            else:
-                problems.append(
-                    f"{where} option '{name}': {error['msg']} (got {error['input']!r})."
-                )
-        known = ", ".join([*named, *model.model_fields])
-        raise SQLMeshDefinitionError(f"{' '.join(problems)} Its options: {known}.") from None
-
-
-def options_doc(model: type[BaseModel]) -> str:
-    """One line per option of ``model``, for a docstring."""
-    return "\n".join(
-        f"    {name}: {field.description}" for name, field in model.model_fields.items()
-    )
+            name = str(error["loc"][0])
+            problems.setdefault(
+                name, f"{where} option '{name}': {error['msg']} (got {error['input']!r})."
+            )
+        raise SQLMeshDefinitionError(" ".join(problems.values())) from None

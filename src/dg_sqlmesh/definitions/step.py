@@ -17,14 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from dg_sqlmesh._compat.dagster import checks_without_result, run_step_keys, selected_asset_keys
+from dg_sqlmesh._compat.dagster import checks_without_result
+from dg_sqlmesh.definitions.run_selection import (
+    checks_alone_models,
+    partition_windows,
+    selected_models,
+)
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.intervals import RunWindow, run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress, log_at
-from dg_sqlmesh.reporting.partitions import partition_keys
 from dg_sqlmesh.reporting.plans import report_beyond_selection
 from dg_sqlmesh.reporting.report import report, report_checks_alone
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph
@@ -66,44 +70,6 @@ def sqlmesh_step(
         )
         return
     yield from report(context, graph, fqn, outcome, replay=replay, leader_step=leader)
-
-
-def selected_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
-    """The SQLMesh models (FQNs, DAG order) whose assets this run materializes.
-
-    A step can run for a model's checks alone; that model is not SQLMesh's to run.
-    """
-    step_keys = run_step_keys(context)
-    if step_keys is None:  # fail closed: guessing could write models the run did not select
-        raise SQLMeshRunFailure(
-            description=(
-                "Cannot tell which steps this run executes: Dagster's execution plan "
-                "snapshot of the run could not be read, so SQLMesh was not run (running "
-                "every model could write models the run did not select). This Dagster "
-                "version may store plans differently; see dg_sqlmesh._compat.dagster."
-            ),
-            allow_retries=False,
-        )
-    assets = selected_asset_keys(context)  # None: every asset of the steps
-    return [
-        fqn
-        for fqn, op_name in graph.op_names.items()
-        if op_name in step_keys and (assets is None or graph.specs[fqn].key in assets)
-    ]
-
-
-def checks_alone_models(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> list[str]:
-    """The SQLMesh models (FQNs, DAG order) whose checks this run executes without their
-    asset: their steps run, their assets are not selected."""
-    step_keys = run_step_keys(context)
-    assets = selected_asset_keys(context)
-    if step_keys is None or assets is None:  # unknown: the leader's own step only
-        return []
-    return [
-        fqn
-        for fqn, op_name in graph.op_names.items()
-        if op_name in step_keys and graph.specs[fqn].key not in assets
-    ]
 
 
 def _lead(
@@ -217,7 +183,7 @@ def _execute(
                 sqlmesh_context,
                 resource.environment,
                 outcomes,
-                _partition_windows(graph, outcomes, window),
+                partition_windows(graph, outcomes, window),
                 models,
                 log,
             )
@@ -305,25 +271,6 @@ def _audit_up_to_date_without_results(
     for fqn, outcome in audited.items():
         if not outcome.error:
             outcomes[fqn].audits = outcome.audits
-
-
-def _partition_windows(
-    graph: SQLMeshAssetGraph, outcomes: dict[str, ModelOutcome], window: RunWindow | None
-) -> dict[str, dict[str, tuple[int, int]]]:
-    """Each partitioned model's partitions this run may report: those of the intervals
-    SQLMesh evaluated (a plan's backfill included) and of the run's window."""
-    found = {}
-    for fqn, outcome in outcomes.items():
-        partitions_def = graph.specs[fqn].partitions_def if fqn in graph.specs else None
-        if partitions_def is None:
-            continue
-        units = [*outcome.intervals, *(window.units if window is not None else ())]
-        windows = {}
-        for key in partition_keys(partitions_def, units):
-            span = partitions_def.time_window_for_partition_key(key)
-            windows[key] = (int(span.start.timestamp() * 1000), int(span.end.timestamp() * 1000))
-        found[fqn] = windows
-    return found
 
 
 def _summary(outcomes: dict[str, ModelOutcome], seconds: float) -> str:

@@ -16,12 +16,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dg_sqlmesh._compat.sqlmesh import (
-    audit_snapshot,
-    engine_dialect,
-    environment_snapshots,
-    intervals_held,
-)
+from dg_sqlmesh._compat.sqlmesh import engine_dialect
+from dg_sqlmesh._compat.sqlmesh_state import audit_snapshot, environment_snapshots, intervals_held
 from dg_sqlmesh.errors import plain_text, plan_command
 from dg_sqlmesh.execution.outcomes import AuditOutcome, ModelOutcome
 from dg_sqlmesh.project.describe import describe_audits

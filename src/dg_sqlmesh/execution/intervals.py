@@ -211,7 +211,7 @@ class IntervalTracker:
 
         Once per run: a retry finds the intervals a failed attempt left missing.
         """
-        from dg_sqlmesh._compat.sqlmesh import held_intervals, remove_held_intervals
+        from dg_sqlmesh._compat.sqlmesh_state import held_intervals, remove_held_intervals
 
         if self._prepared:
             return
@@ -251,7 +251,7 @@ class IntervalTracker:
 
     def record(self, context: Any) -> None:
         """Read what the state holds after an attempt."""
-        from dg_sqlmesh._compat.sqlmesh import held_intervals
+        from dg_sqlmesh._compat.sqlmesh_state import held_intervals
 
         self.after = held_intervals(context, self.environment, self.window.partitioned)
 

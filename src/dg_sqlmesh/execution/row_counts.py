@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dg_sqlmesh._compat.sqlmesh import environment_snapshots, reads_deployed_table
+from dg_sqlmesh._compat.sqlmesh_state import environment_snapshots, reads_deployed_table
 from dg_sqlmesh.execution.outcomes import FINISHED, ModelOutcome
 from dg_sqlmesh.project.description import ModelInfo
 from dg_sqlmesh.translation.tags import row_count_enabled

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from dg_sqlmesh._compat.sqlmesh import environment_intervals, no_fork_workers, use_sqlmesh_console
+from dg_sqlmesh._compat.sqlmesh import no_fork_workers, use_sqlmesh_console
+from dg_sqlmesh._compat.sqlmesh_state import environment_intervals
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.errors import dagster_plan_option, plan_command
 from dg_sqlmesh.project.config import load_config

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from dg_sqlmesh._compat.sqlmesh import held_intervals
+from dg_sqlmesh._compat.sqlmesh_state import held_intervals
 from dg_sqlmesh.metadata import DG, RUN
 from dg_sqlmesh.scheduling.due_models import state_context
 from dg_sqlmesh.scheduling.schedules import active_sqlmesh_runs, read_state_or_skip

@@ -1,0 +1,57 @@
+"""``sqlmesh_job``: one job selecting the SQLMesh assets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, NO_RUN_RETRY_TAGS
+from dg_sqlmesh.errors import SQLMeshDefinitionError
+
+
+def sqlmesh_job(
+    assets: Sequence[dg.AssetsDefinition],
+    name: str = JOB_NAME,
+    *,
+    environment: str | None = None,
+    executor_def: dg.ExecutorDefinition | None = None,
+) -> dg.UnresolvedAssetJobDefinition:
+    """A job selecting all the given SQLMesh assets, with run retries off for failures.
+
+    Its runs carry the tag ``dg_sqlmesh/environment`` so that Dagster's run queue can cap
+    concurrent runs of one SQLMesh environment across machines. Without ``executor_def``
+    it runs on the executor of the ``Definitions`` it is in.
+    """
+    keys = [key for a in assets if a.is_executable for key in a.keys]
+    _one_partitions_def(assets, name)
+    tags = dict(NO_RUN_RETRY_TAGS)
+    if environment:
+        tags[ENVIRONMENT_TAG] = environment
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*keys),
+        tags=tags,
+        executor_def=executor_def,
+        description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
+    )
+
+
+def _one_partitions_def(assets: Sequence[dg.AssetsDefinition], job_name: str) -> None:
+    """A Dagster asset job admits one partitions definition: say which models differ."""
+    by_def: dict[Any, list[str]] = {}
+    for asset in assets:
+        for key in asset.keys:
+            partitions_def = asset.specs_by_key[key].partitions_def
+            if partitions_def is not None:
+                by_def.setdefault(partitions_def, []).append(key.to_user_string())
+    if len(by_def) > 1:
+        groups = "; ".join(f"{d}: {', '.join(sorted(k)[:5])}" for d, k in by_def.items())
+        raise SQLMeshDefinitionError(
+            f"The partitioned SQLMesh models have {len(by_def)} different partitions "
+            f"definitions, and the Dagster job {job_name} can hold one: {groups}. Give the "
+            "partitioned models one interval unit and one start (model_defaults.start), tag the "
+            "others 'dagster:partitioned:false', or build your own jobs from "
+            "sqlmesh_assets_factory (one per partitions definition)."
+        )
