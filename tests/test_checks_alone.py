@@ -74,17 +74,15 @@ def execute_checks(
         )
     # Dagster's default multiprocess executor: each step its own process, rebuilding the
     # job (check keys only) from the environment.
-    from dagster._core.definitions.reconstruct import ReconstructableJob
     from helpers.defs_from_env import checks_and_assets_job
+    from helpers.reconstruct import reconstructable_job
 
-    ReconstructableJob.get_definition.cache_clear()
-    ReconstructableJob.get_repository_definition.cache_clear()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DG_SQLMESH_TEST_PROJECT", str(project))
         env.setenv("DG_SQLMESH_TEST_CHECKS", json.dumps(checks))
         env.setenv("DG_SQLMESH_TEST_ASSETS", "[]")
         return dg.execute_job(
-            dg.reconstructable(checks_and_assets_job), instance=instance, raise_on_error=False
+            reconstructable_job(checks_and_assets_job), instance=instance, raise_on_error=False
         )
 
 

@@ -73,9 +73,13 @@ def test_host_lock_waits_then_names_the_holder(tmp_path, monkeypatch):
     code = (
         "import sys, time; from dg_sqlmesh.execution.guard import host_lock\n"
         "with host_lock('env prod', holder='Dagster run AAA', deadline=time.monotonic() + 5, "
-        "describe='env prod', waited=5):\n    print('held', flush=True); time.sleep(3)"
+        "describe='env prod', waited=5):\n    print('held', flush=True); time.sleep(3)\n"
+        "    open(sys.argv[1], 'w').close()"
     )
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    letting_go = tmp_path / "letting_go"  # written by the holder just before it lets go
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(letting_go)], stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout.readline().strip() == "held"
     waited: list[str] = []
     with pytest.raises(EnvironmentBusy, match="still being run by Dagster run AAA after waiting"):
@@ -83,7 +87,6 @@ def test_host_lock_waits_then_names_the_holder(tmp_path, monkeypatch):
             "env prod", holder="B", deadline=time.monotonic() + 0.5, describe="env prod", waited=0.5
         ):
             pass
-    started = time.monotonic()
     with host_lock(
         "env prod",
         holder="B",
@@ -92,7 +95,7 @@ def test_host_lock_waits_then_names_the_holder(tmp_path, monkeypatch):
         waited=30,
         on_wait=waited.append,
     ):
-        assert time.monotonic() - started > 0.5
+        assert letting_go.exists()  # held only once the holder let go
     holder.wait()
     assert waited == ["Dagster run AAA"]
 

@@ -83,14 +83,11 @@ def test_steps_sharing_only_the_instance_execute_sqlmesh_once(
         multiprocess["start_method"] = {
             "forkserver": {"preload_modules": ["dagster", "dg_sqlmesh", "helpers.defs_from_env"]}
         }
-    from dagster._core.definitions.reconstruct import ReconstructableJob
+    from helpers.reconstruct import reconstructable_job
 
-    # Dagster memoises the last reconstructed job per pointer; every test has its own project.
-    ReconstructableJob.get_definition.cache_clear()
-    ReconstructableJob.get_repository_definition.cache_clear()
     with _env(project, {}):
         result = dg.execute_job(
-            dg.reconstructable(sqlmesh_job),
+            reconstructable_job(sqlmesh_job),
             instance=instance,
             run_config={"execution": {"config": {"multiprocess": multiprocess}}},
             raise_on_error=False,

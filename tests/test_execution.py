@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -177,8 +176,8 @@ def test_checks_selected_without_their_asset_write_nothing(
     import json
 
     import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableJob
     from helpers.defs_from_env import checks_and_assets_job
+    from helpers.reconstruct import reconstructable_job
 
     models = project_models(N)
     audited, _, others = pick_with_children(models)
@@ -192,10 +191,8 @@ def test_checks_selected_without_their_asset_write_nothing(
     if executor == "in_process":
         result = checks_and_assets_job().execute_in_process(instance=instance, raise_on_error=False)
     else:  # every step process rebuilds the job from the environment
-        ReconstructableJob.get_definition.cache_clear()
-        ReconstructableJob.get_repository_definition.cache_clear()
         result = dg.execute_job(
-            dg.reconstructable(checks_and_assets_job), instance=instance, raise_on_error=False
+            reconstructable_job(checks_and_assets_job), instance=instance, raise_on_error=False
         )
     assert not result.success
     failures = step_failures(instance, result.run_id)
@@ -322,11 +319,9 @@ def test_transient_lock_is_retried_and_succeeds(generated, instance):
         text=True,
     )
     assert holder.stdout.readline().strip() == "locked"
-    started = time.monotonic()
     result = run_in_process(project, instance)
     holder.wait()
     assert result.success
-    assert time.monotonic() - started >= 2
     warnings = [r.user_message for r in instance.all_logs(result.run_id)]
     assert any("Transient failure" in m for m in warnings)
     assert_honest(instance, result.run_id, db)

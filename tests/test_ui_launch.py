@@ -5,21 +5,10 @@ from __future__ import annotations
 
 import dagster as dg
 from helpers.harness import _env, executions, materialized, step_failures
+from helpers.reconstruct import ui_job
 
 from dg_sqlmesh.definitions.assets import default_pool
 from dg_sqlmesh.metadata import RUN
-
-
-def _ui_job(project):  # noqa: ANN001, ANN202
-    from dagster._core.definitions.reconstruct import (
-        ReconstructableJob,
-        ReconstructableRepository,
-    )
-
-    ReconstructableJob.get_definition.cache_clear()
-    ReconstructableJob.get_repository_definition.cache_clear()
-    repository = ReconstructableRepository.for_module("helpers.defs_from_env", "defs")
-    return repository.get_reconstructable_job("__ASSET_JOB")
 
 
 def test_materialize_all_from_the_ui_executes_sqlmesh_once_in_one_process(generated, instance):
@@ -27,7 +16,7 @@ def test_materialize_all_from_the_ui_executes_sqlmesh_once_in_one_process(genera
     db = project / "db.duckdb"
     before = executions(db)
     with _env(project, {}):
-        result = dg.execute_job(_ui_job(project), instance=instance, raise_on_error=False)
+        result = dg.execute_job(ui_job(), instance=instance, raise_on_error=False)
     assert result.success, step_failures(instance, result.run_id)
     assert executions(db) - before == 1
     shown = materialized(instance, result.run_id)
@@ -48,7 +37,7 @@ def test_a_subset_from_the_ui_can_still_choose_the_multiprocess_executor(generat
     chosen = [dg.AssetKey(["db", *m["name"].split(".")]) for m in project_models(8)[:3]]
     with _env(project, {}):
         result = dg.execute_job(
-            _ui_job(project),
+            ui_job(),
             instance=instance,
             asset_selection=chosen,
             run_config={"execution": {"config": {"multiprocess": {"max_concurrent": 2}}}},

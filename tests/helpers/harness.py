@@ -13,7 +13,6 @@ import dagster as dg
 import duckdb
 
 from dg_sqlmesh import sqlmesh_definitions_factory
-from dg_sqlmesh.definitions.executor import PRELOADED_MODULES
 
 
 def model_assets(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
@@ -83,9 +82,9 @@ def _env(project: Path, options: dict):
 
 
 def multiprocess_config(max_concurrent: int) -> dict:
-    """The multiprocess mode of sqlmesh_executor with a concurrency cap, its forkserver
-    also preloading the tests' definitions module."""
-    preload = [*PRELOADED_MODULES, "helpers.defs_from_env"]
+    """The multiprocess mode of sqlmesh_executor with a concurrency cap, its steps started
+    from a forkserver that has imported Dagster, SQLMesh and the tests' definitions."""
+    preload = ["dagster", "sqlmesh", "dg_sqlmesh", "helpers.defs_from_env"]
     multiprocess = {
         "max_concurrent": max_concurrent,
         "start_method": {"forkserver": {"preload_modules": preload}},
@@ -102,16 +101,12 @@ def run_multiprocess(
     **options,
 ) -> dg.ExecutionResult:
     """Run ``sqlmesh_job`` with Dagster's default multiprocess executor (one process a step)."""
-    from dagster._core.definitions.reconstruct import ReconstructableJob
-
     from helpers.defs_from_env import sqlmesh_job
+    from helpers.reconstruct import reconstructable_job
 
-    # Dagster memoises the last reconstructed job per pointer; every test has its own project.
-    ReconstructableJob.get_definition.cache_clear()
-    ReconstructableJob.get_repository_definition.cache_clear()
     with _env(project, options):
         return dg.execute_job(
-            dg.reconstructable(sqlmesh_job),
+            reconstructable_job(sqlmesh_job),
             instance=instance,
             asset_selection=[dg.AssetKey.from_user_string(s) for s in select] if select else None,
             run_config={

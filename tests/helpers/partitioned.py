@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from helpers.harness import _env, copy_project, plan_project, query
+from helpers.reconstruct import ui_job
 
 PROJECT = Path(__file__).parent.parent / "projects" / "partitioned"
 DAYS_BACK = 21
@@ -47,19 +48,6 @@ def db(project: Path) -> Path:
 def range_tags(first: str, last: str) -> dict[str, str]:
     """The tags of one run of a single-run backfill of ``first``..``last``."""
     return {RANGE_START: first, RANGE_END: last}
-
-
-def ui_job():  # noqa: ANN201
-    """The code location's implicit asset job, as the UI launches it (helpers.defs_from_env)."""
-    from dagster._core.definitions.reconstruct import (
-        ReconstructableJob,
-        ReconstructableRepository,
-    )
-
-    ReconstructableJob.get_definition.cache_clear()
-    ReconstructableJob.get_repository_definition.cache_clear()
-    repository = ReconstructableRepository.for_module("helpers.defs_from_env", "defs")
-    return repository.get_reconstructable_job("__ASSET_JOB")
 
 
 def launch(

@@ -64,7 +64,7 @@ def latest_data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str |
     """The data version of the asset's latest materialization, if any."""
     try:
         event = instance.get_latest_materialization_event(key)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a storage hiccup: no version is the safe answer
         return None
     materialization = getattr(event, "asset_materialization", None)
     tags = getattr(materialization, "tags", None) or {}

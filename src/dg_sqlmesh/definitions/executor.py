@@ -11,40 +11,15 @@ In one process they cost what Dagster's own event writes cost.
 default to ``in_process``, so the choice stays the user's: per run in the launchpad, per
 job (``define_asset_job(executor_def=...)``), or for the whole code location
 (``sqlmesh_definitions_factory(executor=...)``).
-
-A ``multiprocess`` run that names no ``start_method`` starts its steps from a forkserver
-that has imported Dagster, SQLMesh and dg-sqlmesh already (where the platform has one), so
-a step that only reports its model costs little more than a trivial asset step; Dagster's
-own default, ``spawn``, imports all three again in every step.
 """
 
 from __future__ import annotations
-
-import multiprocessing
-from typing import Any
 
 import dagster as dg
 
 from dg_sqlmesh._compat.dagster import executor_modes
 
 _MULTI, _IN_PROCESS, _create_multi, _create_in_process, _requirements = executor_modes()
-
-PRELOADED_MODULES = ["dagster", "sqlmesh", "dg_sqlmesh"]
-
-
-def multiprocess_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` of the multiprocess mode, with a preloading forkserver as the default
-    ``start_method`` where the platform has one.
-
-    Example:
-        >>> multiprocess_defaults({"max_concurrent": 2})["start_method"]
-        {'forkserver': {'preload_modules': ['dagster', 'sqlmesh', 'dg_sqlmesh']}}
-        >>> multiprocess_defaults({"start_method": {"spawn": {}}})["start_method"]
-        {'spawn': {}}
-    """
-    if config.get("start_method") or "forkserver" not in multiprocessing.get_all_start_methods():
-        return config
-    return {**config, "start_method": {"forkserver": {"preload_modules": PRELOADED_MODULES}}}
 
 
 @dg.executor(
@@ -56,8 +31,7 @@ def multiprocess_defaults(config: dict[str, Any]) -> dict[str, Any]:
     requirements=_requirements,
 )
 def sqlmesh_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
-    """Dagster's default executor with ``in_process`` as its default mode (and a
-    preloading forkserver as the default start method of ``multiprocess``).
+    """Dagster's default executor with ``in_process`` as its default mode.
 
     Example:
         .. code-block:: yaml
@@ -69,5 +43,5 @@ def sqlmesh_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """
     config = init_context.executor_config
     if "multiprocess" in config:
-        return _create_multi(multiprocess_defaults(config["multiprocess"]))
+        return _create_multi(config["multiprocess"])
     return _create_in_process(config["in_process"])

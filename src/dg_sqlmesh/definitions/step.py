@@ -135,7 +135,7 @@ def _lead(
                 window,
                 unaudited=lambda keys: checks_without_result(context.instance, keys),
             )
-    except BaseException as exc:
+    except BaseException as exc:  # re-raised: followers must not wait for a dead leader
         coordinator.publish(step_key, {}, error=_failure_text(exc))
         raise
     context.log.info(summary)

@@ -139,7 +139,7 @@ def _apply_plan(context: Context, environment: str, unapplied: dict[str, str]) -
             no_prompts=True,
             include_unmodified=environment.lower() != PROD,
         )
-    except Exception as exc:
+    except Exception as exc:  # re-raised, with the models the plan did not promote
         raise PlanApplicationFailed(exc, unapplied) from exc
 
 

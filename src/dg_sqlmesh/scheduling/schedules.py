@@ -71,7 +71,7 @@ def read_state_or_skip(read: Callable[[], T], skip: Callable[[str], str]) -> T |
     dropped connection) skips the tick with ``skip(reason)``, any other error raises."""
     try:
         return read()
-    except Exception as exc:
+    except Exception as exc:  # classified below; anything but a transient error re-raised
         error_class, reason = classify_error(exc)
         if error_class is not ErrorClass.TRANSIENT:
             raise
