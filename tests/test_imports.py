@@ -278,3 +278,33 @@ def test_only_compat_touches_either_librarys_internals():
                 if m.startswith(("sqlmesh.core", "dagster._")) or m == "sqlmesh.core"
             ]
     assert not found, "internals imported outside _compat/:\n" + "\n".join(found)
+
+
+# Imports inside a function, each deliberate: only the leader step needs SQLMesh's
+# execution machinery (console, runner, row counts, checks alone), so loading the
+# definitions and every other step never imports it.
+LAZY_IMPORTS = {
+    ("dg_sqlmesh.definitions.step", "dg_sqlmesh.execution.checks_alone"),
+    ("dg_sqlmesh.definitions.step", "dg_sqlmesh.execution.row_counts"),
+    ("dg_sqlmesh.definitions.step", "dg_sqlmesh.execution.runner"),
+    ("dg_sqlmesh.execution.checks_alone", "dg_sqlmesh.execution.console"),
+}
+
+
+def function_level_imports(modules: dict[str, Path]) -> set[tuple[str, str]]:
+    """``(module, imported package module)`` for every import inside a function."""
+    found = set()
+    for module, path in modules.items():
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+                    found.add((module, node.module))
+                elif isinstance(node, ast.Import):
+                    found |= {(module, a.name) for a in node.names if a.name.startswith(PACKAGE)}
+    return found
+
+
+def test_function_level_imports_are_the_deliberate_lazy_ones():
+    assert function_level_imports(package_modules()) == LAZY_IMPORTS

@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from dg_sqlmesh.definitions.options import RunOptions
+from dg_sqlmesh.execution.coordinator import RunCoordinator
 from dg_sqlmesh.project.cache import load_description
 from dg_sqlmesh.project.context import create_context
 from dg_sqlmesh.project.description import ProjectDescription
@@ -17,8 +18,6 @@ from dg_sqlmesh.project.dirs import resolve_project_dir, resolve_project_dirs
 
 if TYPE_CHECKING:
     from sqlmesh import Context
-
-    from dg_sqlmesh.execution.coordinator import RunCoordinator
 
 
 class SQLMeshResource(dg.ConfigurableResource, RunOptions):
@@ -80,6 +79,4 @@ class SQLMeshResultsResource(dg.ConfigurableResource):
         sqlmesh_steps: Collection[str] | Callable[[], Collection[str]],
     ) -> RunCoordinator:
         """The coordinator of ``run``, whose SQLMesh steps are ``sqlmesh_steps``."""
-        from dg_sqlmesh.execution.coordinator import RunCoordinator
-
         return RunCoordinator(instance, run, sqlmesh_steps)

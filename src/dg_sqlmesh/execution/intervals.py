@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from dg_sqlmesh._compat.sqlmesh_state import held_intervals, remove_held_intervals
 from dg_sqlmesh.errors import SQLMeshRunFailure
 
 if TYPE_CHECKING:
@@ -211,8 +212,6 @@ class IntervalTracker:
 
         Once per run: a retry finds the intervals a failed attempt left missing.
         """
-        from dg_sqlmesh._compat.sqlmesh_state import held_intervals, remove_held_intervals
-
         if self._prepared:
             return
         self._prepared = True
@@ -251,8 +250,6 @@ class IntervalTracker:
 
     def record(self, context: Any) -> None:
         """Read what the state holds after an attempt."""
-        from dg_sqlmesh._compat.sqlmesh_state import held_intervals
-
         self.after = held_intervals(context, self.environment, self.window.partitioned)
 
     def partitions(self, fqn: str, evaluated: Iterable[Interval] = ()) -> dict[str, Any]:

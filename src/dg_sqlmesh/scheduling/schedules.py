@@ -23,6 +23,7 @@ import dagster as dg
 from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, SCHEDULE_TAG, SCHEDULED_TIME_TAG
 from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
 from dg_sqlmesh.scheduling.due_models import DueModels, find_due_models, utc
+from dg_sqlmesh.scheduling.schedule_partitions import partitioned_run_requests
 from dg_sqlmesh.translation.cron import finest_cron, listed
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, asset_graph_of
 
@@ -170,8 +171,6 @@ def sqlmesh_adaptive_schedule_factory(
             SCHEDULED_TIME_TAG: scheduled.isoformat(),
         }
         if any(graph.specs[fqn].partitions_def is not None for fqn in selected):
-            from dg_sqlmesh.scheduling.schedule_partitions import partitioned_run_requests
-
             return partitioned_run_requests(graph, found, selected, run_key=run_key, tags=tags)
         return dg.RunRequest(
             run_key=run_key, asset_selection=[keys[fqn] for fqn in selected], tags=tags
