@@ -102,6 +102,7 @@ class DgSQLMeshMetadataSet(NamespacedMetadataSet):
     source: str | None = None  # a runless event's origin (SQLMesh's state)
     execution: dg.JsonMetadataValue | None = None  # engine events of the run's leader
     outcomes: dg.JsonMetadataValue | None = None
+    live: bool | None = None  # outcomes published as they became final, before the end
     error: str | None = None
 
     @classmethod

@@ -7,6 +7,7 @@ closed (raises) when there is none.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import timedelta
@@ -259,3 +260,29 @@ def asset_attribute_changes(context: dg.ResolutionContext, attributes: Any) -> d
             "get_translator() instead of using translation:."
         ) from exc
     return dict(resolve_asset_spec_update_kwargs_to_mapping(context, attributes))
+
+
+def runs_every_step_here(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Whether the run executes all its steps in this process (Dagster's in-process
+    executor, whose "Executing steps in process (pid: ...)" engine event names this
+    process). False when unsure: the caller then keeps its step running to the end.
+
+    The event's shape (metadata ``pid``) is ``EngineEventData.in_process``'s, checked
+    against Dagster 1.11 to 1.13.
+    """
+    try:
+        records = instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.ENGINE_EVENT, limit=20
+        ).records
+    except Exception:  # noqa: BLE001 - internal shape: unsure means no
+        return False
+    for record in records:
+        entry = record.event_log_entry
+        event = entry.dagster_event
+        if entry.step_key is not None or event is None:
+            continue
+        metadata = getattr(event.engine_event_data, "metadata", None) or {}
+        pid = metadata.get("pid")
+        if "step_keys" in metadata and pid is not None and str(pid.value) == str(os.getpid()):
+            return True
+    return False

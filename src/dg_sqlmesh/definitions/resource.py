@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from dg_sqlmesh.definitions.options import RunOptions
+from dg_sqlmesh.execution.background import finish_executions
 from dg_sqlmesh.execution.coordinator import RunCoordinator
 from dg_sqlmesh.project.cache import load_description
 from dg_sqlmesh.project.context import create_context
@@ -80,3 +81,9 @@ class SQLMeshResultsResource(dg.ConfigurableResource):
     ) -> RunCoordinator:
         """The coordinator of ``run``, whose SQLMesh steps are ``sqlmesh_steps``."""
         return RunCoordinator(instance, run, sqlmesh_steps)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """Wait for the SQLMesh execution this process runs for the run to end: under the
+        in-process executor the steps report while SQLMesh works, and the run ends after
+        SQLMesh does (the environment released, the last outcome published)."""
+        finish_executions(context.run_id)

@@ -11,19 +11,21 @@ check results for the audits that ran, and a failure otherwise.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from dg_sqlmesh._compat.dagster import checks_without_result
+from dg_sqlmesh._compat.dagster import checks_without_result, runs_every_step_here
 from dg_sqlmesh.definitions.run_selection import (
     checks_alone_models,
     partition_windows,
     selected_models,
 )
 from dg_sqlmesh.errors import SQLMeshRunFailure
+from dg_sqlmesh.execution.background import execution_of, start_execution, stop_execution
 from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.intervals import RunWindow, run_window
@@ -41,20 +43,19 @@ if TYPE_CHECKING:
 def sqlmesh_step(
     context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
 ) -> Iterator[Any]:
-    """Run (if leader) or wait for the run's SQLMesh execution, then report ``fqn``."""
+    """Start (if leader) or wait for the run's SQLMesh execution, then report ``fqn`` as
+    soon as its outcome is published."""
     alone = graph.specs[fqn].key not in context.selected_asset_keys  # its checks only
     step_key = graph.op_names[fqn]
     coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(
         context.instance, context.run, lambda: set(graph.op_names.values())
     )
-    published = coordinator.local()
-    if published is None:
-        leader = coordinator.leader(step_key)
-        if leader == step_key:
-            published = _lead(context, graph, coordinator, step_key)
-        else:
-            published = _follow(context, coordinator, leader)
-    if published.error is not None:
+    local = coordinator.local()
+    leader = local.leader_step if local is not None else coordinator.leader(step_key)
+    if local is None and leader == step_key:
+        _lead(context, graph, coordinator, step_key)
+    published = _await(context, coordinator, leader, fqn)
+    if fqn not in published.outcomes and published.error is not None:
         raise SQLMeshRunFailure(
             description=f"The run's SQLMesh execution failed: {published.error}",
             allow_retries=False,
@@ -62,14 +63,15 @@ def sqlmesh_step(
     outcome = published.outcomes.get(fqn) or ModelOutcome(
         fqn=fqn, detail="SQLMesh did not report this model"
     )
-    leader = published.leader_step
     replay = leader != step_key
     if alone:
         yield from report_checks_alone(
             context, graph, fqn, outcome, replay=replay, leader_step=leader
         )
-        return
-    yield from report(context, graph, fqn, outcome, replay=replay, leader_step=leader)
+    else:
+        yield from report(context, graph, fqn, outcome, replay=replay, leader_step=leader)
+    if leader == step_key:
+        _finish_leading(context, graph)
 
 
 def _lead(
@@ -77,7 +79,9 @@ def _lead(
     graph: SQLMeshAssetGraph,
     coordinator: RunCoordinator,
     step_key: str,
-) -> Published:
+) -> None:
+    """Start SQLMesh's execution for the run's selection, beside the steps
+    (``execution.background``); it publishes each outcome as it becomes final."""
     resource = context.resources.sqlmesh
     description = graph.description
     try:
@@ -107,41 +111,100 @@ def _lead(
             f"Running SQLMesh's audits of {len(alone)} model(s) whose checks were selected "
             f"without their asset, in environment '{resource.environment}' (nothing evaluated)"
         )
-    started = time.monotonic()
-    try:
-        with (
-            hold_environment(
-                context.instance,
-                context.run_id,
-                environment_id(description.project_dir, description.gateway, resource.environment),
-                description=(
-                    f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
-                    f"(gateway {description.gateway})"
+    # Reported the moment SQLMesh finishes them: models whose outcome is their own batches.
+    live = [
+        fqn
+        for fqn in selection
+        if graph.specs[fqn].partitions_def is None and not graph.audited_nodes.get(fqn)
+    ]
+    log, instance, run_id = context.log, context.instance, context.run_id
+    environment = environment_id(description.project_dir, description.gateway, resource.environment)
+
+    def work(stop: threading.Event) -> dict[str, ModelOutcome]:
+        started = time.monotonic()
+        try:
+            with (
+                hold_environment(
+                    instance,
+                    run_id,
+                    environment,
+                    description=(
+                        f"SQLMesh environment '{resource.environment}' of "
+                        f"{description.project_dir} (gateway {description.gateway})"
+                    ),
+                    timeout_seconds=resource.environment_lock_timeout,
+                    log=lambda level, message: log_at(log, level, message),
                 ),
-                timeout_seconds=resource.environment_lock_timeout,
-                log=_logger(context),
+                live_progress(log) as progress,
+            ):
+                outcomes, summary, beyond = _execute(
+                    resource,
+                    graph,
+                    coordinator,
+                    step_key,
+                    selection,
+                    alone,
+                    progress,
+                    started,
+                    window,
+                    unaudited=lambda keys: checks_without_result(instance, keys),
+                    live=live,
+                    stop=stop,
+                )
+        except BaseException as exc:  # re-raised: followers must not wait for a dead leader
+            coordinator.publish(step_key, {}, error=_failure_text(exc))
+            raise
+        log.info(summary)
+        coordinator.publish(step_key, outcomes, summary=summary)
+        return beyond
+
+    coordinator.open_board(step_key)
+    start_execution(run_id, work)
+
+
+def _await(
+    context: dg.AssetExecutionContext, coordinator: RunCoordinator, leader: str, fqn: str
+) -> Published:
+    """The published outcome of ``fqn`` (or the error that stopped SQLMesh), as soon as
+    there is one. Raises LeaderLost (a run failure, not retried) when the leader stopped
+    first; a stopped run stops SQLMesh at its next batch."""
+    execution = execution_of(context.run_id)
+    try:
+        return coordinator.wait_for(
+            leader,
+            fqn,
+            on_wait=lambda: context.log.info(
+                f"Waiting for step '{leader}', which executes SQLMesh for this run"
             ),
-            live_progress(context.log) as progress,
-        ):
-            outcomes, summary, beyond = _execute(
-                resource,
-                graph,
-                coordinator,
-                step_key,
-                selection,
-                alone,
-                progress,
-                started,
-                window,
-                unaudited=lambda keys: checks_without_result(context.instance, keys),
-            )
-    except BaseException as exc:  # re-raised: followers must not wait for a dead leader
-        coordinator.publish(step_key, {}, error=_failure_text(exc))
+            leader_alive=execution.is_alive if execution is not None else lambda: True,
+        )
+    except BaseException:
+        stop_execution(context.run_id)
         raise
-    context.log.info(summary)
-    published = coordinator.publish(step_key, outcomes, summary=summary)
-    report_beyond_selection(context, graph, beyond, published.outcomes)
-    return published
+
+
+def _finish_leading(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> None:
+    """The leader's step lasts until SQLMesh's execution ends, unless every step of the
+    run shares its process (the in-process executor): then the steps after it report
+    while SQLMesh works, and the resource's teardown waits for the end. A plan's
+    evaluations beyond the selection are reported on this step, at the end."""
+    resource = context.resources.sqlmesh
+    if runs_every_step_here(context.instance, context.run_id) and not resource.apply_plan:
+        return
+    execution = execution_of(context.run_id)
+    if execution is None:
+        return
+    try:
+        beyond = execution.join()
+    except Exception:  # noqa: BLE001 - published to every step that still waited
+        return
+    except BaseException:
+        execution.stop.set()
+        raise
+    published = context.resources.sqlmesh_results.coordinator(
+        context.instance, context.run, ()
+    ).local()
+    report_beyond_selection(context, graph, beyond or {}, published.outcomes if published else {})
 
 
 def _execute(
@@ -155,6 +218,8 @@ def _execute(
     started: float,
     window: RunWindow | None = None,
     unaudited: Callable[[list[dg.AssetCheckKey]], set[dg.AssetCheckKey]] = lambda keys: set(),
+    live: list[str] | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
     """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
     run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
@@ -202,6 +267,12 @@ def _execute(
             sqlmesh_context, resource, graph, outcomes, unaudited, log
         )
 
+    def on_final(sqlmesh_context: Any, outcome: ModelOutcome) -> None:
+        # From SQLMesh's thread, on its connection: the model's rows, then every step.
+        if resource.row_counts:
+            count_rows(sqlmesh_context, resource.environment, {outcome.fqn: outcome}, models, log)
+        coordinator.publish_live(step_key, {outcome.fqn: outcome})
+
     attempts = iter(range(1, 1_000_000))
     report = execute(
         resource,
@@ -212,14 +283,10 @@ def _execute(
         audited_nodes=graph.audited_nodes,
         after_run=after_run,
         window=window,
+        live=live or (),
+        on_final=on_final,
+        stop=stop,
     )
-    for changed, change in report.unapplied_changes.items():
-        if changed in report.outcomes:
-            report.outcomes[changed].unapplied_change = change
-    for changed, held in report.held.items():
-        if changed in report.outcomes:
-            report.outcomes[changed].held_code_version = held.data_hash
-            report.outcomes[changed].held_columns = held.columns
     summary = _summary(report.outcomes, time.monotonic() - started)
     if alone:
         summary += f"; the audits of {len(alone)} model(s) checked alone"
@@ -293,18 +360,6 @@ def _failure_text(exc: BaseException) -> str:
     if isinstance(exc, dg.Failure) and exc.description:
         return exc.description
     return f"{type(exc).__name__}: {exc}"
-
-
-def _follow(
-    context: dg.AssetExecutionContext, coordinator: RunCoordinator, leader: str
-) -> Published:
-    # Raises LeaderLost (a run failure, not retried) when the leader stopped first.
-    return coordinator.wait_for(
-        leader,
-        on_wait=lambda: context.log.info(
-            f"Waiting for step '{leader}', which executes SQLMesh for this run"
-        ),
-    )
 
 
 def _logger(context: dg.AssetExecutionContext) -> LogFn:

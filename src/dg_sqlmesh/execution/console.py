@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -21,6 +21,7 @@ from sqlmesh.utils.errors import NodeAuditsErrors
 
 from dg_sqlmesh._compat.sqlmesh_run import ExactSelector, NoopConsole, NotificationEvent
 from dg_sqlmesh.errors import classify_error, plain_text
+from dg_sqlmesh.execution.background import RunStopped
 from dg_sqlmesh.execution.events import (
     AuditFailed,
     BatchDone,
@@ -53,17 +54,26 @@ class EventRecorder:
         self.notification_target = _AuditFailureTarget(self)
         self.selector = partial(ExactSelector, on_resolved=self._on_selection)
         self.lines: dict[str, list[list[Any]]] = {}  # fqn -> [level, message, time], all attempts
+        # Called with a model's FQN once every batch SQLMesh planned for it is written and
+        # audited (the last ``BatchDone``), from SQLMesh's thread; None: nobody listens.
+        self.on_model_done: Callable[[str], None] | None = None
+        self.stop: threading.Event | None = None  # set: stop at SQLMesh's next batch
 
     def reset(self) -> None:
         """Forget everything recorded, before another attempt of the same run."""
         self.events: list[Event] = []
-        self._planned_batches: dict[str, int] = {}  # for the progress lines only
+        self.by_model: dict[str, list[Event]] = {}  # the events naming each model
+        self._planned_batches: dict[str, int] = {}
+        self._done_batches: dict[str, int] = {}
         self._sql_cache: dict[Any, Any] = {}
 
     def record(self, event: Event) -> None:
         """Append one event (SQLMesh's run raising is recorded by its caller)."""
         with self._lock:
             self.events.append(event)
+            fqn = getattr(event, "fqn", None)
+            if fqn is not None:
+                self.by_model.setdefault(fqn, []).append(event)
 
     def _model_log(self, fqn: str, level: str, message: str) -> None:
         """A progress line about one model: to the run log now, and kept for its step."""
@@ -87,6 +97,8 @@ class EventRecorder:
         self._log("info", f"SQLMesh: {len(self._planned_batches)} model(s) with intervals due")
 
     def on_snapshot_start(self, snapshot: Any) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise RunStopped("the Dagster run was stopped before SQLMesh evaluated this model")
         # The audits SQLMesh runs are the environment's, which can differ from the
         # project on disk (changes not applied yet): record those, not the disk's.
         # A standalone audit's snapshot has no model (``.model`` raises): its audit is itself.
@@ -134,6 +146,9 @@ class EventRecorder:
             "info",
             f"{name}: batch {batch_idx + 1}/{total} {window} evaluated in {duration_ms} ms{audits}",
         )
+        done = self._done_batches[fqn] = self._done_batches.get(fqn, 0) + 1
+        if done == total and self.on_model_done is not None:
+            self.on_model_done(fqn)
 
     def on_failed(self, errors: list[Any]) -> None:
         for error in errors:

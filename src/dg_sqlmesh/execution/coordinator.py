@@ -12,8 +12,10 @@ log, written and read with Dagster's public instance API:
   own event is there before the step runs. The leader is the SQLMesh step launched
   first. Under the in-process executor (no such events) steps start one after the
   other in one process, and the first SQLMesh step to start is the leader.
-* **Outcomes.** The leader publishes one engine event whose JSON metadata holds every
-  selected model's outcome (or the error that stopped SQLMesh). Followers read it.
+* **Outcomes.** The leader publishes each model's outcome the moment it is final
+  (engine events marked ``dg_sqlmesh/live``, a few models each), then one last engine
+  event holding every selected model's outcome (or the error that stopped SQLMesh). A
+  step waits for its own model only: whichever of the two names it first.
 * **A dead leader.** A step process that dies is failed by the orchestrator
   (``STEP_FAILURE``); a stopped run changes status. A waiting follower watches both and
   fails at once, naming the leader step.
@@ -43,6 +45,7 @@ from dg_sqlmesh.metadata import DG
 OUTCOMES_KEY = DG.outcomes
 ERROR_KEY = DG.error
 EXECUTION_KEY = DG.execution
+LIVE_KEY = DG.live
 
 _RUN_ENDED = {
     dg.DagsterRunStatus.SUCCESS,
@@ -61,17 +64,44 @@ _PAGE = 200
 
 @dataclass
 class Published:
-    """What the leader published: every selected model's outcome, or why there is none."""
+    """What the leader published: every selected model's outcome, or why there is none.
+
+    ``complete`` is False while only the outcomes final so far are known.
+    """
 
     leader_step: str
     outcomes: dict[str, ModelOutcome] = field(default_factory=dict)
     error: str | None = None
+    complete: bool = True
 
 
-# Steps that share the leader's process (the in-process executor) read its outcome from
-# memory instead of the event log: one read per run, not one per step.
-_IN_PROCESS: dict[str, Published] = {}
-_IN_PROCESS_LOCK = threading.Lock()
+class _Board:
+    """The outcomes of one run in the leader's process, for the steps sharing it (the
+    in-process executor): read from memory, woken the moment an outcome is final."""
+
+    def __init__(self, leader_step: str) -> None:
+        self.published = Published(leader_step, complete=False)
+        self.changed = threading.Condition()
+
+    def add(self, outcomes: Mapping[str, ModelOutcome], complete: bool, error: str | None) -> None:
+        with self.changed:
+            self.published.outcomes.update(outcomes)
+            if complete:
+                self.published.complete = True
+                self.published.error = error
+            self.changed.notify_all()
+
+    def wait_for(self, fqn: str, timeout: float) -> Published | None:
+        with self.changed:
+            self.changed.wait_for(lambda: self._has(fqn), timeout=timeout)
+            return self.published if self._has(fqn) else None
+
+    def _has(self, fqn: str) -> bool:
+        return self.published.complete or fqn in self.published.outcomes
+
+
+_BOARDS: dict[str, _Board] = {}  # run id -> its board, in the leader's process
+_BOARDS_LOCK = threading.Lock()
 
 
 class RunCoordinator:
@@ -107,9 +137,10 @@ class RunCoordinator:
     # --- election -----------------------------------------------------------------------
 
     def local(self) -> Published | None:
-        """The run's outcome, when its leader ran in this very process."""
-        with _IN_PROCESS_LOCK:
-            return _IN_PROCESS.get(self.run_id)
+        """What the run's leader published, when it leads from this very process."""
+        with _BOARDS_LOCK:
+            board = _BOARDS.get(self.run_id)
+        return None if board is None else board.published
 
     def leader(self, step_key: str) -> str:
         """The step key of the run's leader, as every step of the run computes it."""
@@ -156,6 +187,37 @@ class RunCoordinator:
             step_key=step_key,
         )
 
+    def open_board(self, step_key: str) -> None:
+        """Start publishing this run's outcomes from ``step_key``, in this process."""
+        with _BOARDS_LOCK:
+            _BOARDS.setdefault(self.run_id, _Board(step_key))
+            while len(_BOARDS) > 64:  # a long-lived process runs many runs
+                _BOARDS.pop(next(iter(_BOARDS)))
+
+    def _board(self, step_key: str) -> _Board:
+        self.open_board(step_key)
+        with _BOARDS_LOCK:
+            return _BOARDS[self.run_id]
+
+    def publish_live(self, step_key: str, outcomes: Mapping[str, ModelOutcome]) -> None:
+        """Publish outcomes that are final before the execution ends: the steps of this
+        process see them at once, the others in the run's event log."""
+        self._board(step_key).add(outcomes, complete=False, error=None)
+        names = ", ".join(sorted(outcomes))
+        self.instance.report_engine_event(
+            f"SQLMesh finished {len(outcomes)} model(s): {names}",
+            dagster_run=self.run,
+            engine_event_data=engine_event_data(
+                {
+                    OUTCOMES_KEY: dg.MetadataValue.json(
+                        {f: o.to_dict() for f, o in outcomes.items()}
+                    ),
+                    LIVE_KEY: True,
+                }
+            ),
+            step_key=step_key,
+        )
+
     def publish(
         self,
         step_key: str,
@@ -164,11 +226,8 @@ class RunCoordinator:
         summary: str = "",
     ) -> Published:
         """Publish the run's outcomes (or the error that stopped SQLMesh) to every step."""
-        published = Published(step_key, dict(outcomes), error)
-        with _IN_PROCESS_LOCK:
-            _IN_PROCESS[self.run_id] = published
-            while len(_IN_PROCESS) > 64:  # a long-lived process runs many runs
-                _IN_PROCESS.pop(next(iter(_IN_PROCESS)))
+        board = self._board(step_key)
+        board.add(outcomes, complete=True, error=error)
         metadata: dict[str, Any] = {
             OUTCOMES_KEY: dg.MetadataValue.json({f: o.to_dict() for f, o in outcomes.items()})
         }
@@ -180,21 +239,29 @@ class RunCoordinator:
             engine_event_data=engine_event_data(metadata),
             step_key=step_key,
         )
-        return published
+        return Published(step_key, dict(outcomes), error)
 
     # --- followers ----------------------------------------------------------------------
 
     def wait_for(
         self,
         leader_step: str,
+        fqn: str | None = None,
         *,
         poll_seconds: float = 0.25,
         on_wait: Callable[[], None] | None = None,
+        leader_alive: Callable[[], bool] = lambda: True,
     ) -> Published:
-        """Block until ``leader_step`` has published, or raise :class:`LeaderLost`."""
-        local = self.local()
-        if local is not None:
-            return local
+        """Block until ``leader_step`` has published the outcome of ``fqn`` (None: every
+        outcome), or raise :class:`LeaderLost`.
+
+        In the leader's process the outcomes are read from memory as they are published;
+        ``leader_alive`` there says whether SQLMesh's execution is still going.
+        """
+        with _BOARDS_LOCK:
+            board = _BOARDS.get(self.run_id)
+        if board is not None:
+            return _wait_on_board(board, fqn or "", leader_step, leader_alive)
         cursor = None
         delay = 0.02
         announced = False
@@ -205,7 +272,7 @@ class RunCoordinator:
             )
             for record in page.records:
                 found = _published(record.event_log_entry, leader_step)
-                if found is not None:
+                if found is not None and (found.complete or fqn in found.outcomes):
                     return found
             cursor = page.cursor if page.records else cursor
             if page.has_more:
@@ -225,6 +292,20 @@ class RunCoordinator:
             delay = min(poll_seconds, delay * 2)
 
 
+def _wait_on_board(
+    board: _Board, fqn: str, leader_step: str, leader_alive: Callable[[], bool]
+) -> Published:
+    while True:
+        published = board.wait_for(fqn, timeout=0.5)  # short: a terminated run interrupts
+        if published is not None:
+            return published
+        if not leader_alive() and board.wait_for(fqn, timeout=0) is None:
+            raise LeaderLost(
+                f"SQLMesh's execution for this run (led by step '{leader_step}') ended without "
+                "publishing what happened. Re-execute the run to complete the work."
+            )
+
+
 def _published(entry: Any, leader_step: str) -> Published | None:
     event = entry.dagster_event
     if event is None or entry.step_key != leader_step:
@@ -238,7 +319,8 @@ def _published(entry: Any, leader_step: str) -> Published | None:
             for fqn, data in (metadata[OUTCOMES_KEY].value or {}).items()
         }
         error = metadata[ERROR_KEY].value if ERROR_KEY in metadata else None
-        return Published(leader_step, outcomes, error)
+        live = bool(metadata[LIVE_KEY].value) if LIVE_KEY in metadata else False
+        return Published(leader_step, outcomes, error, complete=not live)
     raise LeaderLost(
         f"Step '{leader_step}' was executing SQLMesh for this run and "
         f"{'failed' if event.event_type is dg.DagsterEventType.STEP_FAILURE else 'ended'} "

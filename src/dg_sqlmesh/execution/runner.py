@@ -8,10 +8,12 @@ one :class:`ModelOutcome` per selected model.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh._compat.sqlmesh import (
     StandaloneAuditsNotRun,
@@ -46,6 +48,7 @@ from dg_sqlmesh.execution.environment import (
 )
 from dg_sqlmesh.execution.events import Aborted
 from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bounds
+from dg_sqlmesh.execution.live import LiveOutcomes, OnFinal
 from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
 from dg_sqlmesh.execution.settle import planned_models, settle
 from dg_sqlmesh.metadata import RUN
@@ -78,6 +81,9 @@ def execute(
     audited_nodes: Mapping[str, Sequence[str]] | None = None,
     after_run: Callable[[Context, dict[str, ModelOutcome]], None] | None = None,
     window: RunWindow | None = None,
+    live: Collection[str] = (),
+    on_final: OnFinal | None = None,
+    stop: threading.Event | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
@@ -89,6 +95,9 @@ def execute(
     open (the same warehouse connection) and the outcomes so far. It must not raise.
     ``window``: the partitions the run names (``execution.intervals``); SQLMesh then runs
     exactly their intervals, and each partitioned model's outcome says what it recorded.
+    ``on_final`` receives each of the ``live`` models the moment SQLMesh has written and
+    audited it (``execution.live``); ``after_run`` then sees only the others. ``stop``,
+    once set, stops SQLMesh at its next batch.
     """
     key = (
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
@@ -101,7 +110,9 @@ def execute(
     models = {**description.models_by_fqn, **standalone}
     settled = [*selection, *nodes]  # what SQLMesh is asked to run, and reports on
     recorder = EventRecorder(models, log)
+    recorder.stop = stop
     report = ExecutionReport(outcomes={})
+    finals = LiveOutcomes(recorder, models, live if on_final else (), on_final or _ignore, log)
     merged: dict[str, ModelOutcome] = {}
     prepared = False
     runnable = list(selection)
@@ -177,22 +188,29 @@ def execute(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
         else:
-            _run_once(
-                context,
-                resource,
-                recorder,
-                runnable,
-                log,
-                standalone=set(standalone),
-                window=window,
-            )
+            finals.listen(context, merged, partial(_annotate, report))
+            try:
+                _run_once(
+                    context,
+                    resource,
+                    recorder,
+                    runnable,
+                    log,
+                    standalone=set(standalone),
+                    window=window,
+                )
+            finally:
+                finals.stop_listening()
             if tracker is not None:
                 tracker.record(context)
             merged = merge(merged, settle(recorder.events, settled, models))
+            merged.update(finals.published)  # what the steps were told stands
             retry = transient_failures(merged)
             if not retry or attempt == last:
                 if after_run is not None:
-                    after_run(context, merged)
+                    after_run(
+                        context, {f: o for f, o in merged.items() if f not in finals.published}
+                    )
                 break
         finally:
             if context is not None:
@@ -214,12 +232,29 @@ def execute(
             outcome.partitions = tracker.partitions(fqn, outcome.intervals)
     host_audits(merged, hosted)
     report.outcomes = {fqn: o for fqn, o in merged.items() if fqn in selected}
+    for outcome in report.outcomes.values():
+        _annotate(report, outcome)
     report.beyond_selection = {
         fqn: o
         for fqn, o in merged.items()
         if fqn not in selected and fqn in models and o.state is not ModelState.NOT_RUN
     }
     return report
+
+
+def _annotate(report: ExecutionReport, outcome: ModelOutcome) -> None:
+    """What the run knew of the model before SQLMesh ran it: a change the environment
+    does not hold yet, and the version it runs instead."""
+    fqn = outcome.fqn
+    if fqn in report.unapplied_changes:
+        outcome.unapplied_change = report.unapplied_changes[fqn]
+    if fqn in report.held:
+        outcome.held_code_version = report.held[fqn].data_hash
+        outcome.held_columns = report.held[fqn].columns
+
+
+def _ignore(context: Any, outcome: ModelOutcome) -> None:
+    return None
 
 
 def _startup_failure(
