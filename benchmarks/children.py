@@ -351,6 +351,70 @@ def ui_run(args: dict) -> dict:
     }
 
 
+def live_chain(args: dict) -> dict:
+    """A sequential chain of ``length`` models, each about half a second of DuckDB work,
+    each table recording when SQLMesh began it; run as the UI runs it (default executor).
+    The share of the chain's materializations recorded before SQLMesh began its last model."""
+    import dagster as dg
+    import duckdb
+    import yaml
+    from sqlmesh import Context
+
+    from dg_sqlmesh import sqlmesh_definitions_factory
+
+    length = args["length"]
+    with tempfile.TemporaryDirectory() as root_dir:
+        root = Path(root_dir)
+        (root / "models").mkdir()
+        config = {
+            "gateways": {"duckdb": {"connection": {"type": "duckdb", "database": "db.duckdb"}}},
+            "default_gateway": "duckdb",
+            "model_defaults": {"dialect": "duckdb", "start": "2024-01-01"},
+        }
+        (root / "config.yaml").write_text(yaml.safe_dump(config))
+        for i in range(1, length + 1):
+            source = f" FROM chain.m{i - 1:02d}" if i > 1 else ""
+            (root / "models" / f"m{i:02d}.sql").write_text(
+                f"MODEL (name chain.m{i:02d}, kind FULL, cron '@daily');\n"
+                f"SELECT now() AS evaluated_at, (SELECT sum(hash(range)) FROM range("
+                f"{args['rows']})) AS work{source}\n"
+            )
+        context = Context(paths=[root])
+        context.plan("prod", auto_apply=True, no_prompts=True, skip_backfill=True)
+        context.close()
+        defs = sqlmesh_definitions_factory(project_dir=str(root))
+        job = defs.resolve_implicit_global_asset_job_def()
+        with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as inst:
+            start = _clock()
+            result = job.execute_in_process(instance=inst, raise_on_error=False)
+            total = _since(start)
+            records = inst.get_records_for_run(
+                result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            ).records
+            recorded = [r.event_log_entry.timestamp for r in records]
+        with duckdb.connect(str(root / "db.duckdb"), read_only=True) as conn:
+            (last,) = conn.execute(
+                f"SELECT max(evaluated_at) FROM sqlmesh__chain.chain__m{length:02d}__"
+                f"{_physical_suffix(conn, length)}"
+            ).fetchone()
+    early = sum(1 for t in recorded if t < last.timestamp())
+    return {
+        "total": total,
+        "ok": bool(result.success) and len(recorded) == length,
+        "early": early,
+        "share": early / (length - 1),
+    }
+
+
+def _physical_suffix(conn, index: int) -> str:  # noqa: ANN001
+    """The version suffix of the chain model's physical table."""
+    (name,) = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'sqlmesh__chain' "
+        f"AND table_name LIKE 'chain__m{index:02d}__%'"
+    ).fetchone()
+    return name.rsplit("__", 1)[1]
+
+
 def _recorded(instance, run_id: str) -> list:  # noqa: ANN001
     from dg_sqlmesh.execution.coordinator import recorded_executions
 
@@ -430,6 +494,7 @@ KINDS = {
     "load_floor": load_floor,
     "multiprocess": multiprocess,
     "ui_run": ui_run,
+    "live_chain": live_chain,
 }
 
 

@@ -48,10 +48,13 @@ POSTGRES_RUN_RATIO = 1.15  # the same on a PostgreSQL instance (floor on Postgre
 LEADER_RATIO = 1.03  # the leader step <= 1.03 x sqlmesh run (context load + run)
 FOLLOWER_RATIO = 1.20  # non-leader step <= 1.2 x trivial step (multiprocess executor)
 MEMORY_RATIO = 1.30  # peak RSS of an in-process run <= 1.3 x sqlmesh run's
-UI_RATIO = 1.30  # "Materialize all" from the UI <= 1.3 x (sqlmesh run + in-process floor)
+UI_RATIO = 1.30  # "Materialize all" from the UI <= 1.3 x max(sqlmesh run, in-process floor)
+LIVE_SHARE = 0.80  # of a sequential chain's materializations, recorded before its last model
+LIVE_CHAIN = 12  # models in that chain
+LIVE_ROWS = 60_000_000  # DuckDB work per chain model: about half a second
 UI_SUBSET = 10  # models of the subset launched from the UI
 
-SECTIONS = ("load", "run", "memory", "leader", "postgres", "multiprocess", "ui")
+SECTIONS = ("load", "run", "memory", "leader", "postgres", "multiprocess", "ui", "live")
 
 
 # --- processes ------------------------------------------------------------------------
@@ -694,25 +697,58 @@ class Bench:
                 ours = median([self.pick(s) for s in samples["ui"]])
                 sm = median([self.pick(s) for s in samples["sqlmesh"]])
                 floor = median([self.pick(s) for s in samples["floor"]])
+                # SQLMesh works beside Dagster's bookkeeping: the larger of the two bounds it
+                larger = max(sm, floor)
                 self.rows.append(
                     Row(
                         "ui",
                         n,
                         f'"Materialize" from the UI, {label} (default executor)',
                         ours,
-                        sm + floor,
-                        f"sqlmesh run {sm:.1f} + floor {floor:.1f}",
-                        ours / (sm + floor) if select is None else None,
+                        larger,
+                        f"max(sqlmesh run {sm:.1f}, floor {floor:.1f})",
+                        ours / larger if select is None else None,
                         UI_RATIO,
                         "x",
                         note="; ".join(problems)
                         or (
                             "definitions loaded in the run's process"
-                            + ("" if select is None else f"; no target, {ours / (sm + floor):.2f}x")
+                            + ("" if select is None else f"; no target, {ours / larger:.2f}x")
                         ),
                         valid=not problems,
                     )
                 )
+
+    # live ------------------------------------------------------------------------------
+
+    def live(self) -> None:
+        """How much of a sequential chain Dagster shows materialized while SQLMesh is still
+        working: the share of its materializations recorded before SQLMesh began the last
+        model, under the default executor."""
+        shares = []
+        problems = []
+        for rep in range(self.args.reps):
+            proc = child("live_chain", {"length": LIVE_CHAIN, "rows": LIVE_ROWS})
+            if not proc.result.get("ok"):
+                problems.append(f"rep {rep + 1}: not successful")
+            shares.append(proc.result["share"])
+            log(f"  live rep {rep + 1}: {proc.result['early']} of {LIVE_CHAIN - 1} early")
+        share = median(shares)
+        self.rows.append(
+            Row(
+                "live",
+                LIVE_CHAIN,
+                "chain materializations recorded before SQLMesh begins its last model",
+                share,
+                None,
+                "share of the chain",
+                None if share is None else 1 - share,
+                1 - LIVE_SHARE,
+                "x",
+                note="; ".join(problems) or f"{share:.0%} live (target >= {LIVE_SHARE:.0%})",
+                valid=not problems,
+            )
+        )
 
     # multiprocess ----------------------------------------------------------------------
 
@@ -1073,6 +1109,9 @@ def main(argv: list[str] | None = None) -> int:
         if "multiprocess" in args.only:
             log("multiprocess:")
             bench.multiprocess()
+        if "live" in args.only:
+            log("live:")
+            bench.live()
     finally:
         if owned and not args.keep:
             shutil.rmtree(args.workdir, ignore_errors=True)

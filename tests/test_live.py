@@ -10,9 +10,17 @@ rest.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
 import pytest
-from helpers.chain import chain_project, evaluated_at, key, materialized_at
-from helpers.harness import run_in_process, run_multiprocess, step_failures, step_states
+from helpers.chain import chain_project, evaluated_at, key, materialized_at, name
+from helpers.harness import query, run_in_process, run_multiprocess, step_failures, step_states
 
 from dg_sqlmesh.execution.coordinator import recorded_executions
 
@@ -61,3 +69,77 @@ def test_a_blocking_audit_failing_mid_chain_fails_that_model_and_skips_the_rest(
     states = step_states(instance, result.run_id)
     downstream = [f"db__chain__m{i:02d}" for i in range(failing + 1, LENGTH + 1)]
     assert all(states.get(step) in (None, "SKIPPED") for step in downstream), states
+
+
+STOPPED_RUN = """
+import sys
+
+import dagster as dg
+from helpers.defs_from_env import sqlmesh_job
+from helpers.other_process import open_instance
+from helpers.reconstruct import reconstructable_job
+
+with open_instance(sys.argv[1]) as instance:
+    result = dg.execute_job(
+        reconstructable_job(sqlmesh_job),
+        instance=instance,
+        run_config={"execution": {"config": {"in_process": {}}}},
+        raise_on_error=False,
+    )
+    print("RUN", result.run_id, flush=True)
+"""
+
+
+def test_a_stopped_run_stops_sqlmesh_at_its_next_model_and_releases_the_environment(
+    tmp_path, instance
+):
+    """Terminated while SQLMesh works on the chain: SQLMesh evaluates no model after the
+    one in progress (within the cancellation check's second), the unfinished models are
+    not materialized, and the environment is released."""
+    from helpers.other_process import instance_ref_file
+
+    project = chain_project(tmp_path / "chain", LENGTH)
+    ref = instance_ref_file(instance, tmp_path)
+    env = {
+        **os.environ,
+        "DG_SQLMESH_TEST_PROJECT": str(project),
+        "DG_SQLMESH_TEST_OPTIONS": "{}",
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", STOPPED_RUN, str(ref)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not _materialized_keys(instance) >= {key(1), key(2)}:
+        assert time.monotonic() < deadline and process.poll() is None, "the run did not start"
+        time.sleep(0.05)
+    # as Dagster terminates a run: marked canceling, then its process interrupted
+    (run,) = instance.get_runs()
+    instance.report_run_canceling(run)
+    process.send_signal(signal.SIGINT)
+    stopped_at = time.time()
+    output, _ = process.communicate(timeout=120)
+    (run_id,) = [line.split()[1] for line in output.splitlines() if line.startswith("RUN ")]
+
+    done = _materialized_keys(instance)
+    evaluated = [i for i in range(1, LENGTH + 1) if _has_rows(project, i)]
+    # at most the model in progress when the run stopped was finished after the stop
+    late = [i for i in evaluated if evaluated_at(project, i) > stopped_at + 1.5]
+    assert len(late) <= 1, late
+    assert LENGTH not in evaluated and key(LENGTH) not in done
+    assert done <= {key(i) for i in evaluated}  # nothing unfinished is materialized
+    assert instance.get_run_by_id(run_id).tags["dg_sqlmesh/executing"] == "released"
+
+
+def _materialized_keys(instance) -> set[str]:  # noqa: ANN001
+    records = instance.get_event_records(
+        dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    )
+    return {r.event_log_entry.dagster_event.asset_key.to_user_string() for r in records}
+
+
+def _has_rows(project: Path, index: int) -> bool:
+    """Whether SQLMesh evaluated the model (a planned, never evaluated one is empty)."""
+    return bool(query(project / "db.duckdb", f"SELECT count(*) FROM {name(index)}")[0][0])

@@ -25,7 +25,12 @@ from dg_sqlmesh.definitions.run_selection import (
     selected_models,
 )
 from dg_sqlmesh.errors import SQLMeshRunFailure
-from dg_sqlmesh.execution.background import execution_of, start_execution, stop_execution
+from dg_sqlmesh.execution.background import (
+    cancellation_watched,
+    execution_of,
+    start_execution,
+    stop_execution,
+)
 from dg_sqlmesh.execution.coordinator import Published, RunCoordinator
 from dg_sqlmesh.execution.guard import environment_id, hold_environment
 from dg_sqlmesh.execution.intervals import RunWindow, run_window
@@ -44,7 +49,16 @@ def sqlmesh_step(
     context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str
 ) -> Iterator[Any]:
     """Start (if leader) or wait for the run's SQLMesh execution, then report ``fqn`` as
-    soon as its outcome is published."""
+    soon as its outcome is published. A run interrupted here stops SQLMesh at its next
+    batch."""
+    try:
+        yield from _step(context, graph, fqn)
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+        stop_execution(context.run_id)
+        raise
+
+
+def _step(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str) -> Iterator[Any]:
     alone = graph.specs[fqn].key not in context.selected_asset_keys  # its checks only
     step_key = graph.op_names[fqn]
     coordinator: RunCoordinator = context.resources.sqlmesh_results.coordinator(
@@ -56,6 +70,9 @@ def sqlmesh_step(
         _lead(context, graph, coordinator, step_key)
     published = _await(context, coordinator, leader, fqn)
     if fqn not in published.outcomes and published.error is not None:
+        execution = execution_of(context.run_id) if leader == step_key else None
+        if execution is not None:
+            execution.join()  # the leader's step fails with the execution's own error
         raise SQLMeshRunFailure(
             description=f"The run's SQLMesh execution failed: {published.error}",
             allow_retries=False,
@@ -124,6 +141,7 @@ def _lead(
         started = time.monotonic()
         try:
             with (
+                cancellation_watched(instance, run_id, stop),
                 hold_environment(
                     instance,
                     run_id,
@@ -167,20 +185,16 @@ def _await(
 ) -> Published:
     """The published outcome of ``fqn`` (or the error that stopped SQLMesh), as soon as
     there is one. Raises LeaderLost (a run failure, not retried) when the leader stopped
-    first; a stopped run stops SQLMesh at its next batch."""
+    first."""
     execution = execution_of(context.run_id)
-    try:
-        return coordinator.wait_for(
-            leader,
-            fqn,
-            on_wait=lambda: context.log.info(
-                f"Waiting for step '{leader}', which executes SQLMesh for this run"
-            ),
-            leader_alive=execution.is_alive if execution is not None else lambda: True,
-        )
-    except BaseException:
-        stop_execution(context.run_id)
-        raise
+    return coordinator.wait_for(
+        leader,
+        fqn,
+        on_wait=lambda: context.log.info(
+            f"Waiting for step '{leader}', which executes SQLMesh for this run"
+        ),
+        leader_alive=execution.is_alive if execution is not None else lambda: True,
+    )
 
 
 def _finish_leading(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> None:

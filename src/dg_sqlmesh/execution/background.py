@@ -15,8 +15,13 @@ process: a leader killed outright leaves no SQLMesh execution running on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import dagster as dg
+
+CANCELED = {dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED}
 
 
 class RunStopped(Exception):
@@ -94,6 +99,30 @@ def finish_executions(run_id: str | None = None) -> None:
         finally:
             with _LOCK:
                 _EXECUTIONS.pop(execution.run_id, None)
+
+
+@contextmanager
+def cancellation_watched(
+    instance: dg.DagsterInstance, run_id: str, stop: threading.Event, every: float = 1.0
+) -> Iterator[None]:
+    """While inside, set ``stop`` once the run is being canceled (terminated from the UI,
+    say: Dagster marks it canceling before it interrupts the run's process), checked every
+    ``every`` seconds on a thread of its own."""
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(every):
+            run = instance.get_run_by_id(run_id)
+            if run is not None and run.status in CANCELED:
+                stop.set()
+                return
+
+    watcher = threading.Thread(target=watch, name=f"dg-sqlmesh-watch-{run_id[:8]}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
 
 
 def stop_execution(run_id: str) -> None:
