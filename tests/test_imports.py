@@ -284,9 +284,9 @@ def test_only_compat_touches_either_librarys_internals():
 # execution machinery (console, runner, row counts, checks alone), so loading the
 # definitions and every other step never imports it.
 LAZY_IMPORTS = {
-    ("dg_sqlmesh.definitions.step", "dg_sqlmesh.execution.checks_alone"),
-    ("dg_sqlmesh.definitions.step", "dg_sqlmesh.execution.row_counts"),
-    ("dg_sqlmesh.definitions.step", "dg_sqlmesh.execution.runner"),
+    ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.checks_alone"),
+    ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.row_counts"),
+    ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.runner"),
     ("dg_sqlmesh.execution.checks_alone", "dg_sqlmesh.execution.console"),
 }
 

@@ -4,9 +4,15 @@ plan that failed)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from dg_sqlmesh.errors import ErrorClass, plan_command
+from dg_sqlmesh.errors import (
+    ErrorClass,
+    SQLMeshRunFailure,
+    cause_chain,
+    plain_text,
+    plan_command,
+)
 from dg_sqlmesh.execution.outcomes import (
     FAILURES,
     FINISHED,
@@ -14,6 +20,7 @@ from dg_sqlmesh.execution.outcomes import (
     ModelState,
     add_reported,
 )
+from dg_sqlmesh.metadata import RUN
 
 
 def merge_attempts(earlier: ModelOutcome, later: ModelOutcome) -> ModelOutcome:
@@ -151,3 +158,49 @@ def failed_plan(
         else:
             outcome.detail = f"SQLMesh did not run it: {because}"
     return outcomes
+
+
+def startup_failure(
+    exc: Exception,
+    key: str,
+    project_dir: str,
+    classified: tuple[ErrorClass, str],
+    attempt: int,
+    failed_models: Sequence[str] = (),
+) -> SQLMeshRunFailure:
+    """The run could not get to SQLMesh's ``run`` (connecting, reading state, planning)."""
+    error_class, reason = classified
+    attempts = attempt + 1
+    retried = (
+        f", still failing after {attempts} attempt(s)"
+        if error_class is ErrorClass.TRANSIENT
+        else ""
+    )
+    hint = ""
+    if "(local) is using version" in str(exc):  # SQLMesh's check of the state's versions
+        hint = (
+            " The project's SQLMesh state was written by a newer SQLMesh: install that "
+            "version where Dagster runs."
+            if "which is behind" in str(exc)
+            else " The project's SQLMesh state was written by an older SQLMesh: migrate it "
+            f"with `sqlmesh -p {project_dir} migrate`."
+        )
+    # SQLMesh's PlanError says only "Plan application failed."; the why is in its causes.
+    causes = [c for c in list(cause_chain(exc))[1:6] if str(c).strip() and str(c) not in str(exc)][
+        :2
+    ]
+    because = "".join(f" Caused by {type(c).__name__}: {str(c).strip()}" for c in causes)
+    because += "".join(f"\n- {failure}" for failure in failed_models)
+    return SQLMeshRunFailure(
+        description=(
+            f"SQLMesh could not start for {key} ({error_class.value}{retried}): "
+            + plain_text(f"{type(exc).__name__}: {exc}{because}{hint}")
+        ),
+        metadata={
+            RUN.error_class: error_class.value,
+            RUN.error_reason: reason,
+            RUN.retryable: error_class is ErrorClass.TRANSIENT,
+            RUN.attempts: attempts,
+        },
+        allow_retries=False,
+    )

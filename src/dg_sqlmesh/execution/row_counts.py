@@ -70,6 +70,42 @@ def count_rows(
         outcomes[fqn].row_count = count
 
 
+class RowCounter:
+    """Counts one model's rows at a time, as SQLMesh finishes it (``execution.live``), on
+    SQLMesh's connection. The tables of ``fqns`` are resolved once per SQLMesh context,
+    not once per model. Never raises, as :func:`count_rows`."""
+
+    def __init__(
+        self,
+        environment: str,
+        fqns: Sequence[str],
+        models: Mapping[str, ModelInfo],
+        log: LogFn,
+    ) -> None:
+        self._environment = environment
+        self._fqns = [fqn for fqn in fqns if countable(models.get(fqn))]
+        self._models = models
+        self._log = log
+        self._tables: tuple[Any, dict[str, str]] | None = None  # (context, tables)
+
+    def count(self, context: Context, outcome: ModelOutcome) -> None:
+        if outcome.fqn not in self._fqns or outcome.state not in FINISHED:
+            return
+        try:
+            if self._tables is None or self._tables[0] is not context:
+                self._tables = (context, physical_tables(context, self._environment, self._fqns))
+            table = self._tables[1].get(outcome.fqn)
+            if table is None:
+                return
+            counts = _count_all(
+                context.engine_adapter, {outcome.fqn: table}, self._models, self._log
+            )
+        except Exception as exc:  # noqa: BLE001 - enrichment never fails a run
+            self._log("warning", f"{outcome.fqn}: rows not counted: {type(exc).__name__}: {exc}")
+            return
+        outcome.row_count = counts.get(outcome.fqn)
+
+
 def physical_tables(context: Context, environment: str, fqns: Sequence[str]) -> dict[str, str]:
     """The table SQLMesh writes for each of ``fqns`` in ``environment``, as
     ``Context.table_name`` resolves it (read once for all models); views, embedded and

@@ -23,10 +23,7 @@ from dg_sqlmesh._compat.sqlmesh import (
 from dg_sqlmesh.errors import (
     ErrorClass,
     SQLMeshEnvironmentError,
-    SQLMeshRunFailure,
-    cause_chain,
     classify_error,
-    plain_text,
 )
 from dg_sqlmesh.execution.attempts import (
     failed_plan,
@@ -34,6 +31,7 @@ from dg_sqlmesh.execution.attempts import (
     not_in_environment,
     retries_exhausted,
     retry_could_not_start,
+    startup_failure,
     transient_failures,
 )
 from dg_sqlmesh.execution.audited_nodes import host_audits, standalone_nodes
@@ -51,7 +49,6 @@ from dg_sqlmesh.execution.intervals import IntervalTracker, RunWindow, window_bo
 from dg_sqlmesh.execution.live import LiveOutcomes, OnFinal
 from dg_sqlmesh.execution.outcomes import FAILURES, ModelOutcome, ModelState
 from dg_sqlmesh.execution.settle import planned_models, settle
-from dg_sqlmesh.metadata import RUN
 from dg_sqlmesh.project.description import ProjectDescription
 
 if TYPE_CHECKING:
@@ -184,7 +181,7 @@ def execute(
                     for o in settle(recorder.events, settled, models).values()
                     if o.state in FAILURES
                 ]
-                raise _startup_failure(
+                raise startup_failure(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
         else:
@@ -255,52 +252,6 @@ def _annotate(report: ExecutionReport, outcome: ModelOutcome) -> None:
 
 def _ignore(context: Any, outcome: ModelOutcome) -> None:
     return None
-
-
-def _startup_failure(
-    exc: Exception,
-    key: str,
-    project_dir: str,
-    classified: tuple[ErrorClass, str],
-    attempt: int,
-    failed_models: Sequence[str] = (),
-) -> SQLMeshRunFailure:
-    """The run could not get to SQLMesh's ``run`` (connecting, reading state, planning)."""
-    error_class, reason = classified
-    attempts = attempt + 1
-    retried = (
-        f", still failing after {attempts} attempt(s)"
-        if error_class is ErrorClass.TRANSIENT
-        else ""
-    )
-    hint = ""
-    if "(local) is using version" in str(exc):  # SQLMesh's check of the state's versions
-        hint = (
-            " The project's SQLMesh state was written by a newer SQLMesh: install that "
-            "version where Dagster runs."
-            if "which is behind" in str(exc)
-            else " The project's SQLMesh state was written by an older SQLMesh: migrate it "
-            f"with `sqlmesh -p {project_dir} migrate`."
-        )
-    # SQLMesh's PlanError says only "Plan application failed."; the why is in its causes.
-    causes = [c for c in list(cause_chain(exc))[1:6] if str(c).strip() and str(c) not in str(exc)][
-        :2
-    ]
-    because = "".join(f" Caused by {type(c).__name__}: {str(c).strip()}" for c in causes)
-    because += "".join(f"\n- {failure}" for failure in failed_models)
-    return SQLMeshRunFailure(
-        description=(
-            f"SQLMesh could not start for {key} ({error_class.value}{retried}): "
-            + plain_text(f"{type(exc).__name__}: {exc}{because}{hint}")
-        ),
-        metadata={
-            RUN.error_class: error_class.value,
-            RUN.error_reason: reason,
-            RUN.retryable: error_class is ErrorClass.TRANSIENT,
-            RUN.attempts: attempts,
-        },
-        allow_retries=False,
-    )
 
 
 def _run_once(
