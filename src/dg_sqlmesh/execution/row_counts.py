@@ -14,6 +14,7 @@ the materialization goes without the key.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,8 @@ def count_rows(
 class RowCounter:
     """Counts one model's rows at a time, as SQLMesh finishes it (``execution.live``), on
     SQLMesh's connection. The tables of ``fqns`` are resolved once per SQLMesh context,
-    not once per model. Never raises, as :func:`count_rows`."""
+    not once per model. SQLMesh finishes models on several threads at once (its
+    ``concurrent_tasks``); one count runs at a time. Never raises, as :func:`count_rows`."""
 
     def __init__(
         self,
@@ -87,10 +89,15 @@ class RowCounter:
         self._models = models
         self._log = log
         self._tables: tuple[Any, dict[str, str]] | None = None  # (context, tables)
+        self._lock = threading.Lock()
 
     def count(self, context: Context, outcome: ModelOutcome) -> None:
         if outcome.fqn not in self._fqns or outcome.state not in FINISHED:
             return
+        with self._lock:
+            self._count(context, outcome)
+
+    def _count(self, context: Context, outcome: ModelOutcome) -> None:
         try:
             if self._tables is None or self._tables[0] is not context:
                 self._tables = (context, physical_tables(context, self._environment, self._fqns))
