@@ -367,7 +367,9 @@ def live_chain(args: dict) -> dict:
         root = Path(root_dir)
         (root / "models").mkdir()
         config = {
-            "gateways": {"duckdb": {"connection": {"type": "duckdb", "database": "db.duckdb"}}},
+            "gateways": {
+                "duckdb": {"connection": {"type": "duckdb", "database": str(root / "db.duckdb")}}
+            },
             "default_gateway": "duckdb",
             "model_defaults": {"dialect": "duckdb", "start": "2024-01-01"},
         }
@@ -393,10 +395,7 @@ def live_chain(args: dict) -> dict:
             ).records
             recorded = [r.event_log_entry.timestamp for r in records]
         with duckdb.connect(str(root / "db.duckdb"), read_only=True) as conn:
-            (last,) = conn.execute(
-                f"SELECT max(evaluated_at) FROM sqlmesh__chain.chain__m{length:02d}__"
-                f"{_physical_suffix(conn, length)}"
-            ).fetchone()
+            (last,) = conn.execute(f"SELECT max(evaluated_at) FROM chain.m{length:02d}").fetchone()
     early = sum(1 for t in recorded if t < last.timestamp())
     return {
         "total": total,
@@ -404,15 +403,6 @@ def live_chain(args: dict) -> dict:
         "early": early,
         "share": early / (length - 1),
     }
-
-
-def _physical_suffix(conn, index: int) -> str:  # noqa: ANN001
-    """The version suffix of the chain model's physical table."""
-    (name,) = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'sqlmesh__chain' "
-        f"AND table_name LIKE 'chain__m{index:02d}__%'"
-    ).fetchone()
-    return name.rsplit("__", 1)[1]
 
 
 def _recorded(instance, run_id: str) -> list:  # noqa: ANN001
