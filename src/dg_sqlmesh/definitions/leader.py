@@ -19,6 +19,7 @@ from dg_sqlmesh.definitions.run_selection import (
 )
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.background import (
+    BackgroundExecution,
     cancellation_watched,
     start_execution,
 )
@@ -80,11 +81,11 @@ def lead(
     log, instance, run_id = context.log, context.instance, context.run_id
     environment = environment_id(description.project_dir, description.gateway, resource.environment)
 
-    def work(stop: threading.Event) -> dict[str, ModelOutcome]:
+    def work(execution: BackgroundExecution) -> dict[str, ModelOutcome]:
         started = time.monotonic()
         try:
             with (
-                cancellation_watched(instance, run_id, stop),
+                cancellation_watched(instance, run_id, execution.stop),
                 hold_environment(
                     instance,
                     run_id,
@@ -110,7 +111,8 @@ def lead(
                     window,
                     unaudited=lambda keys: checks_without_result(instance, keys),
                     live=live,
-                    stop=stop,
+                    stop=execution.stop,
+                    on_planned=execution.keep_leader.set,
                 )
         except BaseException as exc:  # re-raised: followers must not wait for a dead leader
             coordinator.publish(step_key, {}, error=failure_text(exc))
@@ -136,6 +138,7 @@ def _execute(
     unaudited: Callable[[list[dg.AssetCheckKey]], set[dg.AssetCheckKey]] = lambda keys: set(),
     live: list[str] | None = None,
     stop: threading.Event | None = None,
+    on_planned: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
     """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
     run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
@@ -204,6 +207,7 @@ def _execute(
         live=live or (),
         on_final=on_final,
         stop=stop,
+        on_planned=on_planned,
     )
     summary = _summary(report.outcomes, time.monotonic() - started)
     if alone:

@@ -98,13 +98,16 @@ def _await(
 def _finish_leading(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph) -> None:
     """The leader's step lasts until SQLMesh's execution ends, unless every step of the
     run shares its process (the in-process executor): then the steps after it report
-    while SQLMesh works, and the resource's teardown waits for the end. A plan's
-    evaluations beyond the selection are reported on this step, at the end."""
-    resource = context.resources.sqlmesh
-    if runs_every_step_here(context.instance, context.run_id) and not resource.apply_plan:
-        return
+    while SQLMesh works, and the resource's teardown waits for the end. When the run
+    applied a plan, what it evaluated beyond the selection is reported on this step, at
+    the end."""
     execution = execution_of(context.run_id)
     if execution is None:
+        return
+    if (
+        runs_every_step_here(context.instance, context.run_id)
+        and not execution.keep_leader.is_set()
+    ):
         return
     try:
         beyond = execution.join()

@@ -29,14 +29,17 @@ class RunStopped(Exception):
 
 
 class BackgroundExecution:
-    """One run's SQLMesh execution: ``work(stop)`` on its own thread.
+    """One run's SQLMesh execution: ``work(execution)`` on its own thread.
 
     ``stop`` is set when the run is terminated; ``work`` stops at SQLMesh's next batch.
+    ``work`` sets ``keep_leader`` when the leader's step must last until the end (a plan
+    was applied: what it evaluated beyond the selection is reported on that step).
     """
 
-    def __init__(self, run_id: str, work: Callable[[threading.Event], Any]) -> None:
+    def __init__(self, run_id: str, work: Callable[[BackgroundExecution], Any]) -> None:
         self.run_id = run_id
         self.stop = threading.Event()
+        self.keep_leader = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
         self._work = work
@@ -46,7 +49,7 @@ class BackgroundExecution:
 
     def _run(self) -> None:
         try:
-            self.result = self._work(self.stop)
+            self.result = self._work(self)
         except BaseException as exc:  # noqa: BLE001 - kept for the step that joins
             self.error = exc
 
@@ -69,7 +72,7 @@ _EXECUTIONS: dict[str, BackgroundExecution] = {}
 _LOCK = threading.Lock()
 
 
-def start_execution(run_id: str, work: Callable[[threading.Event], Any]) -> BackgroundExecution:
+def start_execution(run_id: str, work: Callable[[BackgroundExecution], Any]) -> BackgroundExecution:
     """Start ``work`` for ``run_id`` on its own thread, and remember it until joined."""
     execution = BackgroundExecution(run_id, work)
     with _LOCK:

@@ -81,6 +81,7 @@ def execute(
     live: Collection[str] = (),
     on_final: OnFinal | None = None,
     stop: threading.Event | None = None,
+    on_planned: Callable[[], None] = lambda: None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
@@ -94,7 +95,8 @@ def execute(
     exactly their intervals, and each partitioned model's outcome says what it recorded.
     ``on_final`` receives each of the ``live`` models the moment SQLMesh has written and
     audited it (``execution.live``); ``after_run`` then sees only the others. ``stop``,
-    once set, stops SQLMesh at its next batch.
+    once set, stops SQLMesh at its next batch. ``on_planned`` is called once a plan was
+    applied, before SQLMesh's run.
     """
     key = (
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
@@ -133,6 +135,7 @@ def execute(
                     context, resource, description, log
                 )
                 if report.planned:  # the lines above were the plan's, not the run's
+                    on_planned()
                     log(
                         "info",
                         "The plan is applied (its evaluations are above); SQLMesh now runs "
