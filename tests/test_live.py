@@ -19,7 +19,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from helpers.chain import chain_project, evaluated_at, key, materialized_at, name
+from helpers.chain import (
+    add_idle_model,
+    chain_project,
+    evaluated_at,
+    key,
+    materialized_at,
+    name,
+)
 from helpers.harness import query, run_in_process, run_multiprocess, step_failures, step_states
 
 from dg_sqlmesh.execution.coordinator import recorded_executions
@@ -143,3 +150,20 @@ def _materialized_keys(instance) -> set[str]:  # noqa: ANN001
 def _has_rows(project: Path, index: int) -> bool:
     """Whether SQLMesh evaluated the model (a planned, never evaluated one is empty)."""
     return bool(query(project / "db.duckdb", f"SELECT count(*) FROM {name(index)}")[0][0])
+
+
+def test_an_up_to_date_model_is_reported_as_soon_as_sqlmesh_has_planned_its_run(tmp_path, instance):
+    """A run where one model is up to date and a chain is due: the up-to-date model (whose
+    step comes first, and leads) is reported as soon as SQLMesh has planned its run, not
+    when SQLMesh has finished the chain, and the chain is live after it."""
+    project = chain_project(tmp_path / "chain", 4)
+    idle = add_idle_model(project)
+    # the idle model written and audited once; the chain still due
+    assert run_in_process(project, instance, select=[idle]).success
+    result = run_in_process(project, instance)
+    assert result.success
+    recorded = materialized_at(instance, result.run_id)
+    assert set(recorded) == {idle, *(key(i) for i in range(1, 5))}
+    last = evaluated_at(project, 4)
+    assert recorded[idle] < evaluated_at(project, 2)
+    assert recorded[key(1)] < last

@@ -64,3 +64,15 @@ def materialized_at(instance: dg.DagsterInstance, run_id: str) -> dict[str, floa
         r.event_log_entry.dagster_event.asset_key.to_user_string(): r.event_log_entry.timestamp
         for r in records
     }
+
+
+def add_idle_model(project: Path) -> str:
+    """A cheap model reading nothing of the chain (planned again so the environment holds
+    it); its step sorts before the chain's. Returns its asset key string."""
+    (project / "models" / "idle.sql").write_text(
+        "MODEL (name chain.idle, kind FULL, cron '@daily',\n"
+        "  audits (not_null(columns := (checked))));\n"
+        "SELECT 1 AS checked, now() AS evaluated_at\n"
+    )
+    plan_project(project)
+    return "db/chain/idle"

@@ -188,11 +188,24 @@ def _execute(
 
     counter = RowCounter(resource.environment, live or (), models, log)
 
-    def on_final(sqlmesh_context: Any, outcome: ModelOutcome) -> None:
-        # From SQLMesh's thread, on its connection: the model's rows, then every step.
+    def on_final(sqlmesh_context: Any, outcomes: list[ModelOutcome]) -> set[str]:
+        # From SQLMesh's thread, on its connection: the rows, then every step. An up-to-date
+        # model whose checks have no result yet waits: its audits run at the end.
+        idle = [o.fqn for o in outcomes if o.state is ModelState.UP_TO_DATE]
+        keys = [spec.key for fqn in idle for spec in graph.check_specs.get(fqn, ())]
+        missing = unaudited(keys) if keys else set()
+        ready = [
+            o
+            for o in outcomes
+            if not any(spec.key in missing for spec in graph.check_specs.get(o.fqn, ()))
+        ]
+        if not ready:
+            return set()
         if resource.row_counts:
-            counter.count(sqlmesh_context, outcome)
-        coordinator.publish_live(step_key, {outcome.fqn: outcome})
+            for outcome in ready:
+                counter.count(sqlmesh_context, outcome)
+        coordinator.publish_live(step_key, {o.fqn: o for o in ready})
+        return {o.fqn for o in ready}
 
     attempts = iter(range(1, 1_000_000))
     report = execute(

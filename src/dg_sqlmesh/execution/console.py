@@ -57,6 +57,9 @@ class EventRecorder:
         # Called with a model's FQN once every batch SQLMesh planned for it is written and
         # audited (the last ``BatchDone``), from SQLMesh's thread; None: nobody listens.
         self.on_model_done: Callable[[str], None] | None = None
+        # Called with the models SQLMesh considered and the batches it planned, once per
+        # attempt, as its evaluation starts (not when it restarts); None: nobody listens.
+        self.on_run_planned: Callable[[frozenset[str], Mapping[str, int]], None] | None = None
         self.stop: threading.Event | None = None  # set: stop at SQLMesh's next batch
 
     def reset(self) -> None:
@@ -65,6 +68,8 @@ class EventRecorder:
         self.by_model: dict[str, list[Event]] = {}  # the events naming each model
         self._planned_batches: dict[str, int] = {}
         self._done_batches: dict[str, int] = {}
+        self._evaluation_started = False
+        self._considered: frozenset[str] | None = None
         self._sql_cache: dict[Any, Any] = {}
 
     def record(self, event: Event) -> None:
@@ -86,15 +91,21 @@ class EventRecorder:
         return model.name if model else fqn
 
     def _on_selection(self, fqns: Iterable[str]) -> None:
-        self.record(SelectionResolved(frozenset(fqns)))
+        self._considered = frozenset(fqns)
+        self.record(SelectionResolved(self._considered))
 
     # --- console events -------------------------------------------------------------
 
     def on_evaluation_start(self, batched_intervals: Mapping[Any, list[Any]]) -> None:
         planned = {snapshot.name: len(batches) for snapshot, batches in batched_intervals.items()}
+        restart = bool(self._planned_batches) or self._evaluation_started
+        self._evaluation_started = True
         self._planned_batches.update(planned)
         self.record(EvaluationStarted(planned))
         self._log("info", f"SQLMesh: {len(self._planned_batches)} model(s) with intervals due")
+        considered = self._considered
+        if not restart and considered is not None and self.on_run_planned is not None:
+            self.on_run_planned(considered, planned)
 
     def on_snapshot_start(self, snapshot: Any) -> None:
         if self.stop is not None and self.stop.is_set():
