@@ -15,11 +15,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 from helpers.chain import (
+    PARTITION_ROWS,
     add_idle_model,
     chain_project,
     evaluated_at,
@@ -34,10 +36,10 @@ from dg_sqlmesh.execution.coordinator import recorded_executions
 LENGTH = 8
 
 
-def run(project, instance, executor):  # noqa: ANN001, ANN201
+def run(project, instance, executor, **options):  # noqa: ANN001, ANN003, ANN201
     if executor == "in_process":
-        return run_in_process(project, instance)
-    return run_multiprocess(project, instance, max_concurrent=2)
+        return run_in_process(project, instance, **options)
+    return run_multiprocess(project, instance, max_concurrent=2, **options)
 
 
 @pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
@@ -167,3 +169,32 @@ def test_an_up_to_date_model_is_reported_as_soon_as_sqlmesh_has_planned_its_run(
     last = evaluated_at(project, 4)
     assert recorded[idle] < evaluated_at(project, 2)
     assert recorded[key(1)] < last
+
+
+@pytest.mark.parametrize("executor", ["in_process", "multiprocess"])
+def test_a_partitioned_model_is_reported_per_partition_as_soon_as_sqlmesh_finishes_it(
+    tmp_path, instance, executor
+):
+    """A daily partitioned model beside a chain: each of its partitions is materialized,
+    with that partition's rows, before SQLMesh begins the chain's last model."""
+    today = datetime.now(UTC).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in range(5, 0, -1)]
+    project = chain_project(tmp_path / "chain", 4, partitioned_head_from=days[0])
+    result = run(project, instance, executor, partitioned=True)
+    assert result.success
+    daily = dg.AssetKey(["db", "chain", "daily"])
+    records = [
+        r.event_log_entry
+        for r in instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        ).records
+        if r.event_log_entry.dagster_event.asset_key == daily
+    ]
+    materializations = {e.dagster_event.partition: e for e in records}
+    assert sorted(materializations) == days
+    last = evaluated_at(project, 4)
+    (written,) = query(project / "db.duckdb", "SELECT max(evaluated_at) FROM chain.daily")[0]
+    for day, entry in materializations.items():
+        assert written.timestamp() < entry.timestamp < last, (day, entry.timestamp, last)
+        metadata = entry.dagster_event.event_specific_data.materialization.metadata
+        assert metadata["dagster/row_count"].value == PARTITION_ROWS, (day, metadata)

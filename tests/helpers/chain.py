@@ -22,9 +22,21 @@ def key(index: int) -> str:
     return f"db/chain/m{index:02d}"
 
 
-def chain_project(root: Path, length: int, *, failing_audit_at: int | None = None) -> Path:
+PARTITION_ROWS = 3  # rows of each day of the partitioned head
+
+
+def chain_project(
+    root: Path,
+    length: int,
+    *,
+    failing_audit_at: int | None = None,
+    partitioned_head_from: str | None = None,
+) -> Path:
     """``length`` FULL models, each reading the one before; ``failing_audit_at``: that
-    model's blocking audit fails (its rows are all NULL in the audited column)."""
+    model's blocking audit fails (its rows are all NULL in the audited column).
+    ``partitioned_head_from``: a daily partitioned model beside the chain (``chain.daily``,
+    INCREMENTAL_BY_TIME_RANGE from that day, :data:`PARTITION_ROWS` rows a day), which
+    SQLMesh evaluates with the chain's first model, long before its last."""
     (root / "models").mkdir(parents=True)
     (root / "config.yaml").write_text(
         yaml.safe_dump(
@@ -35,6 +47,15 @@ def chain_project(root: Path, length: int, *, failing_audit_at: int | None = Non
             }
         )
     )
+    if partitioned_head_from is not None:
+        (root / "models" / "daily.sql").write_text(
+            "MODEL (name chain.daily, kind INCREMENTAL_BY_TIME_RANGE (time_column ds),\n"
+            f"  cron '@daily', start '{partitioned_head_from}',\n"
+            "  audits (not_null(columns := (ds))));\n"
+            "SELECT day::DATE AS ds, r AS v, now() AS evaluated_at\n"
+            "FROM generate_series(@start_ds::DATE, @end_ds::DATE, INTERVAL 1 DAY) AS d(day),\n"
+            f"  range({PARTITION_ROWS}) AS t(r)\n"
+        )
     for index in range(1, length + 1):
         checked = "NULL::INT" if index == failing_audit_at else str(index)
         source = f" FROM {name(index - 1)}" if index > 1 else ""

@@ -73,11 +73,7 @@ def lead(
             f"without their asset, in environment '{resource.environment}' (nothing evaluated)"
         )
     # Reported the moment SQLMesh finishes them: models whose outcome is their own batches.
-    live = [
-        fqn
-        for fqn in selection
-        if graph.specs[fqn].partitions_def is None and not graph.audited_nodes.get(fqn)
-    ]
+    live = [fqn for fqn in selection if not graph.audited_nodes.get(fqn)]
     log, instance, run_id = context.log, context.instance, context.run_id
     environment = environment_id(description.project_dir, description.gateway, resource.environment)
 
@@ -204,6 +200,17 @@ def _execute(
         if resource.row_counts:
             for outcome in ready:
                 counter.count(sqlmesh_context, outcome)
+            partitioned = {o.fqn: o for o in ready if graph.specs[o.fqn].partitions_def}
+            if partitioned:
+                with counter.lock:
+                    count_partition_rows(
+                        sqlmesh_context,
+                        resource.environment,
+                        partitioned,
+                        partition_windows(graph, partitioned, window),
+                        models,
+                        log,
+                    )
         coordinator.publish_live(step_key, {o.fqn: o for o in ready})
         return {o.fqn for o in ready}
 

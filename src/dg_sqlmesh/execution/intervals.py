@@ -252,6 +252,11 @@ class IntervalTracker:
         """Read what the state holds after an attempt."""
         self.after = held_intervals(context, self.environment, self.window.partitioned)
 
+    def record_model(self, context: Any, fqn: str) -> None:
+        """Read what the state holds for ``fqn`` now: SQLMesh has finished it while the
+        attempt goes on (``execution.live``)."""
+        self.after.update(held_intervals(context, self.environment, [fqn]))
+
     def partitions(self, fqn: str, evaluated: Iterable[Interval] = ()) -> dict[str, Any]:
         """What the run did to ``fqn``'s partitions (JSON-serialisable).
 

@@ -6,9 +6,9 @@ it reports it): nothing later in the run changes it, and a retry of the run only
 what is still missing. A model SQLMesh considered and planned nothing for is up to date
 as soon as SQLMesh has planned its run. Failures and skips are settled at the end of the
 run, with the rules of ``settle`` and ``attempts`` (a transient failure may still be
-retried). Models whose outcome needs more than their own batches are left to the end
-too (the caller's choice of ``models``): those hosting other nodes' audits, partitioned
-ones (their partitions are read from SQLMesh's state after the run).
+retried). A partitioned model's partitions are read from SQLMesh's state when it is
+final (``annotate``). Models whose outcome needs more than their own batches are left to
+the end (the caller's choice of ``models``): those hosting other nodes' audits.
 """
 
 from __future__ import annotations

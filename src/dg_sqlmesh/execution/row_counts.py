@@ -89,12 +89,12 @@ class RowCounter:
         self._models = models
         self._log = log
         self._tables: tuple[Any, dict[str, str]] | None = None  # (context, tables)
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # held by whoever queries SQLMesh's connection
 
     def count(self, context: Context, outcome: ModelOutcome) -> None:
         if outcome.fqn not in self._fqns or outcome.state not in FINISHED:
             return
-        with self._lock:
+        with self.lock:
             self._count(context, outcome)
 
     def _count(self, context: Context, outcome: ModelOutcome) -> None:

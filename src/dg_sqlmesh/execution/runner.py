@@ -188,7 +188,7 @@ def execute(
                     exc, key, description.project_dir, (error_class, reason), attempt, failed
                 ) from exc
         else:
-            finals.listen(context, merged, partial(_annotate, report))
+            finals.listen(context, merged, partial(_annotate_live, report, context, tracker))
             try:
                 _run_once(
                     context,
@@ -251,6 +251,24 @@ def _annotate(report: ExecutionReport, outcome: ModelOutcome) -> None:
     if fqn in report.held:
         outcome.held_code_version = report.held[fqn].data_hash
         outcome.held_columns = report.held[fqn].columns
+
+
+def _annotate_live(
+    report: ExecutionReport,
+    context: Context,
+    tracker: IntervalTracker | None,
+    outcome: ModelOutcome,
+) -> None:
+    """What :func:`_annotate` adds, and for a partitioned model the partitions it recorded,
+    read from SQLMesh's state the moment SQLMesh has finished the model."""
+    _annotate(report, outcome)
+    if tracker is not None and outcome.fqn in tracker.window.partitioned:
+        with _STATE_READS:  # SQLMesh finishes models on several threads at once
+            tracker.record_model(context, outcome.fqn)
+        outcome.partitions = tracker.partitions(outcome.fqn, outcome.intervals)
+
+
+_STATE_READS = threading.Lock()
 
 
 def _ignore(context: Any, outcome: ModelOutcome) -> None:
