@@ -29,16 +29,24 @@ class RunOptions(BaseModel):
     gateway: str | None = Field(
         default=None, description="SQLMesh gateway; the project's default if unset."
     )
-    environment: str = Field(default="prod", description="SQLMesh environment the runs execute.")
+    environment: str | None = Field(
+        default=None,
+        description=(
+            "SQLMesh environment the runs execute. Default: prod, or in a Dagster+ branch "
+            "deployment a development environment named after it (pr_<number>, else "
+            "branch_<branch>)."
+        ),
+    )
     cache_dir: str | None = Field(
         default=None,
         description="Where the cached project description lives (default <project>/.cache).",
     )
-    apply_plan: bool = Field(
-        default=False,
+    apply_plan: bool | None = Field(
+        default=None,
         description=(
             "Apply a plan (with backfill) before running when the environment is missing or "
-            "the project on disk differs from it. Refused for prod unless allow_prod_plan."
+            "the project on disk differs from it. Refused for prod unless allow_prod_plan. "
+            "Default: yes in a Dagster+ branch deployment, no elsewhere."
         ),
     )
     allow_prod_plan: bool = Field(
@@ -132,14 +140,17 @@ class DefinitionsOptions(AssetOptions, RunOptions):
     )
 
     def run_options(self) -> dict[str, Any]:
-        """The options ``SQLMeshResource`` takes, as keywords."""
-        return {name: getattr(self, name) for name in RunOptions.model_fields}
+        """The options ``SQLMeshResource`` takes, as keywords (those left to the deployment,
+        None, are not given: the resource decides them)."""
+        values = {name: getattr(self, name) for name in RunOptions.model_fields}
+        return {name: v for name, v in values.items() if v is not None or name not in _DEPLOYED}
 
     def asset_options(self) -> AssetOptions:
         return AssetOptions(**{name: getattr(self, name) for name in AssetOptions.model_fields})
 
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
+_DEPLOYED = ("environment", "apply_plan")  # None: decided by the deployment
 
 
 def parse_options(model: type[OptionsT], arguments: Mapping[str, Any], where: str) -> OptionsT:

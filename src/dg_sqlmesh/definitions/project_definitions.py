@@ -25,9 +25,9 @@ def sqlmesh_definitions_factory(
     translator: SQLMeshTranslator | None = None,
     executor: dg.ExecutorDefinition | None = sqlmesh_executor,
     gateway: str | None = None,
-    environment: str = "prod",
+    environment: str | None = None,
     cache_dir: str | None = None,
-    apply_plan: bool = False,
+    apply_plan: bool | None = None,
     allow_prod_plan: bool = False,
     ignore_cron: bool = False,
     max_transient_retries: int = 3,
@@ -87,7 +87,7 @@ def sqlmesh_definitions_factory(
     with cycle_collection_paused():
         graph = options_asset_graph(resource.describe(), translator, asset_options)
         assets = model_assets(graph, asset_options, resource.environment)
-    job = sqlmesh_job(assets, environment=parsed.environment)
+    job = sqlmesh_job(assets, environment=resource.environment)
     schedules = []
     if parsed.enable_schedule:
         schedules.append(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 from pydantic import Field
 
+from dg_sqlmesh.definitions.deployment import deployment_environment, in_branch_deployment
 from dg_sqlmesh.definitions.options import RunOptions
 from dg_sqlmesh.execution.background import finish_executions
 from dg_sqlmesh.execution.coordinator import RunCoordinator
@@ -32,6 +33,14 @@ class SQLMeshResource(dg.ConfigurableResource, RunOptions):
         ... # doctest: +SKIP
     """
 
+    environment: str = Field(
+        default_factory=deployment_environment,
+        description=RunOptions.model_fields["environment"].description,
+    )
+    apply_plan: bool = Field(
+        default_factory=in_branch_deployment,
+        description=RunOptions.model_fields["apply_plan"].description,
+    )
     project_dir: str = Field(
         description=(
             "Folder of the SQLMesh project (holds its config file), or the parent folder of "
