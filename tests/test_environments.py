@@ -4,11 +4,12 @@ prod's tables for every model the branch did not change."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import dagster as dg
 import pytest
-from helpers.chain import chain_project, name
+from helpers.chain import chain_project, evaluated_at, name
 from helpers.harness import query, run_in_process
 
 from dg_sqlmesh import SQLMeshResource, sqlmesh_definitions_factory
@@ -105,3 +106,102 @@ def test_a_branch_run_evaluates_only_what_the_change_rebuilds(tmp_path, instance
         ).records
     }
     assert materialized == {"db/chain/m01", "db/chain/m02", "db/chain/m03", "db/chain/m04"}
+
+
+def _janitor(project, instance, **config):  # noqa: ANN001, ANN003, ANN202
+    defs = sqlmesh_definitions_factory(project_dir=str(project))
+    return defs.resolve_job_def("sqlmesh_janitor").execute_in_process(
+        instance=instance,
+        run_config={"ops": {"sqlmesh_janitor": {"config": config}}},
+        raise_on_error=False,
+    )
+
+
+def _schemas(project) -> set[str]:  # noqa: ANN001
+    rows = query(project / "db.duckdb", "SELECT schema_name FROM duckdb_schemas()")
+    return {row[0] for row in rows}
+
+
+def _tables(project) -> set[str]:  # noqa: ANN001
+    rows = query(
+        project / "db.duckdb", "SELECT schema_name || '.' || table_name FROM duckdb_tables()"
+    )
+    return {row[0] for row in rows}
+
+
+def test_the_janitor_removes_a_closed_branch_environment_and_leaves_prod_intact(
+    tmp_path, instance, branch, monkeypatch
+):
+    project = chain_project(tmp_path / "chain", 3)
+    assert run_in_process(project, instance).success
+    prod = {i: _evaluated(project, name(i)) for i in range(1, 4)}
+    prod_tables = _tables(project)
+    model = project / "models" / "m02.sql"
+    model.write_text(model.read_text().replace("SELECT 2 AS checked", "SELECT 20 AS checked"))
+    branch(pull_request="9")
+    assert run_in_process(project, instance).success
+    assert "chain__pr_9" in _schemas(project)
+    branch_tables = _tables(project) - prod_tables
+    assert branch_tables  # the changed model and its downstream, rebuilt for the branch
+
+    for variable in BRANCH_VARIABLES:  # back in the main deployment, the pull request closed
+        monkeypatch.delenv(variable, raising=False)
+    model.write_text(model.read_text().replace("SELECT 20 AS checked", "SELECT 2 AS checked"))
+    result = _janitor(project, instance, invalidate_environment="pr_9", ignore_ttl=True)
+    assert result.success
+    assert "chain__pr_9" not in _schemas(project)
+    assert not branch_tables & _tables(project)  # the branch's own tables dropped
+    assert prod_tables <= _tables(project)
+    assert {i: _evaluated(project, name(i)) for i in range(1, 4)} == prod
+    (output,) = [
+        record.event_log_entry.dagster_event
+        for record in instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
+        ).records
+    ]
+    removed = output.event_specific_data.metadata
+    assert removed["dg_sqlmesh/removed_environments"].value == ["pr_9"]
+    assert removed["dg_sqlmesh/dropped_objects"].value >= len(branch_tables)
+
+
+def test_the_janitor_never_invalidates_prod(tmp_path, instance):
+    project = chain_project(tmp_path / "chain", 1)
+    result = _janitor(project, instance, invalidate_environment="prod")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "never invalidates prod" in failure.step_failure_data.error.message
+    assert query(project / "db.duckdb", f"SELECT count(*) FROM {name(1)}") == [(0,)]
+
+
+def test_the_janitor_waits_for_a_run_of_the_environment(tmp_path, instance):
+    """A janitor launched while a run of the environment executes SQLMesh waits for it,
+    and starts its work only after that run has released the environment."""
+    project = chain_project(tmp_path / "chain", 4)
+    results = {}
+    runner = threading.Thread(target=lambda: results.update(run=run_in_process(project, instance)))
+    runner.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not _executing(instance):
+        time.sleep(0.05)
+    assert _executing(instance), "the run never took the environment"
+    janitor = _janitor(project, instance)
+    runner.join()
+    assert results["run"].success and janitor.success
+    run_end = instance.get_run_stats(results["run"].run_id).end_time
+    logs = [
+        (record.event_log_entry.timestamp, record.event_log_entry.user_message)
+        for record in instance.get_records_for_run(janitor.run_id).records
+    ]
+    assert any("Waiting for" in message for _, message in logs), logs
+    (finished,) = [at for at, message in logs if message.startswith("SQLMesh janitor:")]
+    assert finished > evaluated_at(project, 4)
+    assert run_end is not None
+
+
+def _executing(instance) -> bool:  # noqa: ANN001
+    from dg_sqlmesh.execution.guard import EXECUTING_TAG
+
+    for run in instance.get_runs():
+        if run.tags.get(EXECUTING_TAG, "").startswith("prod@"):
+            return True
+    return False

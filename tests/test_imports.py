@@ -284,6 +284,7 @@ def test_only_compat_touches_either_librarys_internals():
 # execution machinery (console, runner, row counts, checks alone), so loading the
 # definitions and every other step never imports it.
 LAZY_IMPORTS = {
+    ("dg_sqlmesh.definitions.janitor_job", "dg_sqlmesh.execution.janitor"),
     ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.checks_alone"),
     ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.row_counts"),
     ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.runner"),

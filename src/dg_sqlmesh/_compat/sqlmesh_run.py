@@ -51,3 +51,20 @@ class ExactSelector(NativeSelector):
         if pattern in all_models:
             return {pattern}
         return super()._pattern_to_model_fqns(pattern, all_models)
+
+
+class CleanupConsole(NoopConsole):
+    """Collects what SQLMesh's janitor drops (``Console.update_cleanup_progress``, called
+    with each view, schema and table) and the warnings it logs. Checked against SQLMesh
+    0.236."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped: list[str] = []
+        self.warnings: list[str] = []
+
+    def update_cleanup_progress(self, object_name: str) -> None:
+        self.dropped.append(str(object_name))
+
+    def log_warning(self, short_message: str, long_message: str | None = None) -> None:
+        self.warnings.append(long_message or short_message)

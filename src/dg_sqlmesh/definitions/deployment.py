@@ -21,9 +21,9 @@ import os
 import re
 from collections.abc import Mapping
 
+from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 
-PROD = "prod"
 IS_BRANCH = "DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT"
 PULL_REQUEST = "DAGSTER_CLOUD_PULL_REQUEST_ID"
 GIT_BRANCH = "DAGSTER_CLOUD_GIT_BRANCH"

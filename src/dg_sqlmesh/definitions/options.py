@@ -138,6 +138,13 @@ class DefinitionsOptions(AssetOptions, RunOptions):
     schedule_name: str = Field(
         default="sqlmesh_adaptive_schedule", description="Name of the adaptive schedule."
     )
+    janitor_schedule: str | None = Field(
+        default=None,
+        description=(
+            "Cron of a schedule running the sqlmesh_janitor job (expired environments and "
+            "unused snapshots' tables removed); none by default."
+        ),
+    )
 
     def run_options(self) -> dict[str, Any]:
         """The options ``SQLMeshResource`` takes, as keywords (those left to the deployment,

@@ -9,6 +9,7 @@ import dagster as dg
 
 from dg_sqlmesh.definitions.assets import cycle_collection_paused, model_assets, options_asset_graph
 from dg_sqlmesh.definitions.executor import sqlmesh_executor
+from dg_sqlmesh.definitions.janitor_job import sqlmesh_janitor_job, sqlmesh_janitor_schedule
 from dg_sqlmesh.definitions.job import sqlmesh_job
 from dg_sqlmesh.definitions.options import DefinitionsOptions, parse_options
 from dg_sqlmesh.definitions.resource import SQLMeshResource, SQLMeshResultsResource
@@ -44,8 +45,10 @@ def sqlmesh_definitions_factory(
     pool: str | bool = True,
     enable_schedule: bool = False,
     schedule_name: str = "sqlmesh_adaptive_schedule",
+    janitor_schedule: str | None = None,
 ) -> dg.Definitions:
-    """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, resources.
+    """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, the
+    ``sqlmesh_janitor`` job, resources.
 
     ``project_dir`` is the project folder; for a multi-repo project, the repo folders
     (a list) or their parent folder. ``enable_schedule`` adds the adaptive schedule
@@ -88,7 +91,10 @@ def sqlmesh_definitions_factory(
         graph = options_asset_graph(resource.describe(), translator, asset_options)
         assets = model_assets(graph, asset_options, resource.environment)
     job = sqlmesh_job(assets, environment=resource.environment)
+    janitor = sqlmesh_janitor_job(environment=resource.environment)
     schedules = []
+    if parsed.janitor_schedule:
+        schedules.append(sqlmesh_janitor_schedule(janitor, parsed.janitor_schedule))
     if parsed.enable_schedule:
         schedules.append(
             sqlmesh_adaptive_schedule_factory(
@@ -107,7 +113,7 @@ def sqlmesh_definitions_factory(
         )
     return dg.Definitions(
         assets=assets,
-        jobs=[job],
+        jobs=[job, janitor],
         schedules=schedules,
         sensors=sensors,
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
