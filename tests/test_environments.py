@@ -205,3 +205,74 @@ def _executing(instance) -> bool:  # noqa: ANN001
         if run.tags.get(EXECUTING_TAG, "").startswith("prod@"):
             return True
     return False
+
+
+def _plan_review(project, instance, environment: str):  # noqa: ANN001, ANN202
+    defs = sqlmesh_definitions_factory(project_dir=str(project), environment=environment)
+    result = defs.resolve_job_def("sqlmesh_plan").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+    assert result.success
+    (output,) = [
+        record.event_log_entry.dagster_event.event_specific_data.metadata
+        for record in instance.get_records_for_run(
+            result.run_id, of_type=dg.DagsterEventType.STEP_OUTPUT
+        ).records
+    ]
+    return result.run_id, output
+
+
+def _apply(project, instance, environment: str, review_run: str):  # noqa: ANN001, ANN202
+    defs = sqlmesh_definitions_factory(project_dir=str(project), environment=environment)
+    return defs.resolve_job_def("sqlmesh_job").execute_in_process(
+        instance=instance, tags={"dg_sqlmesh/reviewed_plan": review_run}, raise_on_error=False
+    )
+
+
+def test_a_reviewed_plan_is_applied_as_reviewed_and_refused_after_a_further_edit(
+    tmp_path, instance
+):
+    project = chain_project(tmp_path / "chain", 4)
+    assert run_in_process(project, instance).success
+    prod = {i: _evaluated(project, name(i)) for i in range(1, 5)}
+    model = project / "models" / "m02.sql"
+    model.write_text(model.read_text().replace("SELECT 2 AS checked", "SELECT 20 AS checked"))
+
+    review_run, output = _plan_review(project, instance, "review")
+    review = output["dg_sqlmesh/plan_review"].value
+    assert review["changes"] == {
+        '"db"."chain"."m02"': "breaking",
+        '"db"."chain"."m03"': "indirect-breaking",
+        '"db"."chain"."m04"': "indirect-breaking",
+    }
+    assert set(review["backfill"]) == set(review["changes"])
+    markdown = output["dg_sqlmesh/plan"].value
+    assert "| chain.m02 | breaking |" in markdown and "sqlmesh -p" in markdown
+    assert "review" not in _schemas(project) and "chain__review" not in _schemas(project)
+
+    # edited again after the review: refused, naming the model
+    model.write_text(model.read_text().replace("SELECT 20 AS checked", "SELECT 21 AS checked"))
+    refused = _apply(project, instance, "review", review_run)
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert review_run in message and "chain.m02" in message, message
+    assert "chain__review" not in _schemas(project)
+
+    # back to what was reviewed: applied, evaluating what the review listed and no more
+    model.write_text(model.read_text().replace("SELECT 21 AS checked", "SELECT 20 AS checked"))
+    started = time.time()
+    applied = _apply(project, instance, "review", review_run)
+    assert applied.success
+    for index in (2, 3, 4):
+        assert _evaluated(project, f"chain__review.m{index:02d}") > started
+    assert _evaluated(project, "chain__review.m01") == prod[1]
+    assert {i: _evaluated(project, name(i)) for i in range(1, 5)} == prod
+
+    # the environment has moved on: the same review cannot be applied twice
+    again = _apply(project, instance, "review", review_run)
+    assert not again.success
+    failure = next(e for e in again.all_events if e.is_step_failure)
+    assert (
+        "environment 'review' changed since the review" in failure.step_failure_data.error.message
+    )

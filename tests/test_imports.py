@@ -286,6 +286,9 @@ def test_only_compat_touches_either_librarys_internals():
 LAZY_IMPORTS = {
     ("dg_sqlmesh.definitions.janitor_job", "dg_sqlmesh.execution.janitor"),
     ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.checks_alone"),
+    ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.environment"),
+    ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.plan_review"),
+    ("dg_sqlmesh.definitions.plan_job", "dg_sqlmesh.execution.plan_review"),
     ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.row_counts"),
     ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.runner"),
     ("dg_sqlmesh.execution.checks_alone", "dg_sqlmesh.execution.console"),

@@ -14,6 +14,8 @@ PROD = "prod"
 
 #: Run tag naming the SQLMesh environment a run executes (run queue limits read it).
 ENVIRONMENT_TAG = "dg_sqlmesh/environment"
+# On a run of the assets: apply the plan reviewed in that run of the plan job, and only it.
+REVIEWED_PLAN_TAG = "dg_sqlmesh/reviewed_plan"
 #: Run tags of the adaptive schedule's runs: its name, and the tick's scheduled time.
 SCHEDULE_TAG = "dg_sqlmesh/schedule"
 SCHEDULED_TIME_TAG = "dg_sqlmesh/scheduled_time"

@@ -68,3 +68,8 @@ class CleanupConsole(NoopConsole):
 
     def log_warning(self, short_message: str, long_message: str | None = None) -> None:
         self.warnings.append(long_message or short_message)
+
+
+def quiet_console() -> NoopConsole:
+    """A SQLMesh console that prints nothing (a plan computed for review only)."""
+    return NoopConsole()

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from dg_sqlmesh._compat.dagster import checks_without_result
+from dg_sqlmesh.constants import REVIEWED_PLAN_TAG
+from dg_sqlmesh.definitions.plan_job import reviewed_plan_of
 from dg_sqlmesh.definitions.run_selection import (
     checks_alone_models,
     partition_windows,
@@ -57,6 +59,12 @@ def lead(
         (alone if own_alone else selection).append(own)
     try:  # the partitions the run names, as SQLMesh intervals (execution.intervals)
         window = run_window(context.run.tags, graph, selection)
+        reviewed_run = context.run.tags.get(REVIEWED_PLAN_TAG)
+        reviewed = (
+            (reviewed_run, reviewed_plan_of(context.instance, reviewed_run))
+            if reviewed_run
+            else None
+        )
     except SQLMeshRunFailure as exc:
         coordinator.publish(step_key, {}, error=failure_text(exc))
         raise
@@ -109,6 +117,7 @@ def lead(
                     live=live,
                     stop=execution.stop,
                     on_planned=execution.keep_leader.set,
+                    reviewed=reviewed,
                 )
         except BaseException as exc:  # re-raised: followers must not wait for a dead leader
             coordinator.publish(step_key, {}, error=failure_text(exc))
@@ -135,6 +144,7 @@ def _execute(
     live: list[str] | None = None,
     stop: threading.Event | None = None,
     on_planned: Callable[[], None] = lambda: None,
+    reviewed: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, ModelOutcome], str, dict[str, ModelOutcome]]:
     """SQLMesh's run of ``selection`` (with row counts) and the audits of ``alone``: the
     run's outcomes, a line summing them up, and what a plan evaluated beyond the run's
@@ -142,6 +152,8 @@ def _execute(
     # Imported here: only the leader needs SQLMesh, so loading definitions and the
     # other steps never pay for importing it.
     from dg_sqlmesh.execution.checks_alone import audit_alone, run_checks_alone
+    from dg_sqlmesh.execution.environment import ReviewedPlan
+    from dg_sqlmesh.execution.plan_review import PlanReview
     from dg_sqlmesh.execution.row_counts import RowCounter, count_partition_rows, count_rows
     from dg_sqlmesh.execution.runner import execute
 
@@ -228,6 +240,9 @@ def _execute(
         on_final=on_final,
         stop=stop,
         on_planned=on_planned,
+        reviewed=(
+            ReviewedPlan(reviewed[0], PlanReview.from_dict(reviewed[1])) if reviewed else None
+        ),
     )
     summary = _summary(report.outcomes, time.monotonic() - started)
     if alone:

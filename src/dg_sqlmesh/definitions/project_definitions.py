@@ -12,6 +12,7 @@ from dg_sqlmesh.definitions.executor import sqlmesh_executor
 from dg_sqlmesh.definitions.janitor_job import sqlmesh_janitor_job, sqlmesh_janitor_schedule
 from dg_sqlmesh.definitions.job import sqlmesh_job
 from dg_sqlmesh.definitions.options import DefinitionsOptions, parse_options
+from dg_sqlmesh.definitions.plan_job import sqlmesh_plan_job
 from dg_sqlmesh.definitions.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.project.dirs import split_project_dirs
@@ -48,7 +49,7 @@ def sqlmesh_definitions_factory(
     janitor_schedule: str | None = None,
 ) -> dg.Definitions:
     """Dagster definitions for a SQLMesh project: assets, ``sqlmesh_job``, the
-    ``sqlmesh_janitor`` job, resources.
+    ``sqlmesh_plan`` and ``sqlmesh_janitor`` jobs, resources.
 
     ``project_dir`` is the project folder; for a multi-repo project, the repo folders
     (a list) or their parent folder. ``enable_schedule`` adds the adaptive schedule
@@ -92,6 +93,7 @@ def sqlmesh_definitions_factory(
         assets = model_assets(graph, asset_options, resource.environment)
     job = sqlmesh_job(assets, environment=resource.environment)
     janitor = sqlmesh_janitor_job(environment=resource.environment)
+    plan = sqlmesh_plan_job(environment=resource.environment)
     schedules = []
     if parsed.janitor_schedule:
         schedules.append(sqlmesh_janitor_schedule(janitor, parsed.janitor_schedule))
@@ -113,7 +115,7 @@ def sqlmesh_definitions_factory(
         )
     return dg.Definitions(
         assets=assets,
-        jobs=[job, janitor],
+        jobs=[job, plan, janitor],
         schedules=schedules,
         sensors=sensors,
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},

@@ -12,6 +12,7 @@ from dg_sqlmesh._compat.sqlmesh import missing_upstream_intervals
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.errors import SQLMeshEnvironmentError, dagster_plan_option, plan_command
 from dg_sqlmesh.execution.console import LogFn
+from dg_sqlmesh.execution.plan_review import PlanReview, review_mismatch
 from dg_sqlmesh.project.description import ProjectDescription
 
 if TYPE_CHECKING:
@@ -40,14 +41,20 @@ def prepare_environment(
     resource: SQLMeshProject,
     description: ProjectDescription,
     log: LogFn,
+    reviewed: ReviewedPlan | None = None,
 ) -> tuple[dict[str, str], bool]:
     """Check the environment exists and matches the project; plan it if allowed.
 
+    ``reviewed``: the run applies that reviewed plan (``execution.plan_review``), and only
+    it: refused when the project or the environment changed since the review.
     Returns the models whose definition on disk differs from the environment, and
     whether a plan was applied.
     """
     name = resource.environment
     may_plan = resource.apply_plan and (name.lower() != PROD or resource.allow_prod_plan)
+    if reviewed is not None:
+        check_reviewed(context, resource, description, reviewed)
+        may_plan = True
     environment = context.state_reader.get_environment(name)
     if environment is None:
         if not may_plan:
@@ -86,6 +93,46 @@ def prepare_environment(
             f"({plan_command(description.project_dir, name)}) to run the new definitions.",
         )
     return changed, False
+
+
+@dataclass(frozen=True)
+class ReviewedPlan:
+    """A plan reviewed in a run of the plan job, which this run applies."""
+
+    run_id: str
+    review: PlanReview
+
+
+def check_reviewed(
+    context: Context,
+    resource: SQLMeshProject,
+    description: ProjectDescription,
+    reviewed: ReviewedPlan,
+) -> None:
+    """Refuse to apply ``reviewed`` unless it is exactly the plan SQLMesh would apply now."""
+    name = resource.environment
+    review = reviewed.review
+    problems = []
+    if review.environment != name:
+        problems.append(
+            f"it is a plan for environment '{review.environment}', and this run executes '{name}'"
+        )
+    elif name.lower() == PROD and not resource.allow_prod_plan:
+        problems.append("it plans prod, which needs SQLMeshResource(allow_prod_plan=True)")
+    else:
+        names = {fqn: model.name for fqn, model in description.models_by_fqn.items()}
+        mismatch = review_mismatch(context, review, names)
+        if mismatch:
+            problems.append(mismatch)
+    if problems:
+        raise SQLMeshEnvironmentError(
+            description=(
+                f"Not applying the plan reviewed in run {reviewed.run_id}: "
+                + "; ".join(problems)
+                + ". Review the plan again (launch the plan job) and apply that review."
+            ),
+            allow_retries=False,
+        )
 
 
 def warn_stale_upstreams(

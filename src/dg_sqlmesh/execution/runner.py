@@ -39,6 +39,7 @@ from dg_sqlmesh.execution.console import EventRecorder, LogFn
 from dg_sqlmesh.execution.environment import (
     HeldVersion,
     PlanApplicationFailed,
+    ReviewedPlan,
     environment_models,
     held_versions,
     prepare_environment,
@@ -82,6 +83,7 @@ def execute(
     on_final: OnFinal | None = None,
     stop: threading.Event | None = None,
     on_planned: Callable[[], None] = lambda: None,
+    reviewed: ReviewedPlan | None = None,
 ) -> ExecutionReport:
     """Run SQLMesh for ``selection`` (model FQNs) and settle each model's outcome.
 
@@ -96,7 +98,8 @@ def execute(
     ``on_final`` receives each of the ``live`` models the moment SQLMesh has written and
     audited it (``execution.live``); ``after_run`` then sees only the others. ``stop``,
     once set, stops SQLMesh at its next batch. ``on_planned`` is called once a plan was
-    applied, before SQLMesh's run.
+    applied, before SQLMesh's run. ``reviewed``: the plan the run applies, refused unless
+    it is still the plan SQLMesh would apply (``environment.check_reviewed``).
     """
     key = (
         f"SQLMesh environment '{resource.environment}' of {description.project_dir} "
@@ -132,7 +135,7 @@ def execute(
             )
             if not prepared:
                 report.unapplied_changes, report.planned = prepare_environment(
-                    context, resource, description, log
+                    context, resource, description, log, reviewed
                 )
                 if report.planned:  # the lines above were the plan's, not the run's
                     on_planned()
