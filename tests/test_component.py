@@ -252,3 +252,22 @@ def test_a_subclass_changes_specs_through_get_asset_spec_and_get_translator(shop
     assert (revenue.tags["team"], revenue.group_name) == ("marts", "warehouse")
     assert all(key.path[0] == "wh" for key in specs)
     assert {ck.asset_key for ck in _check_keys(defs)} <= set(specs)
+
+
+def test_the_component_offers_branch_environments_plans_and_the_janitor(shop_project, monkeypatch):
+    """In a branch deployment the component's runs use the branch's environment; its
+    definitions hold the plan and janitor jobs, the janitor schedule, and change tags."""
+    monkeypatch.setenv("DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT", "1")
+    monkeypatch.setenv("DAGSTER_CLOUD_PULL_REQUEST_ID", "12")
+    attributes = {"project": str(shop_project), "janitor_schedule": "0 4 * * *"}
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = _write_defs(sandbox, {**attributes, "compare_with": "prod"})
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, defs):
+            resource = defs.resources["sqlmesh"]
+            assert (resource.environment, resource.apply_plan) == ("pr_12", True)
+            jobs = {job.name for job in defs.jobs or []}
+            assert {"sqlmesh_job", "sqlmesh_plan", "sqlmesh_janitor"} <= jobs
+            schedules = {s.name: s.cron_schedule for s in defs.schedules or []}
+            assert schedules == {"sqlmesh_janitor_schedule": "0 4 * * *"}
+            changes = {s.tags.get("sqlmesh/change") for a in model_assets(defs) for s in a.specs}
+            assert changes == {"new"}  # this copy of the shop has no prod environment yet

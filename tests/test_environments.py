@@ -10,7 +10,7 @@ import time
 import dagster as dg
 import pytest
 from helpers.chain import chain_project, evaluated_at, name
-from helpers.harness import query, run_in_process
+from helpers.harness import plan_project, query, run_in_process
 
 from dg_sqlmesh import SQLMeshResource, sqlmesh_definitions_factory
 from dg_sqlmesh.errors import SQLMeshDefinitionError
@@ -112,7 +112,7 @@ def _janitor(project, instance, **config):  # noqa: ANN001, ANN003, ANN202
     defs = sqlmesh_definitions_factory(project_dir=str(project))
     return defs.resolve_job_def("sqlmesh_janitor").execute_in_process(
         instance=instance,
-        run_config={"ops": {"sqlmesh_janitor": {"config": config}}},
+        run_config={"ops": {"run_sqlmesh_janitor": {"config": config}}},
         raise_on_error=False,
     )
 
@@ -276,3 +276,49 @@ def test_a_reviewed_plan_is_applied_as_reviewed_and_refused_after_a_further_edit
     assert (
         "environment 'review' changed since the review" in failure.step_failure_data.error.message
     )
+
+
+def _write(project, model: str, body: str) -> None:  # noqa: ANN001
+    (project / "models" / f"{model}.sql").write_text(body)
+
+
+def test_change_tags_are_sqlmesh_plans_own_categories(tmp_path, instance):
+    """Against prod: a breaking change (and what reads it), a non-breaking added column, a
+    metadata-only change, a new model; a removed model is in the plan's review."""
+    project = chain_project(tmp_path / "chain", 3)
+    _write(project, "wide", "MODEL (name chain.wide, kind FULL);\nSELECT 1 AS a\n")
+    _write(project, "meta", "MODEL (name chain.meta, kind FULL);\nSELECT 1 AS a\n")
+    _write(project, "gone", "MODEL (name chain.gone, kind FULL);\nSELECT 1 AS a\n")
+    plan_project(project)
+
+    model = project / "models" / "m02.sql"
+    model.write_text(model.read_text().replace("SELECT 2 AS checked", "SELECT 20 AS checked"))
+    _write(project, "wide", "MODEL (name chain.wide, kind FULL);\nSELECT 1 AS a, 2 AS b\n")
+    _write(project, "meta", "MODEL (name chain.meta, kind FULL, owner 'ana');\nSELECT 1 AS a\n")
+    _write(project, "fresh", "MODEL (name chain.fresh, kind FULL);\nSELECT 1 AS a\n")
+    (project / "models" / "gone.sql").unlink()
+
+    defs = sqlmesh_definitions_factory(project_dir=str(project), compare_with="prod")
+    tags = {
+        spec.key.to_user_string(): spec.tags.get("sqlmesh/change")
+        for asset in defs.assets
+        for spec in asset.specs
+    }
+    assert tags == {
+        "db/chain/m01": "unchanged",
+        "db/chain/m02": "breaking",
+        "db/chain/m03": "indirect-breaking",
+        "db/chain/wide": "non-breaking",
+        "db/chain/meta": "metadata",
+        "db/chain/fresh": "new",
+    }
+    selection = dg.AssetSelection.tag("sqlmesh/change", "breaking").resolve(
+        defs.resolve_asset_graph()
+    )
+    assert selection == {dg.AssetKey(["db", "chain", "m02"])}
+    # without compare_with: no tag, and loading reads no state
+    plain = sqlmesh_definitions_factory(project_dir=str(project))
+    assert not any("sqlmesh/change" in s.tags for a in plain.assets for s in a.specs)
+
+    _, output = _plan_review(project, instance, "prod_review")
+    assert output["dg_sqlmesh/plan_review"].value["changes"]['"db"."chain"."gone"'] == "removed"

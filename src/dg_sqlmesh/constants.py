@@ -16,6 +16,8 @@ PROD = "prod"
 ENVIRONMENT_TAG = "dg_sqlmesh/environment"
 # On a run of the assets: apply the plan reviewed in that run of the plan job, and only it.
 REVIEWED_PLAN_TAG = "dg_sqlmesh/reviewed_plan"
+# On each asset (with compare_with): what the project changes against that environment.
+CHANGE_TAG = "sqlmesh/change"
 #: Run tags of the adaptive schedule's runs: its name, and the tick's scheduled time.
 SCHEDULE_TAG = "dg_sqlmesh/schedule"
 SCHEDULED_TIME_TAG = "dg_sqlmesh/scheduled_time"

@@ -9,11 +9,12 @@ from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh.constants import CHANGE_TAG
 from dg_sqlmesh.definitions.options import AssetOptions, parse_options
 from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.definitions.step import sqlmesh_step
 from dg_sqlmesh.metadata import MODEL
-from dg_sqlmesh.project.description import ProjectDescription
+from dg_sqlmesh.project.changes import UNCHANGED, model_changes
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
@@ -90,24 +91,31 @@ def _model_asset(
 
 
 def options_asset_graph(
-    description: ProjectDescription,
+    resource: SQLMeshResource,
     translator: SQLMeshTranslator | None,
     options: AssetOptions,
 ) -> SQLMeshAssetGraph:
-    """The asset graph of ``description`` for a factory's translator and options."""
+    """The asset graph of the resource's project for a factory's translator and options;
+    with ``compare_with``, each model's ``sqlmesh/change`` tag (read from SQLMesh's state)."""
     resolved = resolve_translator(
         translator,
         options.external_asset_mapping,
         automation_from_cron=options.automation_from_cron,
         freshness_from_cron=options.freshness_from_cron,
     )
-    return build_asset_graph(
-        description,
+    graph = build_asset_graph(
+        resource.describe(),
         resolved,
         group_name=options.group_name,
         owners=options.owners or None,
         partitioned=options.partitioned,
     )
+    if options.compare_with:
+        changes = model_changes(resource.project_paths, resource.gateway, options.compare_with)
+        for fqn, spec in graph.specs.items():
+            change = changes.get(fqn, UNCHANGED)
+            graph.specs[fqn] = spec.merge_attributes(tags={CHANGE_TAG: change})
+    return graph
 
 
 def model_assets(
@@ -130,6 +138,7 @@ def sqlmesh_assets_factory(
     freshness_from_cron: bool = False,
     partitioned: bool = False,
     pool: str | bool = True,
+    compare_with: str | None = None,
 ) -> list[dg.AssetsDefinition]:
     """Asset definitions for every model of a SQLMesh project, one asset per model.
 
@@ -151,7 +160,7 @@ def sqlmesh_assets_factory(
     """
     options = parse_options(AssetOptions, locals(), "sqlmesh_assets_factory")
     with cycle_collection_paused():
-        graph = options_asset_graph(sqlmesh_resource.describe(), translator, options)
+        graph = options_asset_graph(sqlmesh_resource, translator, options)
         return model_assets(graph, options, sqlmesh_resource.environment)
 
 
@@ -167,6 +176,7 @@ def build_sqlmesh_asset_specs(
     freshness_from_cron: bool = False,
     partitioned: bool = False,
     pool: str | bool = True,
+    compare_with: str | None = None,
 ) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
     """The asset specs of every model and the check specs of their audits, nothing else.
 
@@ -181,7 +191,7 @@ def build_sqlmesh_asset_specs(
         >>> defs = dg.Definitions(assets=specs, asset_checks=[])  # doctest: +SKIP
     """
     options = parse_options(AssetOptions, locals(), "build_sqlmesh_asset_specs")
-    graph = options_asset_graph(sqlmesh_resource.describe(), translator, options)
+    graph = options_asset_graph(sqlmesh_resource, translator, options)
     checks = [spec for specs in graph.check_specs.values() for spec in specs]
     return [
         *graph.specs.values(),

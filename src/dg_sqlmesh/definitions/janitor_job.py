@@ -29,7 +29,7 @@ class JanitorConfig(dg.Config):
 
 
 @dg.op(
-    name="sqlmesh_janitor",
+    name="run_sqlmesh_janitor",
     description=(
         "Runs SQLMesh's janitor: removes expired environments and unused snapshots' tables."
     ),

@@ -119,6 +119,16 @@ class AssetOptions(BaseModel):
             "dagster:partitioned:true|false decides for one model."
         ),
     )
+    compare_with: str | None = Field(
+        default=None,
+        description=(
+            "SQLMesh environment each asset's sqlmesh/change tag compares the project with "
+            "(breaking, non-breaking, forward-only, metadata, indirect-breaking, "
+            "indirect-non-breaking, new, unchanged; as sqlmesh plan categorises them), e.g. "
+            "prod in a branch deployment. Read from SQLMesh's state when the definitions "
+            "load, so loading then connects to the state store; none by default."
+        ),
+    )
     pool: str | bool = Field(
         default=True,
         description=(

@@ -20,7 +20,7 @@ REVIEW_KEY = "dg_sqlmesh/plan_review"
 
 
 @dg.op(
-    name="sqlmesh_plan",
+    name="compute_sqlmesh_plan",
     description="Computes SQLMesh's plan for the environment and records it, without applying it.",
 )
 def _plan_op(context: dg.OpExecutionContext, sqlmesh: SQLMeshResource) -> None:

@@ -44,6 +44,7 @@ def sqlmesh_definitions_factory(
     freshness_from_cron: bool = False,
     partitioned: bool = False,
     pool: str | bool = True,
+    compare_with: str | None = None,
     enable_schedule: bool = False,
     schedule_name: str = "sqlmesh_adaptive_schedule",
     janitor_schedule: str | None = None,
@@ -89,7 +90,7 @@ def sqlmesh_definitions_factory(
     )
     asset_options = parsed.asset_options()
     with cycle_collection_paused():
-        graph = options_asset_graph(resource.describe(), translator, asset_options)
+        graph = options_asset_graph(resource, translator, asset_options)
         assets = model_assets(graph, asset_options, resource.environment)
     job = sqlmesh_job(assets, environment=resource.environment)
     janitor = sqlmesh_janitor_job(environment=resource.environment)

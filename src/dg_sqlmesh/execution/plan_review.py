@@ -10,25 +10,19 @@ apply is then not the one reviewed.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dg_sqlmesh._compat.sqlmesh_run import quiet_console
 from dg_sqlmesh.constants import PROD
 from dg_sqlmesh.errors import plan_command
+from dg_sqlmesh.project.changes import plan_changes
 from dg_sqlmesh.project.description import ProjectDescription
 
 if TYPE_CHECKING:
     from sqlmesh import Context
 
     from dg_sqlmesh.execution.settings import SQLMeshProject
-
-UNCHANGED = "unchanged"
-
-
-def change_category(category: Any) -> str:
-    """SQLMesh's ``SnapshotChangeCategory`` as the tag value: ``BREAKING`` -> ``breaking``,
-    ``INDIRECT_NON_BREAKING`` -> ``indirect-non-breaking``."""
-    return str(category.name).lower().replace("_", "-")
 
 
 @dataclass
@@ -66,8 +60,6 @@ class PlanReview:
         return "\n".join(lines)
 
     def _spans(self, fqn: str) -> str:
-        from datetime import UTC, datetime
-
         def day(ms: int) -> str:
             return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -84,16 +76,7 @@ def review_plan(project: SQLMeshProject, description: ProjectDescription) -> Pla
             environment, include_unmodified=environment.lower() != PROD, skip_tests=True
         ).build()
         diff = plan.context_diff
-        changes: dict[str, str] = {}
-        for snapshot_id in diff.added:
-            changes[snapshot_id.name] = "new"
-        for snapshot_id in diff.removed_snapshots:
-            changes[snapshot_id.name] = "removed"
-        for snapshot in plan.new_snapshots:
-            if snapshot.name not in changes and snapshot.change_category is not None:
-                changes[snapshot.name] = change_category(snapshot.change_category)
-        for snapshot_id in plan.metadata_updated:
-            changes.setdefault(snapshot_id.name, "metadata")
+        changes = plan_changes(plan)
         backfill = {
             entry.snapshot_id.name: [list(span) for span in _merged(entry.intervals)]
             for entry in plan.missing_intervals
@@ -102,7 +85,7 @@ def review_plan(project: SQLMeshProject, description: ProjectDescription) -> Pla
             environment=environment,
             previous_plan_id=diff.previous_plan_id,
             versions=current_versions(context),
-            changes=dict(sorted(changes.items())),
+            changes=changes,
             backfill=backfill,
             command=plan_command(description.project_dir, environment).strip("`"),
         )
