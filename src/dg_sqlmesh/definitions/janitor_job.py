@@ -8,7 +8,7 @@ import dagster as dg
 
 from dg_sqlmesh.constants import ENVIRONMENT_TAG, NO_RUN_RETRY_TAGS
 from dg_sqlmesh.definitions.resource import SQLMeshResource
-from dg_sqlmesh.execution.guard import environment_id, hold_environment
+from dg_sqlmesh.execution.guard import hold_project_environment
 from dg_sqlmesh.execution.progress import log_at
 
 if TYPE_CHECKING:
@@ -41,16 +41,11 @@ def _janitor_op(
     from dg_sqlmesh.execution.janitor import run_janitor
 
     description = sqlmesh.describe()
-    key = environment_id(description.project_dir, description.gateway, sqlmesh.environment)
-    with hold_environment(
+    with hold_project_environment(
         context.instance,
         context.run_id,
-        key,
-        description=(
-            f"SQLMesh environment '{sqlmesh.environment}' of {description.project_dir} "
-            f"(gateway {description.gateway})"
-        ),
-        timeout_seconds=sqlmesh.environment_lock_timeout,
+        sqlmesh,
+        description,
         log=lambda level, message: log_at(context.log, level, message),
     ):
         report = run_janitor(

@@ -26,7 +26,7 @@ from dg_sqlmesh.execution.background import (
     start_execution,
 )
 from dg_sqlmesh.execution.coordinator import RunCoordinator
-from dg_sqlmesh.execution.guard import environment_id, hold_environment
+from dg_sqlmesh.execution.guard import hold_project_environment
 from dg_sqlmesh.execution.intervals import RunWindow, run_window
 from dg_sqlmesh.execution.outcomes import ModelOutcome, ModelState
 from dg_sqlmesh.execution.progress import live_progress, log_at
@@ -83,22 +83,17 @@ def lead(
     # Reported the moment SQLMesh finishes them: models whose outcome is their own batches.
     live = [fqn for fqn in selection if not graph.audited_nodes.get(fqn)]
     log, instance, run_id = context.log, context.instance, context.run_id
-    environment = environment_id(description.project_dir, description.gateway, resource.environment)
 
     def work(execution: BackgroundExecution) -> dict[str, ModelOutcome]:
         started = time.monotonic()
         try:
             with (
                 cancellation_watched(instance, run_id, execution.stop),
-                hold_environment(
+                hold_project_environment(
                     instance,
                     run_id,
-                    environment,
-                    description=(
-                        f"SQLMesh environment '{resource.environment}' of "
-                        f"{description.project_dir} (gateway {description.gateway})"
-                    ),
-                    timeout_seconds=resource.environment_lock_timeout,
+                    resource,
+                    description,
                     log=lambda level, message: log_at(log, level, message),
                 ),
                 live_progress(log) as progress,

@@ -12,7 +12,7 @@ import dagster as dg
 from dg_sqlmesh.constants import ENVIRONMENT_TAG, NO_RUN_RETRY_TAGS, REVIEWED_PLAN_TAG
 from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.errors import SQLMeshRunFailure
-from dg_sqlmesh.execution.guard import environment_id, hold_environment
+from dg_sqlmesh.execution.guard import hold_project_environment
 from dg_sqlmesh.execution.progress import log_at
 
 PLAN_JOB_NAME = "sqlmesh_plan"
@@ -28,15 +28,11 @@ def _plan_op(context: dg.OpExecutionContext, sqlmesh: SQLMeshResource) -> None:
     from dg_sqlmesh.execution.plan_review import review_plan
 
     description = sqlmesh.describe()
-    with hold_environment(  # SQLMesh's state (a DuckDB file: one process at a time) is read
+    with hold_project_environment(
         context.instance,
         context.run_id,
-        environment_id(description.project_dir, description.gateway, sqlmesh.environment),
-        description=(
-            f"SQLMesh environment '{sqlmesh.environment}' of {description.project_dir} "
-            f"(gateway {description.gateway})"
-        ),
-        timeout_seconds=sqlmesh.environment_lock_timeout,
+        sqlmesh,
+        description,
         log=lambda level, message: log_at(context.log, level, message),
     ):
         review = review_plan(sqlmesh, description)

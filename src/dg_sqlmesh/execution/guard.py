@@ -35,6 +35,8 @@ from pathlib import Path
 import dagster as dg
 
 from dg_sqlmesh.errors import EnvironmentBusy
+from dg_sqlmesh.execution.settings import SQLMeshProject
+from dg_sqlmesh.project.description import ProjectDescription
 
 EXECUTING_TAG = "dg_sqlmesh/executing"
 HOLDER_TAG = "dg_sqlmesh/executing_holder"
@@ -165,6 +167,27 @@ def _holder_text(run: dg.DagsterRun) -> str:
     if not holder:
         return "status " + run.status.value
     return f"pid {holder.get('pid')} on {holder.get('host')}"
+
+
+def hold_project_environment(
+    instance: dg.DagsterInstance,
+    run_id: str,
+    project: SQLMeshProject,
+    description: ProjectDescription,
+    log: Callable[[str, str], None],
+) -> contextlib.AbstractContextManager[None]:
+    """:func:`hold_environment` for the project's environment, as every job holds it."""
+    return hold_environment(
+        instance,
+        run_id,
+        environment_id(description.project_dir, description.gateway, project.environment),
+        description=(
+            f"SQLMesh environment '{project.environment}' of {description.project_dir} "
+            f"(gateway {description.gateway})"
+        ),
+        timeout_seconds=project.environment_lock_timeout,
+        log=log,
+    )
 
 
 @contextlib.contextmanager
