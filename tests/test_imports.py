@@ -293,6 +293,7 @@ LAZY_IMPORTS = {
     ("dg_sqlmesh.definitions.leader", "dg_sqlmesh.execution.runner"),
     ("dg_sqlmesh.execution.checks_alone", "dg_sqlmesh.execution.console"),
     ("dg_sqlmesh.project.changes", "dg_sqlmesh._compat.sqlmesh_run"),
+    ("dg_sqlmesh.translation.selection", "dg_sqlmesh._compat.sqlmesh_select"),
 }
 
 

@@ -15,6 +15,7 @@ from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.definitions.step import sqlmesh_step
 from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.changes import UNCHANGED, model_changes
+from dg_sqlmesh.translation.selection import select_models
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
@@ -110,6 +111,8 @@ def options_asset_graph(
         owners=options.owners or None,
         partitioned=options.partitioned,
     )
+    if options.select or options.exclude:
+        graph = graph.only(select_models(graph.description, options.select, options.exclude))
     if options.compare_with:
         changes = model_changes(resource.project_paths, resource.gateway, options.compare_with)
         for fqn, spec in graph.specs.items():
@@ -130,6 +133,8 @@ def sqlmesh_assets_factory(
     *,
     sqlmesh_resource: SQLMeshResource,
     translator: SQLMeshTranslator | None = None,
+    select: str | list[str] | None = None,
+    exclude: str | list[str] | None = None,
     external_asset_mapping: str | None = None,
     group_name: str | None = None,
     owners: list[str] | None = None,
@@ -168,6 +173,8 @@ def build_sqlmesh_asset_specs(
     *,
     sqlmesh_resource: SQLMeshResource,
     translator: SQLMeshTranslator | None = None,
+    select: str | list[str] | None = None,
+    exclude: str | list[str] | None = None,
     external_asset_mapping: str | None = None,
     group_name: str | None = None,
     owners: list[str] | None = None,

@@ -81,6 +81,18 @@ class AssetOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    select: str | list[str] | None = Field(
+        default=None,
+        description=(
+            "The models to define as assets, in SQLMesh's selector syntax (as `sqlmesh plan "
+            "--select-model` takes it): names, wildcards (schema.*), tag:<tag>, +model / "
+            "model+ (upstream / downstream), &, |, ^. All models by default. An expression "
+            "matching no model is an error."
+        ),
+    )
+    exclude: str | list[str] | None = Field(
+        default=None, description="Models to leave out, in the same syntax as select."
+    )
     external_asset_mapping: str | None = Field(
         default=None,
         description=(

@@ -36,6 +36,8 @@ def sqlmesh_definitions_factory(
     retry_backoff_seconds: float = 2.0,
     row_counts: bool = True,
     environment_lock_timeout: float = 3600.0,
+    select: str | list[str] | None = None,
+    exclude: str | list[str] | None = None,
     external_asset_mapping: str | None = None,
     group_name: str | None = None,
     owners: list[str] | None = None,

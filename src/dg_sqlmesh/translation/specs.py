@@ -5,8 +5,8 @@ Shared by the asset factory, the definitions factory and the component.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 
@@ -36,6 +36,18 @@ class SQLMeshAssetGraph:
     embedded_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
     # Declared external models: assets without a step, materialized outside SQLMesh.
     external_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
+
+    def only(self, fqns: Collection[str]) -> SQLMeshAssetGraph:
+        """The graph of the models ``fqns`` only: the others are not assets (a selected
+        model's dependency on one stays, as an asset key defined elsewhere)."""
+        kept = set(fqns)
+        return replace(
+            self,
+            specs={f: s for f, s in self.specs.items() if f in kept},
+            check_specs={f: c for f, c in self.check_specs.items() if f in kept},
+            audited_nodes={f: n for f, n in self.audited_nodes.items() if f in kept},
+            op_names={f: n for f, n in self.op_names.items() if f in kept},
+        )
 
     @property
     def fqn_by_key(self) -> dict[dg.AssetKey, str]:
