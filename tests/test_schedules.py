@@ -16,6 +16,7 @@ from dg_sqlmesh import (
     SQLMeshDefinitionError,
     SQLMeshResource,
     SQLMeshTranslator,
+    build_sqlmesh_schedule_from_selection,
     find_due_models,
     sqlmesh_adaptive_schedule_factory,
     sqlmesh_assets_factory,
@@ -304,3 +305,42 @@ def test_tick_without_environment(tmp_path, instance):
     planning = schedule_of(root, apply_plan=True, allow_prod_plan=True)
     request = tick(planning, instance, at(10, 10))
     assert request.asset_selection == [HOURLY, DAILY, WEEKLY]
+
+
+# --- a schedule from a selection ------------------------------------------------------
+
+
+def test_a_schedule_from_a_selection_requests_exactly_its_due_models_and_skips(planned, instance):
+    """A daily schedule of "s.daily+" (the daily model and what reads it): at Sunday
+    midnight it requests the daily and weekly models, never the hourly one (due too, but not
+    selected); once they ran, the same tick skips; without skipping it requests them all."""
+    defs = sqlmesh_definitions_factory(project_dir=str(planned))
+    resource, assets = defs.resources["sqlmesh"], list(defs.assets)
+    schedule = build_sqlmesh_schedule_from_selection(
+        sqlmesh_resource=resource,
+        assets=assets,
+        cron_schedule="@daily",
+        name="daily_and_after",
+        select="s.daily+",
+    )
+    assert schedule.cron_schedule == "@daily"
+    with time_machine.travel(at(11, 0, 5)):
+        request = tick(schedule, instance, at(11))
+        assert isinstance(request, dg.RunRequest)
+        assert request.asset_selection == [DAILY, WEEKLY]
+        result = defs.resolve_job_def("sqlmesh_job").execute_in_process(
+            instance=instance, asset_selection=request.asset_selection, tags=request.tags
+        )
+        assert result.success
+        skipped = tick(schedule, instance, at(11))
+        assert isinstance(skipped, dg.SkipReason)
+
+    always = build_sqlmesh_schedule_from_selection(
+        sqlmesh_resource=resource,
+        assets=assets,
+        cron_schedule="@daily",
+        name="always",
+        select="s.daily+",
+        skip_when_nothing_due=False,
+    )
+    assert tick(always, instance, at(11)).asset_selection == [DAILY, WEEKLY]

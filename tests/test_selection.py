@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
-from sqlmesh import Context
 
-from dg_sqlmesh import sqlmesh_definitions_factory
+from dg_sqlmesh import (
+    build_sqlmesh_asset_selection,
+    get_asset_key_for_model,
+    get_model_for_asset_key,
+    sqlmesh_definitions_factory,
+)
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.metadata import MODEL
+from dg_sqlmesh.project.context import create_context
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "shop"
 EXPRESSIONS = [
@@ -35,7 +41,7 @@ def sqlmesh_selects(tmp_path_factory):
     from helpers.harness import copy_project
 
     project = copy_project(EXAMPLE, tmp_path_factory.mktemp("shop") / "shop")
-    context = Context(paths=[project], load=True)
+    context = create_context(project, None)  # its DuckDB file in the copy, as ours
     selector = context._new_selector()
 
     def select(expression: str) -> set[str]:
@@ -94,3 +100,31 @@ def test_a_selected_run_executes_only_the_selected_models(sqlmesh_selects, tmp_p
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"shop/raw/orders", "shop/staging/stg_orders"}
+
+
+def test_an_asset_selection_holds_the_selected_models_and_their_checks(sqlmesh_selects):
+    project, select = sqlmesh_selects
+    defs = sqlmesh_definitions_factory(project_dir=str(project))
+    assets = list(defs.assets)
+    selection = build_sqlmesh_asset_selection(
+        assets, sqlmesh_resource=defs.resources["sqlmesh"], select="+marts.daily_revenue"
+    )
+    graph = defs.resolve_asset_graph()
+    keys = selection.resolve(graph)
+    assert {get_model_for_asset_key(assets, key) for key in keys} == select("+marts.daily_revenue")
+    checks = selection.resolve_checks(graph)
+    assert checks and {check.asset_key for check in checks} <= keys
+    expected_checks = {
+        c for a in assets for c in getattr(a, "check_keys", ()) if c.asset_key in keys
+    }
+    assert checks == expected_checks
+
+
+def test_a_models_asset_key_and_back(sqlmesh_selects):
+    project, _ = sqlmesh_selects
+    assets = list(sqlmesh_definitions_factory(project_dir=str(project)).assets)
+    key = get_asset_key_for_model(assets, "marts.daily_revenue")
+    assert key == dg.AssetKey(["shop", "marts", "daily_revenue"])
+    assert get_model_for_asset_key(assets, key) == "marts.daily_revenue"
+    with pytest.raises(SQLMeshDefinitionError, match="Did you mean marts.daily_revenue"):
+        get_asset_key_for_model(assets, "marts.daily_revenu")

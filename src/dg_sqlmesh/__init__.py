@@ -5,9 +5,17 @@ Dagster run executes SQLMesh once for everything it selected.
 """
 
 from dg_sqlmesh.components import SQLMeshProjectComponent
+from dg_sqlmesh.definitions.asset_selection import (
+    build_sqlmesh_asset_selection,
+    get_asset_key_for_model,
+    get_model_for_asset_key,
+)
 from dg_sqlmesh.definitions.assets import build_sqlmesh_asset_specs, sqlmesh_assets_factory
+from dg_sqlmesh.definitions.deployment import branch_environment_name, deployment_environment
 from dg_sqlmesh.definitions.executor import sqlmesh_executor
+from dg_sqlmesh.definitions.janitor_job import sqlmesh_janitor_job, sqlmesh_janitor_schedule
 from dg_sqlmesh.definitions.job import sqlmesh_job
+from dg_sqlmesh.definitions.plan_job import sqlmesh_plan_job
 from dg_sqlmesh.definitions.project_definitions import sqlmesh_definitions_factory
 from dg_sqlmesh.definitions.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.errors import (
@@ -29,7 +37,10 @@ from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.project.load import load_project
 from dg_sqlmesh.scheduling.due_models import find_due_models
 from dg_sqlmesh.scheduling.partition_status import sqlmesh_partition_status_sensor
-from dg_sqlmesh.scheduling.schedules import sqlmesh_adaptive_schedule_factory
+from dg_sqlmesh.scheduling.schedules import (
+    build_sqlmesh_schedule_from_selection,
+    sqlmesh_adaptive_schedule_factory,
+)
 from dg_sqlmesh.translation.automation import cron_automation_condition
 from dg_sqlmesh.translation.checks import default_check_specs
 from dg_sqlmesh.translation.defaults import (
@@ -69,7 +80,10 @@ __all__ = [
     "SQLMeshRunMetadataSet",
     "SQLMeshTranslator",
     "SQLMeshTranslatorSettings",
+    "branch_environment_name",
+    "build_sqlmesh_asset_selection",
     "build_sqlmesh_asset_specs",
+    "build_sqlmesh_schedule_from_selection",
     "classify_error",
     "cron_automation_condition",
     "cron_freshness_policy",
@@ -83,13 +97,19 @@ __all__ = [
     "default_metadata",
     "default_owners",
     "default_tags",
+    "deployment_environment",
     "find_due_models",
+    "get_asset_key_for_model",
+    "get_model_for_asset_key",
     "load_project",
     "parse_tags",
     "sqlmesh_adaptive_schedule_factory",
     "sqlmesh_assets_factory",
     "sqlmesh_definitions_factory",
     "sqlmesh_executor",
+    "sqlmesh_janitor_job",
+    "sqlmesh_janitor_schedule",
     "sqlmesh_job",
     "sqlmesh_partition_status_sensor",
+    "sqlmesh_plan_job",
 ]

@@ -25,6 +25,7 @@ from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
 from dg_sqlmesh.scheduling.due_models import DueModels, find_due_models, utc
 from dg_sqlmesh.scheduling.schedule_partitions import partitioned_run_requests
 from dg_sqlmesh.translation.cron import finest_cron, listed
+from dg_sqlmesh.translation.selection import Selection, select_models
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, asset_graph_of
 
 T = TypeVar("T")
@@ -86,6 +87,8 @@ def sqlmesh_adaptive_schedule_factory(
     name: str = "sqlmesh_adaptive_schedule",
     job_name: str = JOB_NAME,
     default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+    select: Selection = None,
+    exclude: Selection = None,
 ) -> dg.ScheduleDefinition:
     """A schedule that requests the SQLMesh models that are due, and only those.
 
@@ -105,6 +108,8 @@ def sqlmesh_adaptive_schedule_factory(
         name: the schedule's name.
         job_name: the job the assets belong to (``sqlmesh_job``).
         default_status: whether the schedule starts running when first loaded.
+        select, exclude: only these models (SQLMesh's selector syntax, as the factories'
+            ``select=`` and ``exclude=``).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP
@@ -118,14 +123,103 @@ def sqlmesh_adaptive_schedule_factory(
         ...     resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
         ... )
     """
-    graph = asset_graph_of(sqlmesh_resource.describe(), assets)
+    graph = _selected_graph(sqlmesh_resource, assets, select, exclude)
     chosen = finest_cron(graph.model(fqn) for fqn in graph.specs)
+    return _due_schedule(
+        sqlmesh_resource,
+        graph,
+        name=name,
+        job_name=job_name,
+        cron=chosen.cron,
+        timezone=chosen.timezone,
+        explain=chosen.explain(),
+        cron_models=f"{chosen.sqlmesh_cron}' of {listed(chosen.models)}",
+        default_status=default_status,
+        skip_when_nothing_due=True,
+    )
+
+
+def build_sqlmesh_schedule_from_selection(
+    *,
+    sqlmesh_resource: SQLMeshProject,
+    assets: Sequence[dg.AssetsDefinition],
+    cron_schedule: str,
+    name: str,
+    select: Selection = None,
+    exclude: Selection = None,
+    execution_timezone: str = "UTC",
+    job_name: str = JOB_NAME,
+    skip_when_nothing_due: bool = True,
+    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+) -> dg.ScheduleDefinition:
+    """A schedule on ``cron_schedule`` for the SQLMesh models ``select`` selects (SQLMesh's
+    selector syntax), for those who prefer several schedules to the adaptive one.
+
+    Each tick requests the selected models that are due in SQLMesh's state and skips when
+    none is, as :func:`sqlmesh_adaptive_schedule_factory` does; with
+    ``skip_when_nothing_due=False`` it requests every selected model at every tick (SQLMesh
+    still evaluates only missing intervals). Ticks skip while a run of the models is in
+    progress.
+
+    Example:
+        >>> hourly = build_sqlmesh_schedule_from_selection(  # doctest: +SKIP
+        ...     sqlmesh_resource=resource, assets=assets, cron_schedule="@hourly",
+        ...     name="hourly_marts", select="marts.*",
+        ... )
+    """
+    graph = _selected_graph(sqlmesh_resource, assets, select, exclude)
+    if not skip_when_nothing_due and any(s.partitions_def for s in graph.specs.values()):
+        raise SQLMeshDefinitionError(
+            f"Schedule {name}: skip_when_nothing_due=False requests every selected model at "
+            "every tick, and a partitioned model is requested by partition (the due ones). "
+            "Leave skip_when_nothing_due on, or exclude the partitioned models."
+        )
+    return _due_schedule(
+        sqlmesh_resource,
+        graph,
+        name=name,
+        job_name=job_name,
+        cron=cron_schedule,
+        timezone=execution_timezone,
+        explain=f"Ticks on '{cron_schedule}' ({execution_timezone}).",
+        cron_models=f"{cron_schedule}' of schedule {name}",
+        default_status=default_status,
+        skip_when_nothing_due=skip_when_nothing_due,
+    )
+
+
+def _selected_graph(
+    resource: SQLMeshProject,
+    assets: Sequence[dg.AssetsDefinition],
+    select: Selection,
+    exclude: Selection,
+) -> SQLMeshAssetGraph:
+    graph = asset_graph_of(resource.describe(), assets)
+    if select or exclude:
+        graph = graph.only(select_models(graph.description, select, exclude))
+    return graph
+
+
+def _due_schedule(
+    sqlmesh_resource: SQLMeshProject,
+    graph: SQLMeshAssetGraph,
+    *,
+    name: str,
+    job_name: str,
+    cron: str,
+    timezone: str,
+    explain: str,
+    cron_models: str,
+    default_status: dg.DefaultScheduleStatus,
+    skip_when_nothing_due: bool,
+) -> dg.ScheduleDefinition:
+    """A schedule requesting the due models of ``graph`` (all of them when not
+    ``skip_when_nothing_due``) at each tick of ``cron``."""
     environment = sqlmesh_resource.environment
     keys = {fqn: spec.key for fqn, spec in graph.specs.items()}
     description = (
         f"Runs the SQLMesh models of environment '{environment}' whose cron interval has "
-        f"elapsed, and only those; skips while a run of the environment is in progress. "
-        + chosen.explain()
+        f"elapsed, and only those; skips while a run of the environment is in progress. " + explain
     )
 
     def _evaluate(
@@ -141,6 +235,14 @@ def sqlmesh_adaptive_schedule_factory(
                 f"SQLMesh environment '{environment}'; skipping this tick so that runs of the "
                 "environment never overlap. Due models are picked up by the next tick."
             )
+        tags = {
+            SCHEDULE_TAG: name,
+            ENVIRONMENT_TAG: environment,
+            SCHEDULED_TIME_TAG: scheduled.isoformat(),
+        }
+        run_key = f"{environment}@{scheduled.isoformat()}"
+        if not skip_when_nothing_due:
+            return dg.RunRequest(run_key=run_key, asset_selection=list(keys.values()), tags=tags)
         found = read_state_or_skip(
             lambda: find_due_models(sqlmesh_resource, scheduled),
             lambda reason: (
@@ -164,12 +266,6 @@ def sqlmesh_adaptive_schedule_factory(
             f"{len(selected)} SQLMesh model(s) due at {scheduled.isoformat()}: "
             + listed([graph.model(fqn).name for fqn in selected], 20)
         )
-        run_key = f"{environment}@{scheduled.isoformat()}"
-        tags = {
-            SCHEDULE_TAG: name,
-            ENVIRONMENT_TAG: environment,
-            SCHEDULED_TIME_TAG: scheduled.isoformat(),
-        }
         if any(graph.specs[fqn].partitions_def is not None for fqn in selected):
             return partitioned_run_requests(graph, found, selected, run_key=run_key, tags=tags)
         return dg.RunRequest(
@@ -178,17 +274,16 @@ def sqlmesh_adaptive_schedule_factory(
 
     try:
         return dg.schedule(
-            cron_schedule=chosen.cron,
+            cron_schedule=cron,
             job_name=job_name,
             name=name,
-            execution_timezone=chosen.timezone,
+            execution_timezone=timezone,
             description=description,
             default_status=default_status,
         )(_evaluate)
     except dg.DagsterInvalidDefinitionError as exc:
         raise SQLMeshDefinitionError(
-            f"Dagster does not accept the cron '{chosen.sqlmesh_cron}' of {listed(chosen.models)} "
-            f"as a schedule: {exc}"
+            f"Dagster does not accept the cron '{cron_models} as a schedule: {exc}"
         ) from exc
 
 
