@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,7 +98,8 @@ def describe_model(
     is_external = model.kind.is_external
     columns = model.columns_to_types or {}
     descriptions = model.column_descriptions or {}
-    path = _relative(source_path(model), project_dir)
+    source = source_path(model)
+    path = _relative(source, project_dir)
     rendered_query, column_lineage = (
         (None, None) if is_external else _query_description(model, copy=copy_queries)
     )
@@ -133,6 +135,7 @@ def describe_model(
         rendered_query=rendered_query,
         data_hash=None if is_external else model.data_hash,
         path=path,
+        line=_definition_line(source, getattr(model, "entrypoint", None)),
         column_lineage=column_lineage,
     )
 
@@ -180,6 +183,26 @@ def _audit_query_sql(audit: Any, dialect: str | None, sql_cache: dict[Any, Any])
         sql_cache[key] = audit_source_sql(audit, dialect)
         sql_cache[("audit-ref", id(audit))] = audit
     return sql_cache[key]
+
+
+_MODEL_BLOCK = re.compile(r"^\s*MODEL\s*\(", re.IGNORECASE | re.MULTILINE)
+
+
+def _definition_line(path: str | None, entrypoint: str | None) -> int | None:
+    """The line where the model is defined in its file: its ``MODEL (`` block, or for a
+    Python model its function (SQLMesh keeps the file, not the line)."""
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(errors="ignore")
+    except OSError:
+        return None
+    if entrypoint:
+        pattern = re.compile(rf"^\s*(?:async\s+)?def\s+{re.escape(entrypoint)}\s*\(", re.MULTILINE)
+    else:
+        pattern = _MODEL_BLOCK
+    found = pattern.search(text)
+    return text.count("\n", 0, found.start()) + 1 if found else None
 
 
 def _relative(path: str | None, project_dir: Path) -> str | None:

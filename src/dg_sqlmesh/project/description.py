@@ -81,7 +81,8 @@ class ModelInfo:
     audits: tuple[AuditInfo, ...] = ()
     rendered_query: str | None = None
     data_hash: str | None = None
-    path: str | None = None
+    path: str | None = None  # relative to the project folder
+    line: int | None = None  # where the model is defined in ``path``
     # Output column -> ((upstream model fqn, upstream column), ...), from the rendered
     # query; None when it is unknown (Python models, queries that do not resolve).
     column_lineage: dict[str, tuple[tuple[str, str], ...]] | None = None

@@ -14,6 +14,7 @@ import functools
 import logging
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -151,6 +152,26 @@ def default_metadata(model: ModelInfo) -> dict[str, Any]:
     if model.rendered_query:
         metadata[MODEL.rendered_query] = dg.MetadataValue.md(f"```sql\n{model.rendered_query}\n```")
     return metadata
+
+
+CODE_REFERENCES = "dagster/code_references"
+
+
+def default_code_references(
+    model: ModelInfo, project_dir: str
+) -> dg.CodeReferencesMetadataValue | None:
+    """The model's file (and the line that defines it), for the UI's link to its source;
+    ``dg.link_code_references_to_git`` turns it into a link to the repository."""
+    if not model.path:
+        return None
+    path = (Path(project_dir) / model.path).resolve()
+    return dg.CodeReferencesMetadataValue(
+        code_references=[
+            dg.LocalFileCodeReference(
+                file_path=str(path), line_number=model.line, label=f"SQLMesh model {model.name}"
+            )
+        ]
+    )
 
 
 def default_column_lineage(
