@@ -271,3 +271,32 @@ def test_the_component_offers_branch_environments_plans_and_the_janitor(shop_pro
             assert schedules == {"sqlmesh_janitor_schedule": "0 4 * * *"}
             changes = {s.tags.get("sqlmesh/change") for a in model_assets(defs) for s in a.specs}
             assert changes == {"new"}  # this copy of the shop has no prod environment yet
+
+
+def test_the_component_loads_from_its_refreshed_state_without_parsing_the_project(
+    shop_project, monkeypatch
+):
+    """``refresh_state`` (what ``dg utils refresh-defs-state`` runs) keeps the project's
+    description as the component's state; loading then never parses the project with
+    SQLMesh, nor reads the description cache, and builds the same definitions."""
+    import asyncio
+
+    import dg_sqlmesh.project.cache as cache
+    import dg_sqlmesh.project.load as load
+
+    with create_defs_folder_sandbox() as sandbox:
+        defs_path = _write_defs(sandbox, {"project": str(shop_project)})
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, defs):
+            expected = _specs(defs)
+            asyncio.run(component.refresh_state(sandbox.project_root))
+
+        def refuse(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise AssertionError("the project was parsed with SQLMesh")
+
+        monkeypatch.setattr(load, "load_project", refuse)
+        monkeypatch.setattr(cache, "load_project", refuse)
+        monkeypatch.setattr(cache, "load_description", refuse)
+        shutil.rmtree(shop_project / ".cache", ignore_errors=True)
+        with sandbox.load_component_and_build_defs(defs_path=defs_path) as (component, defs):
+            assert _specs(defs) == expected
+            assert defs.resolve_job_def("sqlmesh_job").name == "sqlmesh_job"

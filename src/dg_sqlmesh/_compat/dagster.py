@@ -286,3 +286,17 @@ def runs_every_step_here(instance: dg.DagsterInstance, run_id: str) -> bool:
         if "step_keys" in metadata and pid is not None and str(pid.value) == str(os.getpid()):
             return True
     return False
+
+
+def local_defs_state_available(project_root: Any) -> bool:
+    """Whether a component loaded from ``project_root`` can keep local state: Dagster finds
+    it under the defs module of a ``dg`` project, and raises when ``project_root`` is not one
+    (a component built in plain Python). Checked against Dagster 1.12 to 1.13."""
+    from dagster._core.errors import DagsterError
+    from dagster.components.utils.project_paths import get_defs_module_path_for_project
+
+    try:
+        get_defs_module_path_for_project(project_root)
+    except (DagsterError, ImportError, OSError):
+        return False
+    return True

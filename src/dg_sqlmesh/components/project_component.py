@@ -1,18 +1,24 @@
 """``SQLMeshProjectComponent``: a SQLMesh project as a Dagster YAML component."""
 
 # No `from __future__ import annotations`: dg.Resolvable reads the annotations at runtime.
+import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
 import dagster as dg
+from dagster.components import DefsStateConfig, DefsStateConfigArgs, ResolvedDefsStateConfig
+from pydantic import Field
 
-from dg_sqlmesh._compat.dagster import asset_attribute_changes
+from dg_sqlmesh._compat.dagster import asset_attribute_changes, local_defs_state_available
 from dg_sqlmesh.components.scaffolder import SQLMeshProjectScaffolder
+from dg_sqlmesh.definitions.executor import sqlmesh_executor
 from dg_sqlmesh.definitions.options import DefinitionsOptions
-from dg_sqlmesh.definitions.project_definitions import sqlmesh_definitions_factory
+from dg_sqlmesh.definitions.project_definitions import project_definitions
 from dg_sqlmesh.errors import SQLMeshDefinitionError
-from dg_sqlmesh.project.description import ModelInfo
+from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.project.dirs import resolve_project_dir
+from dg_sqlmesh.project.load import load_project
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
 from dg_sqlmesh.translation.translator_settings import SQLMeshTranslatorSettings
 
@@ -116,7 +122,7 @@ def _described(option: str) -> str:
 
 
 @dg.scaffold_with(SQLMeshProjectScaffolder)
-class SQLMeshProjectComponent(dg.Component, dg.Resolvable, DefinitionsOptions):
+class SQLMeshProjectComponent(dg.StateBackedComponent, dg.Resolvable, DefinitionsOptions):
     """A SQLMesh project: one Dagster asset per model, its audits as asset checks.
 
     The definitions are exactly those of :func:`dg_sqlmesh.sqlmesh_definitions_factory`
@@ -133,6 +139,12 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable, DefinitionsOptions):
     ``node.tags``, ...), and ``spec``, the asset spec built so far. Tags and metadata
     are merged into the spec's; the other attributes replace theirs. Asset checks and
     downstream dependencies follow translated keys.
+
+    It is a state-backed component: ``dg utils refresh-defs-state`` (and ``dagster dev``,
+    on each load) writes the project's description as the component's state; a code
+    server builds the definitions from that state, without parsing the project with
+    SQLMesh or connecting to a warehouse. Without state, it describes the project as
+    :func:`~dg_sqlmesh.sqlmesh_definitions_factory` does (from its cache).
 
     In Python, override :meth:`get_translator` to start from your own
     :class:`dg_sqlmesh.SQLMeshTranslator`, or :meth:`get_asset_spec` to change each
@@ -201,6 +213,51 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable, DefinitionsOptions):
         ),
     ] = None
 
+    defs_state: ResolvedDefsStateConfig = Field(
+        default_factory=DefsStateConfigArgs.local_filesystem,
+        description=(
+            "Where the component's state (the project's description) is kept: "
+            "LOCAL_FILESYSTEM (written by `dg utils refresh-defs-state` when the image is "
+            "built), VERSIONED_STATE_STORAGE or LEGACY_CODE_SERVER_SNAPSHOTS."
+        ),
+    )
+
+    @property
+    def defs_state_config(self) -> DefsStateConfig:
+        return DefsStateConfig.from_args(
+            self.defs_state, default_key=f"SQLMeshProjectComponent[{Path(self.project).name}]"
+        )
+
+    def write_state_to_path(self, state_path: Path) -> None:
+        """Describe the project with SQLMesh (files only: no state, no warehouse) and keep
+        the description as the component's state."""
+        description = load_project(self.project, self.gateway)
+        payload = {"format": STATE_FORMAT, "description": description.to_dict()}
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps(payload))
+
+    def build_defs_from_state(
+        self, context: dg.ComponentLoadContext, state_path: Path | None
+    ) -> dg.Definitions:
+        """What :func:`~dg_sqlmesh.sqlmesh_definitions_factory` returns for the attributes,
+        built from the state's description when there is one."""
+        translator = ComponentTranslator(self, self.get_translator())
+        options = DefinitionsOptions(
+            **{name: getattr(self, name) for name in DefinitionsOptions.model_fields}
+        )
+        return project_definitions(
+            str(self.project), options, translator, sqlmesh_executor, _read_state(state_path)
+        )
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        """From the state when there can be one; a component built in plain Python outside
+        a ``dg`` project (no place for local state) describes the project as the factory
+        does."""
+        local = self.defs_state_config.management_type.value == "LOCAL_FILESYSTEM"
+        if local and not local_defs_state_available(context.project_root):
+            return self.build_defs_from_state(context, None)
+        return super().build_defs(context)
+
     def get_translator(self) -> SQLMeshTranslator:
         """The translator building every model's spec before ``translation`` applies.
 
@@ -225,13 +282,21 @@ class SQLMeshProjectComponent(dg.Component, dg.Resolvable, DefinitionsOptions):
         """
         return spec if self.translation is None else self.translation(spec, model)
 
-    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        """What :func:`~dg_sqlmesh.sqlmesh_definitions_factory` returns for the attributes."""
-        translator = ComponentTranslator(self, self.get_translator())
-        options = {name: getattr(self, name) for name in DefinitionsOptions.model_fields}
-        return sqlmesh_definitions_factory(
-            project_dir=str(self.project), translator=translator, **options
-        )
+
+STATE_FORMAT = 1  # of the state the component writes; another format is not read
+
+
+def _read_state(state_path: Path | None) -> ProjectDescription | None:
+    """The description kept as the component's state; None without a usable one."""
+    if state_path is None or not state_path.is_file():
+        return None
+    try:
+        payload = json.loads(state_path.read_text())
+        if payload.get("format") != STATE_FORMAT:
+            return None
+        return ProjectDescription.from_dict(payload["description"])
+    except (OSError, ValueError, KeyError, TypeError):  # a state of another version: describe
+        return None
 
 
 __all__ = ["ComponentTranslator", "SQLMeshProjectComponent", "SQLMeshTranslationFn"]

@@ -15,6 +15,7 @@ from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.definitions.step import sqlmesh_step
 from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.changes import UNCHANGED, model_changes
+from dg_sqlmesh.project.description import ProjectDescription
 from dg_sqlmesh.translation.selection import select_models
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, build_asset_graph, resolve_translator
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
@@ -95,9 +96,11 @@ def options_asset_graph(
     resource: SQLMeshResource,
     translator: SQLMeshTranslator | None,
     options: AssetOptions,
+    description: ProjectDescription | None = None,
 ) -> SQLMeshAssetGraph:
-    """The asset graph of the resource's project for a factory's translator and options;
-    with ``compare_with``, each model's ``sqlmesh/change`` tag (read from SQLMesh's state)."""
+    """The asset graph of the resource's project (``description``, else the cached one) for
+    a factory's translator and options; with ``compare_with``, each model's
+    ``sqlmesh/change`` tag (read from SQLMesh's state)."""
     resolved = resolve_translator(
         translator,
         options.external_asset_mapping,
@@ -105,7 +108,7 @@ def options_asset_graph(
         freshness_from_cron=options.freshness_from_cron,
     )
     graph = build_asset_graph(
-        resource.describe(),
+        description or resource.describe(),
         resolved,
         group_name=options.group_name,
         owners=options.owners or None,

@@ -15,6 +15,7 @@ from dg_sqlmesh.definitions.options import DefinitionsOptions, parse_options
 from dg_sqlmesh.definitions.plan_job import sqlmesh_plan_job
 from dg_sqlmesh.definitions.resource import SQLMeshResource, SQLMeshResultsResource
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.project.description import ProjectDescription
 from dg_sqlmesh.project.dirs import split_project_dirs
 from dg_sqlmesh.scheduling.partition_status import sqlmesh_partition_status_sensor
 from dg_sqlmesh.scheduling.schedules import sqlmesh_adaptive_schedule_factory
@@ -80,6 +81,18 @@ def sqlmesh_definitions_factory(
         ... )
     """
     parsed = parse_options(DefinitionsOptions, locals(), "sqlmesh_definitions_factory")
+    return project_definitions(project_dir, parsed, translator, executor)
+
+
+def project_definitions(
+    project_dir: str | Sequence[str],
+    parsed: DefinitionsOptions,
+    translator: SQLMeshTranslator | None,
+    executor: dg.ExecutorDefinition | None,
+    description: ProjectDescription | None = None,
+) -> dg.Definitions:
+    """What :func:`sqlmesh_definitions_factory` builds, from ``description`` when given
+    (a component's state) instead of the cached one."""
     if parsed.enable_schedule and parsed.automation_from_cron:
         raise SQLMeshDefinitionError(
             "enable_schedule and automation_from_cron both run the models on their cron, so "
@@ -90,9 +103,11 @@ def sqlmesh_definitions_factory(
     resource = SQLMeshResource(
         project_dir=first_dir, additional_project_dirs=other_dirs, **parsed.run_options()
     )
+    if description is not None:
+        resource._loaded = description  # noqa: SLF001 - the schedule and sensor read it too
     asset_options = parsed.asset_options()
     with cycle_collection_paused():
-        graph = options_asset_graph(resource, translator, asset_options)
+        graph = options_asset_graph(resource, translator, asset_options, description)
         assets = model_assets(graph, asset_options, resource.environment)
     job = sqlmesh_job(assets, environment=resource.environment)
     janitor = sqlmesh_janitor_job(environment=resource.environment)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from dg_sqlmesh.definitions.deployment import deployment_environment, in_branch_deployment
 from dg_sqlmesh.definitions.options import RunOptions
@@ -64,8 +64,14 @@ class SQLMeshResource(dg.ConfigurableResource, RunOptions):
         """Every repo folder of the project (one, unless it is a multi-repo project)."""
         return resolve_project_dirs([self.project_dir, *self.additional_project_dirs])
 
+    # A description loaded elsewhere (a component's state): what describe() returns while
+    # the definitions load, so that nothing parses the project again.
+    _loaded: ProjectDescription | None = PrivateAttr(default=None)
+
     def describe(self, *, use_cache: bool = True) -> ProjectDescription:
         """The project's models, from the cache when possible (no warehouse connection)."""
+        if self._loaded is not None and use_cache:
+            return self._loaded
         dirs = [self.project_dir, *self.additional_project_dirs]
         return load_description(dirs, self.gateway, cache_dir=self.cache_dir, use_cache=use_cache)
 
