@@ -51,7 +51,7 @@ def main() -> int:
 
     HOME.mkdir(exist_ok=True)
     config = HOME / "dagster.yaml"
-    if not config.exists():  # one run of a SQLMesh environment at a time (see the README)
+    if not config.exists():  # one run of a SQLMesh environment at a time (see docs/guides/deployment.md)
         config.write_text(INSTANCE_CONFIG)
     os.environ.setdefault("DAGSTER_HOME", str(HOME))
     os.environ["SHOP_SQLMESH_APPLY_PLAN"] = "1"

@@ -157,10 +157,11 @@ def sqlmesh_assets_factory(
     Args:
         sqlmesh_resource: the project, gateway and environment.
         translator: decides each model's asset (default: :class:`SQLMeshTranslator`).
-        external_asset_mapping, group_name, owners, op_tags, automation_from_cron,
-        freshness_from_cron, partitioned, pool: the fields of
-            :class:`~dg_sqlmesh.definitions.options.AssetOptions`, described there (and
-            in the README's table of options).
+
+    The other keywords (``select``, ``exclude``, ``external_asset_mapping``,
+    ``group_name``, ``owners``, ``op_tags``, ``automation_from_cron``,
+    ``freshness_from_cron``, ``partitioned``, ``compare_with``, ``pool``) are the fields of
+    :class:`~dg_sqlmesh.definitions.options.AssetOptions`, described there.
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP

@@ -70,7 +70,7 @@ def sqlmesh_definitions_factory(
 
     The other keywords are the fields of
     :class:`~dg_sqlmesh.definitions.options.DefinitionsOptions`, described there and in
-    the README's table of options: where SQLMesh runs (those of :class:`SQLMeshResource`),
+    the documentation's options: where SQLMesh runs (those of :class:`SQLMeshResource`),
     how the models appear (those of :func:`sqlmesh_assets_factory`) and the schedule.
 
     Example:

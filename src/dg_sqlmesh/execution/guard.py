@@ -3,7 +3,7 @@
 SQLMesh has no run lock of its own: two concurrent ``run``\\ s of an environment compute
 the same missing intervals and both evaluate them. Three layers keep them apart:
 
-1. **Dagster's own guards** (documented in the README): every SQLMesh op is in the pool
+1. **Dagster's own guards** (docs/guides/deployment.md): every SQLMesh op is in the pool
    of its environment, so ``concurrency: pools: granularity: run`` with a limit of 1 makes
    the run queue hold a second run back; runs of ``sqlmesh_job`` and of the schedule also
    carry the ``dg_sqlmesh/environment`` tag for ``tag_concurrency_limits``.
@@ -121,8 +121,8 @@ def _claim_in_instance(
                 "warning",
                 f"Waiting for Dagster run {other.run_id} ({_holder_text(other)}) to finish with "
                 f"{description} before running SQLMesh. Nothing in Dagster held this run "
-                "back: give the SQLMesh assets' pool a limit of 1 with run granularity (see the "
-                "README) to have Dagster queue such runs instead.",
+                "back: give the SQLMesh assets' pool a limit of 1 with run granularity (see "
+                "docs/guides/deployment.md) to have Dagster queue such runs instead.",
             )
         time.sleep(0.5 + random.random())  # a random back-off breaks a tie between two
 

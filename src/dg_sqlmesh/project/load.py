@@ -22,7 +22,8 @@ def load_project(project_dir: ProjectDirs, gateway: str | None = None) -> Projec
 
     Example:
         >>> description = load_project("examples/shop")  # doctest: +SKIP
-        >>> [m.name for m in description.models][:2]  # doctest: +SKIP
+        >>> names = [m.name for m in description.models]  # doctest: +SKIP
+        >>> names[:2]  # doctest: +SKIP
         ['raw.customers', 'raw.orders']
     """
     repos = resolve_project_dirs(project_dir)

@@ -108,8 +108,8 @@ def sqlmesh_adaptive_schedule_factory(
         name: the schedule's name.
         job_name: the job the assets belong to (``sqlmesh_job``).
         default_status: whether the schedule starts running when first loaded.
-        select, exclude: only these models (SQLMesh's selector syntax, as the factories'
-            ``select=`` and ``exclude=``).
+        select: only these models (SQLMesh's selector syntax, as the factories' ``select=``).
+        exclude: not these models (the same syntax).
 
     Example:
         >>> resource = SQLMeshResource(project_dir="examples/shop")  # doctest: +SKIP

@@ -50,8 +50,9 @@ class SQLMeshTranslator:
     ``db``, ``@daily``).
 
     Args:
-        external_asset_mapping, automation_from_cron, freshness_from_cron:
-            shorthands for the fields of ``settings`` of the same names.
+        external_asset_mapping: shorthand for the field of ``settings`` of that name.
+        automation_from_cron: shorthand for the field of ``settings`` of that name.
+        freshness_from_cron: shorthand for the field of ``settings`` of that name.
         settings: everything the translator is asked to do, in one object
             (:class:`SQLMeshTranslatorSettings`); read it as ``self.settings``.
 
