@@ -8,6 +8,7 @@ closed (raises) when there is none.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from datetime import timedelta
@@ -300,3 +301,13 @@ def local_defs_state_available(project_root: Any) -> bool:
     except (DagsterError, ImportError, OSError):
         return False
     return True
+
+
+def code_references(path: str, line: int | None, label: str) -> dg.CodeReferencesMetadataValue:
+    """``dagster/code_references`` naming one file and line. Dagster marks these classes
+    beta and warns at every construction: a warning per model, printed and slow at
+    thousands of models, so it is silenced here, once. Checked against Dagster 1.12 to 1.13."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        reference = dg.LocalFileCodeReference(file_path=path, line_number=line, label=label)
+        return dg.CodeReferencesMetadataValue(code_references=[reference])

@@ -16,6 +16,7 @@ from dg_sqlmesh.definitions.executor import sqlmesh_executor
 from dg_sqlmesh.definitions.options import DefinitionsOptions
 from dg_sqlmesh.definitions.project_definitions import project_definitions
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.project.cache import CACHE_FORMAT
 from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.project.dirs import resolve_project_dir
 from dg_sqlmesh.project.load import load_project
@@ -283,7 +284,7 @@ class SQLMeshProjectComponent(dg.StateBackedComponent, dg.Resolvable, Definition
         return spec if self.translation is None else self.translation(spec, model)
 
 
-STATE_FORMAT = 1  # of the state the component writes; another format is not read
+STATE_FORMAT = CACHE_FORMAT  # the description's own format: another is not read
 
 
 def _read_state(state_path: Path | None) -> ProjectDescription | None:

@@ -28,10 +28,11 @@ from dg_sqlmesh.project.load import load_project
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 9  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
+CACHE_FORMAT = 10  # 2: ModelInfo.cron_tz; 3: audit queries as written; 4: standalone and
 # external-model audits; 5: ModelInfo.column_lineage; 6: the key hashes each file's digest;
 # 7: ModelInfo end, lookback, allow_partials, depends_on_self (partitions); 8: a time
-# model's query shown with its interval macros, not rendered for 1970-01-01; 9: ModelInfo.line
+# model's query shown with its interval macros, not rendered for 1970-01-01; 9: ModelInfo
+# line; 10: ModelInfo source (code references)
 # A file's remembered digest is trusted only if the file had not changed for this long
 # when it was recorded: a write within the same clock tick as the recording would keep
 # its size and modification time (the "racy" case git's index knows).

@@ -136,6 +136,7 @@ def describe_model(
         data_hash=None if is_external else model.data_hash,
         path=path,
         line=_definition_line(source, getattr(model, "entrypoint", None)),
+        source=str(Path(source).resolve()) if source else None,
         column_lineage=column_lineage,
     )
 

@@ -83,6 +83,7 @@ class ModelInfo:
     data_hash: str | None = None
     path: str | None = None  # relative to the project folder
     line: int | None = None  # where the model is defined in ``path``
+    source: str | None = None  # ``path``, absolute (the file code references name)
     # Output column -> ((upstream model fqn, upstream column), ...), from the rendered
     # query; None when it is unknown (Python models, queries that do not resolve).
     column_lineage: dict[str, tuple[tuple[str, str], ...]] | None = None

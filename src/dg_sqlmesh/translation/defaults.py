@@ -14,11 +14,11 @@ import functools
 import logging
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh._compat.dagster import code_references
 from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.metadata import MODEL, TABLE
 from dg_sqlmesh.project.description import ModelInfo
@@ -126,6 +126,9 @@ def default_kinds(model: ModelInfo) -> set[str]:
     return kinds
 
 
+CODE_REFERENCES = "dagster/code_references"
+
+
 def default_metadata(model: ModelInfo) -> dict[str, Any]:
     table = ".".join(p for p in (model.catalog, model.schema, model.table) if p)
     metadata: dict[str, Any] = {
@@ -149,29 +152,13 @@ def default_metadata(model: ModelInfo) -> dict[str, Any]:
         MODEL.file: model.path,
     }
     metadata.update({k: v for k, v in optional.items() if v})
+    if model.source:  # the UI links to the file; link_code_references_to_git, to the repo
+        metadata[CODE_REFERENCES] = code_references(
+            model.source, model.line, f"SQLMesh model {model.name}"
+        )
     if model.rendered_query:
         metadata[MODEL.rendered_query] = dg.MetadataValue.md(f"```sql\n{model.rendered_query}\n```")
     return metadata
-
-
-CODE_REFERENCES = "dagster/code_references"
-
-
-def default_code_references(
-    model: ModelInfo, project_dir: str
-) -> dg.CodeReferencesMetadataValue | None:
-    """The model's file (and the line that defines it), for the UI's link to its source;
-    ``dg.link_code_references_to_git`` turns it into a link to the repository."""
-    if not model.path:
-        return None
-    path = (Path(project_dir) / model.path).resolve()
-    return dg.CodeReferencesMetadataValue(
-        code_references=[
-            dg.LocalFileCodeReference(
-                file_path=str(path), line_number=model.line, label=f"SQLMesh model {model.name}"
-            )
-        ]
-    )
 
 
 def default_column_lineage(

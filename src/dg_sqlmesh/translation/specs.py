@@ -14,7 +14,7 @@ from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.description import ModelInfo, ProjectDescription
 from dg_sqlmesh.translation.checks import hosted_check_spec, standalone_check_spec
-from dg_sqlmesh.translation.defaults import CODE_REFERENCES, default_code_references, key_segment
+from dg_sqlmesh.translation.defaults import key_segment
 from dg_sqlmesh.translation.partitions import model_partitions_def
 from dg_sqlmesh.translation.translator import SQLMeshTranslator
 
@@ -139,10 +139,6 @@ def build_asset_graph(
             partitions_def = model_partitions_def(model, partitioned)
             if partitions_def is not None:
                 spec = spec.replace_attributes(partitions_def=partitions_def)
-        if CODE_REFERENCES not in spec.metadata:  # a translator's own references stand
-            references = default_code_references(model, description.project_dir)
-            if references is not None:
-                spec = spec.merge_attributes(metadata={CODE_REFERENCES: references})
         claim(spec.key, model.fqn)
         if model.is_embedded:  # no step: nothing can run or claim it
             graph.embedded_specs[model.fqn] = spec.replace_attributes(automation_condition=None)
