@@ -14,6 +14,10 @@ from dg_sqlmesh import sqlmesh_definitions_factory
 
 def definitions():
     options = json.loads(os.environ.get("DG_SQLMESH_TEST_OPTIONS", "{}"))
+    if options.pop("executor", None) == "dask":  # the code location's executor, by name
+        from dagster_dask import dask_executor
+
+        options["executor"] = dask_executor
     return sqlmesh_definitions_factory(project_dir=os.environ["DG_SQLMESH_TEST_PROJECT"], **options)
 
 

@@ -303,6 +303,16 @@ def local_defs_state_available(project_root: Any) -> bool:
     return True
 
 
+def executor_carries_pools(executor: dg.ExecutorDefinition | None) -> bool:
+    """Whether runs on ``executor`` can carry ops in a pool. dagster-dask's executor
+    cannot (checked against dagster-dask 0.29.27 with dask 2024.8 to 2026.8): it hands
+    Dask the run, whose ops' pools make it carry a ``RunOpConcurrency`` record; Dask walks
+    every tuple it is given, the run included, and the record refuses iteration, so every
+    run fails before its first step ("Iteration is not allowed on @record
+    RunOpConcurrency"). A plain Dagster job with a pool fails the same way."""
+    return executor is None or executor.name != "dask"
+
+
 def code_references(path: str, line: int | None, label: str) -> dg.CodeReferencesMetadataValue:
     """``dagster/code_references`` naming one file and line. Dagster marks these classes
     beta and warns at every construction: a warning per model, printed and slow at

@@ -9,10 +9,12 @@ from typing import Any
 
 import dagster as dg
 
+from dg_sqlmesh._compat.dagster import executor_carries_pools
 from dg_sqlmesh.constants import CHANGE_TAG
 from dg_sqlmesh.definitions.options import AssetOptions, parse_options
 from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.definitions.step import sqlmesh_step
+from dg_sqlmesh.errors import SQLMeshDefinitionError
 from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.project.changes import UNCHANGED, model_changes
 from dg_sqlmesh.project.description import ProjectDescription
@@ -125,10 +127,23 @@ def options_asset_graph(
 
 
 def model_assets(
-    graph: SQLMeshAssetGraph, options: AssetOptions, environment: str
+    graph: SQLMeshAssetGraph,
+    options: AssetOptions,
+    environment: str,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> list[dg.AssetsDefinition]:
-    """:func:`build_assets` with the pool and op tags ``options`` name."""
+    """:func:`build_assets` with the pool and op tags ``options`` name. On an executor that
+    cannot carry pools (``_compat.dagster.executor_carries_pools``: Dask's) the default
+    pool steps aside, and a pool named explicitly is an error."""
     pool = default_pool(environment) if options.pool is True else options.pool or None
+    if pool is not None and not executor_carries_pools(executor):
+        if options.pool is not True:
+            raise SQLMeshDefinitionError(
+                f"pool={options.pool!r}: runs on the {executor.name} executor cannot carry "
+                "ops in a pool (every run fails before its first step). Leave pool at its "
+                "default (it steps aside on this executor), or use another executor."
+            )
+        pool = None
     return build_assets(graph, op_tags=options.op_tags, pool=pool)
 
 

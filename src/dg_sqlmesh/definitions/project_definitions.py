@@ -108,7 +108,7 @@ def project_definitions(
     asset_options = parsed.asset_options()
     with cycle_collection_paused():
         graph = options_asset_graph(resource, translator, asset_options, description)
-        assets = model_assets(graph, asset_options, resource.environment)
+        assets = model_assets(graph, asset_options, resource.environment, executor)
     job = sqlmesh_job(assets, environment=resource.environment)
     janitor = sqlmesh_janitor_job(environment=resource.environment)
     plan = sqlmesh_plan_job(environment=resource.environment)
