@@ -21,6 +21,7 @@ from dg_sqlmesh import (
     sqlmesh_adaptive_schedule_factory,
     sqlmesh_assets_factory,
     sqlmesh_definitions_factory,
+    sqlmesh_schedules_by_cron,
 )
 from dg_sqlmesh.metadata import MODEL
 from dg_sqlmesh.translation.cron import cron_interval, dagster_cron, finest_cron
@@ -344,3 +345,24 @@ def test_a_schedule_from_a_selection_requests_exactly_its_due_models_and_skips(p
         skip_when_nothing_due=False,
     )
     assert tick(always, instance, at(11)).asset_selection == [DAILY, WEEKLY]
+
+
+def test_one_schedule_per_cron_requests_the_due_models_of_its_cron(planned, instance):
+    """The adaptive schedule split by cadence: at Sunday midnight every model is due; the
+    daily schedule requests the daily model only, the weekly one the weekly model only."""
+    defs = sqlmesh_definitions_factory(project_dir=str(planned))
+    schedules = {
+        s.name: s
+        for s in sqlmesh_schedules_by_cron(
+            sqlmesh_resource=defs.resources["sqlmesh"], assets=list(defs.assets)
+        )
+    }
+    assert {name: s.cron_schedule for name, s in schedules.items()} == {
+        "sqlmesh_daily": "@daily",
+        "sqlmesh_hourly": "@hourly",
+        "sqlmesh_weekly": "@weekly",
+    }
+    assert tick(schedules["sqlmesh_daily"], instance, at(11)).asset_selection == [DAILY]
+    assert tick(schedules["sqlmesh_weekly"], instance, at(11)).asset_selection == [WEEKLY]
+    assert tick(schedules["sqlmesh_hourly"], instance, at(10, 10)).asset_selection == [HOURLY]
+    assert isinstance(tick(schedules["sqlmesh_daily"], instance, at(10, 10)), dg.SkipReason)

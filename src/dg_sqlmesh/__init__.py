@@ -40,6 +40,7 @@ from dg_sqlmesh.scheduling.partition_status import sqlmesh_partition_status_sens
 from dg_sqlmesh.scheduling.schedules import (
     build_sqlmesh_schedule_from_selection,
     sqlmesh_adaptive_schedule_factory,
+    sqlmesh_schedules_by_cron,
 )
 from dg_sqlmesh.translation.automation import cron_automation_condition
 from dg_sqlmesh.translation.checks import default_check_specs
@@ -112,4 +113,5 @@ __all__ = [
     "sqlmesh_job",
     "sqlmesh_partition_status_sensor",
     "sqlmesh_plan_job",
+    "sqlmesh_schedules_by_cron",
 ]

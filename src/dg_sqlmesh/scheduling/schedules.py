@@ -14,6 +14,7 @@ context, no warehouse connection.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -24,7 +25,7 @@ from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, SCHEDULE_TAG, SCHEDU
 from dg_sqlmesh.errors import ErrorClass, SQLMeshDefinitionError, classify_error
 from dg_sqlmesh.scheduling.due_models import DueModels, find_due_models, utc
 from dg_sqlmesh.scheduling.schedule_partitions import partitioned_run_requests
-from dg_sqlmesh.translation.cron import finest_cron, listed
+from dg_sqlmesh.translation.cron import dagster_cron, finest_cron, listed
 from dg_sqlmesh.translation.selection import Selection, select_models
 from dg_sqlmesh.translation.specs import SQLMeshAssetGraph, asset_graph_of
 
@@ -188,6 +189,56 @@ def build_sqlmesh_schedule_from_selection(
     )
 
 
+def sqlmesh_schedules_by_cron(
+    *,
+    sqlmesh_resource: SQLMeshProject,
+    assets: Sequence[dg.AssetsDefinition],
+    select: Selection = None,
+    exclude: Selection = None,
+    name_prefix: str = "sqlmesh",
+    job_name: str = JOB_NAME,
+    default_status: dg.DefaultScheduleStatus = dg.DefaultScheduleStatus.STOPPED,
+) -> list[dg.ScheduleDefinition]:
+    """One schedule per cron of the models (and timezone), each ticking on its cron and
+    requesting the due models of that cron only: the adaptive schedule split by cron, for
+    those who prefer a schedule per cadence. Named ``<name_prefix>_<cron>`` (``@daily`` ->
+    ``sqlmesh_daily``, ``0 6 * * *`` -> ``sqlmesh_0_6_x_x_x``).
+
+    Example:
+        >>> schedules = sqlmesh_schedules_by_cron(  # doctest: +SKIP
+        ...     sqlmesh_resource=resource, assets=assets
+        ... )
+    """
+    graph = _selected_graph(sqlmesh_resource, assets, select, exclude)
+    buckets: dict[tuple[str, str], list[str]] = {}
+    for fqn in graph.specs:
+        model = graph.model(fqn)
+        if model.cron:
+            cron = dagster_cron(" ".join(model.cron.split()))
+            buckets.setdefault((cron, model.cron_tz or "UTC"), []).append(fqn)
+    schedules = []
+    for (cron, timezone), fqns in sorted(buckets.items()):
+        slug = re.sub(r"[^a-z0-9]+", "_", cron.lower().replace("*", "x")).strip("_")
+        zone = "" if timezone == "UTC" else "_" + re.sub(r"[^a-z0-9]+", "_", timezone.lower())
+        name = f"{name_prefix}_{slug}{zone}"
+        models = listed([graph.model(f).name for f in fqns])
+        schedules.append(
+            _due_schedule(
+                sqlmesh_resource,
+                graph.only(fqns, keep_known=True),
+                name=name,
+                job_name=job_name,
+                cron=cron,
+                timezone=timezone,
+                explain=f"Ticks on '{cron}' ({timezone}), the cron of {models}.",
+                cron_models=f"{cron}' of {models}",
+                default_status=default_status,
+                skip_when_nothing_due=True,
+            )
+        )
+    return schedules
+
+
 def _selected_graph(
     resource: SQLMeshProject,
     assets: Sequence[dg.AssetsDefinition],
@@ -196,7 +247,7 @@ def _selected_graph(
 ) -> SQLMeshAssetGraph:
     graph = asset_graph_of(resource.describe(), assets)
     if select or exclude:
-        graph = graph.only(select_models(graph.description, select, exclude))
+        graph = graph.only(select_models(graph.description, select, exclude), keep_known=True)
     return graph
 
 
@@ -255,7 +306,7 @@ def _due_schedule(
         if found.not_ready:
             return dg.SkipReason(found.not_ready)
         selected = [fqn for fqn in found.selection if fqn in keys]
-        unknown = [fqn for fqn in found.selection if fqn not in keys]
+        unknown = [fqn for fqn in found.selection if fqn not in graph.known]
         if unknown:
             context.log.warning(
                 f"Due in SQLMesh's state but not in this project's assets: {listed(unknown)}"

@@ -36,18 +36,28 @@ class SQLMeshAssetGraph:
     embedded_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
     # Declared external models: assets without a step, materialized outside SQLMesh.
     external_specs: dict[str, dg.AssetSpec] = field(default_factory=dict)
+    # Models left out of this graph by a selection that are assets all the same.
+    known_models: frozenset[str] = frozenset()
 
-    def only(self, fqns: Collection[str]) -> SQLMeshAssetGraph:
+    def only(self, fqns: Collection[str], *, keep_known: bool = False) -> SQLMeshAssetGraph:
         """The graph of the models ``fqns`` only: the others are not assets (a selected
-        model's dependency on one stays, as an asset key defined elsewhere)."""
+        model's dependency on one stays, as an asset key defined elsewhere). With
+        ``keep_known``, :attr:`known` still names every model of this graph (a schedule
+        over a selection knows the others are assets too)."""
         kept = set(fqns)
         return replace(
             self,
+            known_models=self.known if keep_known else frozenset(),
             specs={f: s for f, s in self.specs.items() if f in kept},
             check_specs={f: c for f, c in self.check_specs.items() if f in kept},
             audited_nodes={f: n for f, n in self.audited_nodes.items() if f in kept},
             op_names={f: n for f, n in self.op_names.items() if f in kept},
         )
+
+    @property
+    def known(self) -> frozenset[str]:
+        """The models that are assets: this graph's, and those a selection left out."""
+        return self.known_models | frozenset(self.specs)
 
     @property
     def fqn_by_key(self) -> dict[dg.AssetKey, str]:
