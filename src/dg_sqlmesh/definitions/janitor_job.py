@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from dg_sqlmesh.constants import ENVIRONMENT_TAG, NO_RUN_RETRY_TAGS
+from dg_sqlmesh.definitions.job import op_job
 from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.execution.guard import hold_project_environment
 from dg_sqlmesh.execution.progress import log_at
@@ -77,15 +77,7 @@ def sqlmesh_janitor_job(
     """A job running SQLMesh's janitor on the project's state, holding the environment's
     guard (``execution.guard``) so that it never runs beside a run of that environment.
     Its config can name one environment to remove now (``invalidate_environment``)."""
-    tags = dict(NO_RUN_RETRY_TAGS)
-    if environment:
-        tags[ENVIRONMENT_TAG] = environment
-
-    @dg.job(name=name, tags=tags, description=_janitor_op.description)
-    def janitor() -> None:
-        _janitor_op()
-
-    return janitor
+    return op_job(name, _janitor_op, environment)
 
 
 def sqlmesh_janitor_schedule(

@@ -26,15 +26,28 @@ def sqlmesh_job(
     """
     keys = [key for a in assets if a.is_executable for key in a.keys]
     _one_partitions_def(assets, name)
-    tags = dict(NO_RUN_RETRY_TAGS)
-    if environment:
-        tags[ENVIRONMENT_TAG] = environment
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(*keys),
-        tags=tags,
+        tags=run_tags(environment),
         executor_def=executor_def,
         description="Runs the selected SQLMesh models, executing SQLMesh once per run.",
+    )
+
+
+def run_tags(environment: str | None) -> dict[str, str]:
+    """The tags of every run of our jobs: no run retries of failures (SQLMesh retries what
+    is transient itself), and the environment, for the run queue's tag limits."""
+    tags = dict(NO_RUN_RETRY_TAGS)
+    if environment:
+        tags[ENVIRONMENT_TAG] = environment
+    return tags
+
+
+def op_job(name: str, op: dg.OpDefinition, environment: str | None) -> dg.JobDefinition:
+    """A job of the one ``op`` (the plan and janitor jobs), tagged as our runs are."""
+    return dg.GraphDefinition(name=name, node_defs=[op]).to_job(
+        tags=run_tags(environment), description=op.description
     )
 
 

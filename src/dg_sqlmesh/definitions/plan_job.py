@@ -9,7 +9,8 @@ from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh.constants import ENVIRONMENT_TAG, NO_RUN_RETRY_TAGS, REVIEWED_PLAN_TAG
+from dg_sqlmesh.constants import REVIEWED_PLAN_TAG
+from dg_sqlmesh.definitions.job import op_job
 from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.errors import SQLMeshRunFailure
 from dg_sqlmesh.execution.guard import hold_project_environment
@@ -56,15 +57,7 @@ def sqlmesh_plan_job(
 ) -> dg.JobDefinition:
     """A job computing SQLMesh's plan for the resource's environment, recorded in its run
     (Markdown for the UI, and the review a later apply is checked against)."""
-    tags = dict(NO_RUN_RETRY_TAGS)
-    if environment:
-        tags[ENVIRONMENT_TAG] = environment
-
-    @dg.job(name=name, tags=tags, description=_plan_op.description)
-    def plan() -> None:
-        _plan_op()
-
-    return plan
+    return op_job(name, _plan_op, environment)
 
 
 def reviewed_plan_of(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
