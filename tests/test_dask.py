@@ -11,7 +11,7 @@ from helpers.harness import _env, executions, materialized, step_failures
 from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reconstruct import reconstructable_job
 from helpers.reliability import executions_of
-from helpers.split_storage import split_storage_overrides
+from helpers.split_storage import split_pg_instance
 
 from dg_sqlmesh import sqlmesh_definitions_factory
 from dg_sqlmesh.errors import SQLMeshDefinitionError
@@ -32,14 +32,8 @@ def pg():
 
 @pytest.fixture
 def split_instance(pg, tmp_path):
-    pg.drop_database("dagster_dask")
-    pg.create_database("dagster_dask")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    local = tmp_path / "local"
-    overrides = split_storage_overrides(pg.dagster_storage("dagster_dask"), local)
-    with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as instance:
-        yield instance, local
+    with split_pg_instance(pg, tmp_path, "dagster_dask") as found:
+        yield found
 
 
 def test_the_default_definitions_run_on_dask_executing_sqlmesh_once(generated, split_instance):

@@ -31,7 +31,7 @@ from helpers.reliability import (
     wait_for,
     write_slow_project,
 )
-from helpers.split_storage import files_under, split_storage_overrides
+from helpers.split_storage import files_under, split_pg_instance
 
 from dg_sqlmesh.execution.guard import LOCK_DIR_ENV
 from dg_sqlmesh.metadata import RUN
@@ -50,16 +50,8 @@ def pg():
 def split_instance(pg, tmp_path, request):
     """A Dagster instance on ``pg`` whose every process has its own local storage folder."""
     dbname = "dagster_" + request.node.name.split("[")[-1].strip("]").replace("-", "_")[-30:]
-    dbname = dbname.lower()
-    pg.drop_database(dbname)
-    pg.create_database(dbname)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    local = tmp_path / "local"
-    with dg.instance_for_test(
-        temp_dir=str(home), overrides=split_storage_overrides(pg.dagster_storage(dbname), local)
-    ) as instance:
-        yield instance, local
+    with split_pg_instance(pg, tmp_path, dbname.lower()) as found:
+        yield found
 
 
 def _no_coordination_files(local: Path) -> None:

@@ -8,9 +8,10 @@ can prove that a run's steps coordinate through the database alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,19 @@ def split_storage_overrides(storage: Mapping[str, Any], root: Path) -> dict[str,
 def files_under(root: Path) -> list[str]:
     """Every file any process wrote under ``root`` (relative paths)."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@contextlib.contextmanager
+def split_pg_instance(pg: Any, tmp_path: Path, dbname: str) -> Iterator[tuple[Any, Path]]:
+    """A Dagster instance on a fresh database ``dbname`` of ``pg`` whose every process has
+    its own local storage folder (under ``tmp_path / "local"``): the instance and that root."""
+    import dagster as dg
+
+    pg.drop_database(dbname)
+    pg.create_database(dbname)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    local = tmp_path / "local"
+    overrides = split_storage_overrides(pg.dagster_storage(dbname), local)
+    with dg.instance_for_test(temp_dir=str(home), overrides=overrides) as instance:
+        yield instance, local

@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from dg_sqlmesh.definitions.job import op_job
+from dg_sqlmesh.definitions.job import op_holding_environment, op_job
 from dg_sqlmesh.definitions.resource import SQLMeshResource
-from dg_sqlmesh.execution.guard import hold_project_environment
 from dg_sqlmesh.execution.progress import log_at
 
 if TYPE_CHECKING:
@@ -41,13 +40,7 @@ def _janitor_op(
     from dg_sqlmesh.execution.janitor import run_janitor
 
     description = sqlmesh.describe()
-    with hold_project_environment(
-        context.instance,
-        context.run_id,
-        sqlmesh,
-        description,
-        log=lambda level, message: log_at(context.log, level, message),
-    ):
+    with op_holding_environment(context, sqlmesh, description):
         report = run_janitor(
             sqlmesh,
             log=lambda level, message: log_at(context.log, level, message),

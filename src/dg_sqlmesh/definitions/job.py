@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,10 @@ import dagster as dg
 
 from dg_sqlmesh.constants import ENVIRONMENT_TAG, JOB_NAME, NO_RUN_RETRY_TAGS
 from dg_sqlmesh.errors import SQLMeshDefinitionError
+from dg_sqlmesh.execution.guard import hold_project_environment
+from dg_sqlmesh.execution.progress import log_at
+from dg_sqlmesh.execution.settings import SQLMeshProject
+from dg_sqlmesh.project.description import ProjectDescription
 
 
 def sqlmesh_job(
@@ -42,6 +47,19 @@ def run_tags(environment: str | None) -> dict[str, str]:
     if environment:
         tags[ENVIRONMENT_TAG] = environment
     return tags
+
+
+def op_holding_environment(
+    context: dg.OpExecutionContext, sqlmesh: SQLMeshProject, description: ProjectDescription
+) -> contextlib.AbstractContextManager[None]:
+    """The environment's guard for an op of ours (plan, janitor), logging to its run."""
+    return hold_project_environment(
+        context.instance,
+        context.run_id,
+        sqlmesh,
+        description,
+        log=lambda level, message: log_at(context.log, level, message),
+    )
 
 
 def op_job(name: str, op: dg.OpDefinition, environment: str | None) -> dg.JobDefinition:

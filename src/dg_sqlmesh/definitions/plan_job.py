@@ -10,11 +10,9 @@ from typing import Any
 import dagster as dg
 
 from dg_sqlmesh.constants import REVIEWED_PLAN_TAG
-from dg_sqlmesh.definitions.job import op_job
+from dg_sqlmesh.definitions.job import op_holding_environment, op_job
 from dg_sqlmesh.definitions.resource import SQLMeshResource
 from dg_sqlmesh.errors import SQLMeshRunFailure
-from dg_sqlmesh.execution.guard import hold_project_environment
-from dg_sqlmesh.execution.progress import log_at
 
 PLAN_JOB_NAME = "sqlmesh_plan"
 REVIEW_KEY = "dg_sqlmesh/plan_review"
@@ -29,13 +27,7 @@ def _plan_op(context: dg.OpExecutionContext, sqlmesh: SQLMeshResource) -> None:
     from dg_sqlmesh.execution.plan_review import review_plan
 
     description = sqlmesh.describe()
-    with hold_project_environment(
-        context.instance,
-        context.run_id,
-        sqlmesh,
-        description,
-        log=lambda level, message: log_at(context.log, level, message),
-    ):
+    with op_holding_environment(context, sqlmesh, description):
         review = review_plan(sqlmesh, description)
     names = {fqn: model.name for fqn, model in description.models_by_fqn.items()}
     context.log.info(
