@@ -2,16 +2,18 @@
 run's outcomes published to every other step.
 
 The steps of a run may share nothing but the Dagster instance (the Kubernetes job
-executor puts every step in its own pod), so everything goes through the run's event
-log, written and read with Dagster's public instance API:
+executor puts every step in its own pod), so everything goes through the instance: one
+claim in its storage, then the run's event log, written and read with Dagster's public
+instance API:
 
-* **Leader election.** Before it starts a step's process, the run's orchestrator writes
-  a "step worker starting" event for it (multiprocess, Docker and Kubernetes executors
-  alike). One process writes them, one after the other, so their order in the event log
-  is the order in which steps were launched, the same for every reader, and a step's
-  own event is there before the step runs. The leader is the SQLMesh step launched
-  first. Under the in-process executor (no such events) steps start one after the
-  other in one process, and the first SQLMesh step to start is the leader.
+* **Leader election.** Every SQLMesh step of the run claims the run in the instance's
+  storage (``_compat.dagster.first_claim``): one row that a unique index lets exactly one
+  step insert, whichever executor runs the steps and in whatever order the storage
+  commits their events. The step whose claim is in the row leads; every other step,
+  early or late, reads the same row. Storages that cannot serialise a claim (no SQL
+  event log storage) fall back to the order of the "step worker starting" events that a
+  run's single orchestrator writes (multiprocess, Docker and Kubernetes executors), then
+  to the order of the steps' start events.
 * **Outcomes.** The leader publishes each model's outcome the moment it is final
   (engine events marked ``dg_sqlmesh/live``, a few models each), then one last engine
   event holding every selected model's outcome (or the error that stopped SQLMesh). A
@@ -20,8 +22,8 @@ log, written and read with Dagster's public instance API:
   (``STEP_FAILURE``); a stopped run changes status. A waiting follower watches both and
   fails at once, naming the leader step.
 
-No compare-and-set is needed: each fact is written once, by one writer, and read back in
-the order the event log gives it.
+Past the election no compare-and-set is needed: each fact is written once, by one writer,
+and read back in the order the event log gives it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any
 
 import dagster as dg
 
-from dg_sqlmesh._compat.dagster import engine_event_data
+from dg_sqlmesh._compat.dagster import engine_event_data, first_claim
 from dg_sqlmesh.errors import LeaderLost
 from dg_sqlmesh.execution.outcomes import ModelOutcome
 from dg_sqlmesh.metadata import DG
@@ -143,7 +145,19 @@ class RunCoordinator:
         return None if board is None else board.published
 
     def leader(self, step_key: str) -> str:
-        """The step key of the run's leader, as every step of the run computes it."""
+        """The step key of the run's leader, as every step of the run computes it: the
+        step whose claim the storage took first."""
+        steps = sorted(self.sqlmesh_steps)
+        if step_key in steps:
+            found = first_claim(self.instance, self.run_id, steps.index(step_key) + 1)
+            if found is not None and found <= len(steps):
+                return steps[found - 1]
+            if found is not None:
+                raise LeaderLost(
+                    f"Step number {found} claimed this run's lead, and this code has only "
+                    f"{len(steps)} SQLMesh steps: the run's steps run different code. "
+                    "Re-execute the run once every worker runs the same code."
+                )
         launched = self._first_of_ours(dg.DagsterEventType.STEP_WORKER_STARTING, step_key)
         if launched is not None:
             return launched
