@@ -14,10 +14,15 @@ from dg_sqlmesh import sqlmesh_definitions_factory
 
 def definitions():
     options = json.loads(os.environ.get("DG_SQLMESH_TEST_OPTIONS", "{}"))
-    if options.pop("executor", None) == "dask":  # the code location's executor, by name
+    executor = options.pop("executor", None)  # the code location's executor, by name
+    if executor == "dask":
         from dagster_dask import dask_executor
 
         options["executor"] = dask_executor
+    elif executor == "celery":
+        from dagster_celery import celery_executor
+
+        options["executor"] = celery_executor
     return sqlmesh_definitions_factory(project_dir=os.environ["DG_SQLMESH_TEST_PROJECT"], **options)
 
 

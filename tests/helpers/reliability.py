@@ -184,10 +184,14 @@ def definitions(spec: Mapping[str, Any] | None = None) -> dg.Definitions:
     spec = spec if spec is not None else json.loads(os.environ[SPEC_ENV])
     resource = SQLMeshResource(**spec["resource"])
     assets = sqlmesh_assets_factory(sqlmesh_resource=resource)
+    executor = None
+    if spec.get("executor") == "celery":
+        from dagster_celery import celery_executor as executor
     return dg.Definitions(
         assets=assets,
         jobs=[sqlmesh_job(assets)],
         resources={"sqlmesh": resource, "sqlmesh_results": SQLMeshResultsResource()},
+        executor=executor,
     )
 
 
@@ -265,12 +269,14 @@ def launch(
     go_file: Path | None = None,
     env: Mapping[str, str] | None = None,
     name: str = "run",
+    executor_config: Mapping[str, Any] | None = None,
 ) -> Launched:
     """Start ``sqlmesh_job`` in a subprocess against ``instance`` (which must be persistent).
 
     With ``go_file``, the subprocess gets ready (imports, instance) and then waits until that
     file exists, so that several runs can be started at the same instant: wait for every
-    ``Launched.ready`` and touch the file.
+    ``Launched.ready`` and touch the file. ``executor="celery"`` runs the steps on Celery
+    workers, with ``executor_config`` (``CeleryCluster.executor_config()``).
     """
     from dagster._serdes import serialize_value
 
@@ -297,10 +303,13 @@ def launch(
         argv += ["--select", json.dumps(list(select))]
     if go_file is not None:
         argv += ["--go-file", str(go_file)]
+    if executor_config is not None:
+        argv += ["--executor-config", json.dumps(dict(executor_config))]
+    spec = {"resource": dict(resource), "executor": executor}
     child_env = {
         **os.environ,
         **(env or {}),
-        SPEC_ENV: json.dumps({"resource": dict(resource)}),
+        SPEC_ENV: json.dumps(spec),
         "PYTHONPATH": os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p),
         "SQLMESH__DISABLE_ANONYMIZED_ANALYTICS": "1",
     }
@@ -329,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-concurrent", type=int, default=4)
     parser.add_argument("--select")
     parser.add_argument("--go-file")
+    parser.add_argument("--executor-config")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
@@ -348,12 +358,15 @@ def main(argv: list[str] | None = None) -> None:
                 instance=instance, asset_selection=selection, raise_on_error=False
             )
         else:
-            multiprocess = {"max_concurrent": args.max_concurrent}
+            if args.executor == "celery":
+                config = json.loads(args.executor_config)
+            else:
+                config = {"multiprocess": {"max_concurrent": args.max_concurrent}}
             result = dg.execute_job(
                 dg.reconstructable(reliability.job),
                 instance=instance,
                 asset_selection=selection,
-                run_config={"execution": {"config": {"multiprocess": multiprocess}}},
+                run_config={"execution": {"config": config}},
                 raise_on_error=False,
             )
         payload = {

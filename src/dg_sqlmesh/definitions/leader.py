@@ -88,7 +88,7 @@ def lead(
         started = time.monotonic()
         try:
             with (
-                cancellation_watched(instance, run_id, execution.stop),
+                cancellation_watched(instance, run_id, execution.stop, beat=coordinator.beat),
                 hold_project_environment(
                     instance,
                     run_id,

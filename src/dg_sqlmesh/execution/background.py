@@ -106,15 +106,24 @@ def finish_executions(run_id: str | None = None) -> None:
 
 @contextmanager
 def cancellation_watched(
-    instance: dg.DagsterInstance, run_id: str, stop: threading.Event, every: float = 1.0
+    instance: dg.DagsterInstance,
+    run_id: str,
+    stop: threading.Event,
+    every: float = 1.0,
+    beat: Callable[[], None] = lambda: None,
 ) -> Iterator[None]:
     """While inside, set ``stop`` once the run is being canceled (terminated from the UI,
     say: Dagster marks it canceling before it interrupts the run's process), checked every
-    ``every`` seconds on a thread of its own."""
+    ``every`` seconds on a thread of its own, which also calls ``beat`` (the leader's sign
+    of life) each time."""
     finished = threading.Event()
 
     def watch() -> None:
         while not finished.wait(every):
+            try:
+                beat()
+            except Exception:  # noqa: BLE001, S110 - a missed beat is told by the next
+                pass
             run = instance.get_run_by_id(run_id)
             if run is not None and run.status in CANCELED:
                 stop.set()

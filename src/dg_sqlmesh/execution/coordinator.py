@@ -20,7 +20,12 @@ instance API:
   step waits for its own model only: whichever of the two names it first.
 * **A dead leader.** A step process that dies is failed by the orchestrator
   (``STEP_FAILURE``); a stopped run changes status. A waiting follower watches both and
-  fails at once, naming the leader step.
+  fails at once, naming the leader step. Some orchestrators write nothing when a step's
+  process dies (Dagster's Celery executor waits for the rest of the run first), so the
+  leader also gives a sign of life every second while SQLMesh's execution lasts (a value
+  in the instance's key-value store, ``dg_sqlmesh/alive/<run id>``), and a follower that
+  sees it unchanged for ``LOST_AFTER_SECONDS`` fails, naming the leader step. Followers
+  time this on their own clock, so hosts' clocks need not agree.
 
 Past the election no compare-and-set is needed: each fact is written once, by one writer,
 and read back in the order the event log gives it.
@@ -62,6 +67,8 @@ _FOLLOWED = {
 }
 _STATUS_EVERY_SECONDS = 2.0
 _PAGE = 200
+LOST_AFTER_SECONDS = 15.0  # no sign of life from the leader for this long: it is dead
+_FIRST_SIGN_SECONDS = 120.0  # before its first sign: the leader may still be starting
 
 
 @dataclass
@@ -126,6 +133,7 @@ class RunCoordinator:
         self.instance = instance
         self.run = run
         self._steps = sqlmesh_steps
+        self._beats = 0
 
     @functools.cached_property
     def sqlmesh_steps(self) -> frozenset[str]:
@@ -184,6 +192,20 @@ class RunCoordinator:
             cursor = page.cursor
 
     # --- the leader ---------------------------------------------------------------------
+
+    @property
+    def _alive_key(self) -> str:
+        return f"dg_sqlmesh/alive/{self.run_id}"
+
+    def beat(self) -> None:
+        """The leader's sign of life, while SQLMesh's execution lasts: a new value each
+        time (see the module's docstring)."""
+        self._beats += 1
+        value = f"{os.getpid()}@{socket.gethostname()}:{self._beats}"
+        self.instance.run_storage.set_cursor_values({self._alive_key: value})
+
+    def _last_sign(self) -> str | None:
+        return self.instance.run_storage.get_cursor_values({self._alive_key}).get(self._alive_key)
 
     def record_execution(self, step_key: str, attempt: int, models: int) -> None:
         """Say in the run log that SQLMesh is being executed, and by which process."""
@@ -280,6 +302,7 @@ class RunCoordinator:
         delay = 0.02
         announced = False
         last_status = time.monotonic()
+        sign, sign_changed, signs_seen = self._last_sign(), time.monotonic(), False
         while True:
             page = self.instance.get_records_for_run(
                 self.run_id, cursor=cursor, of_type=_FOLLOWED, limit=_PAGE
@@ -301,6 +324,18 @@ class RunCoordinator:
                     raise LeaderLost(
                         f"The run is {run.status.value.lower()} and step '{leader_step}', which "
                         "executes SQLMesh for it, published no outcome."
+                    )
+                now, latest = time.monotonic(), self._last_sign()
+                if latest != sign:
+                    sign, sign_changed, signs_seen = latest, now, True
+                elif now - sign_changed > (
+                    LOST_AFTER_SECONDS if signs_seen else _FIRST_SIGN_SECONDS
+                ):
+                    raise LeaderLost(
+                        f"Step '{leader_step}', which executes SQLMesh for this run, has given "
+                        f"no sign of life for {now - sign_changed:.0f} s and published no "
+                        "outcome: its process died or was stopped. No outcome can be "
+                        "reported; re-execute the run to complete the work."
                     )
             time.sleep(delay)
             delay = min(poll_seconds, delay * 2)
