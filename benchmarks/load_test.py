@@ -3,7 +3,9 @@
 Everything is on a private PostgreSQL server: the example shop project's ``postgres``
 gateway (warehouse and SQLMesh state) and the Dagster instance's storage (dagster-postgres,
 from a real ``dagster.yaml``). Each run selects an overlapping, upstream-closed set of
-models and runs in its own process with the multiprocess executor. Afterwards the script
+models and runs in its own process with the multiprocess executor (or, with ``--executor
+celery``, on two Celery workers fed by a Redis broker, every run's steps spread over
+them). Afterwards the script
 checks what ended up in the warehouse, in SQLMesh's state and in Dagster's event log:
 
 * SQLMesh executions never overlapped (``before_all``/``after_all`` stamps written by
@@ -18,6 +20,7 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/load_test.py            # 6 runs
     .venv/bin/python benchmarks/load_test.py --runs 8 --max-concurrent 3 --seed 2
+    .venv/bin/python benchmarks/load_test.py --executor celery   # needs redis-server
 
 Exits non-zero when a check fails. Needs PostgreSQL server binaries (see
 ``.ci/install-postgres.sh``); as root, the server runs as the ``postgres`` OS user.
@@ -58,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrent", type=int, default=2, help="step processes per run")
     parser.add_argument("--seed", type=int, default=0, help="seed of the selections")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--executor",
+        choices=["multiprocess", "celery"],
+        default="multiprocess",
+        help="celery: every run's steps on two Celery workers (a Redis broker)",
+    )
     args = parser.parse_args(argv)
 
     from helpers.pg_server import PostgresServer, postgres_available
@@ -125,7 +134,17 @@ def run_load_test(pg, work: Path, args: argparse.Namespace) -> list[str]:
     resource = {"project_dir": str(project), "gateway": "postgres"}
 
     instance = dg.DagsterInstance.from_config(str(home))
+    cluster = None
     try:
+        executor_config = None
+        if args.executor == "celery":
+            from helpers.celery_cluster import CeleryCluster
+            from helpers.reliability import SPEC_ENV
+
+            spec = json.dumps({"resource": resource, "executor": "celery"})
+            cluster = CeleryCluster(work / "celery", env={SPEC_ENV: spec}).__enter__()
+            executor_config = cluster.executor_config()
+            print(f"{cluster.n_workers} Celery workers of {cluster.concurrency} processes ready")
         go = work / "go"
         launched = [
             launch(
@@ -133,6 +152,8 @@ def run_load_test(pg, work: Path, args: argparse.Namespace) -> list[str]:
                 resource,
                 work / "runs",
                 select=selection,
+                executor=args.executor,
+                executor_config=executor_config,
                 max_concurrent=args.max_concurrent,
                 go_file=go,
                 name=f"run{i}",
@@ -155,9 +176,26 @@ def run_load_test(pg, work: Path, args: argparse.Namespace) -> list[str]:
                 results.append({"run_id": None, "success": False, "error": str(exc)})
                 print(f"run{i}: no result\n{exc}")
         wall = time.monotonic() - t0
+        if cluster is not None:
+            workers = _workers_used(instance, [r["run_id"] for r in results if r["run_id"]])
+            print(f"steps ran in {len(workers)} Celery worker process(es)")
         return check(pg, project, instance, executions_of, models, selections, results, wall)
     finally:
+        if cluster is not None:
+            cluster.__exit__()
         instance.dispose()
+
+
+def _workers_used(instance, run_ids: list[str]) -> set[int]:  # noqa: ANN001
+    import dagster as dg
+
+    return {
+        r.event_log_entry.dagster_event.pid
+        for run_id in run_ids
+        for r in instance.get_records_for_run(
+            run_id, of_type=dg.DagsterEventType.STEP_START
+        ).records
+    }
 
 
 def plan(project: Path) -> None:
@@ -203,6 +241,9 @@ def check(pg, project, instance, executions_of, models, selections, results, wal
 
     failures: list[str] = []
     by_key = {f"{m.catalog}/{m.schema}/{m.table}": m for m in models.values()}
+    from dg_sqlmesh.translation.partitions import model_partitions_def
+
+    partitioned = {key for key, m in by_key.items() if model_partitions_def(m) is not None}
     statuses: Counter[str] = Counter()
     states: Counter[str] = Counter()
     executions: dict[str, int] = {}
@@ -219,13 +260,13 @@ def check(pg, project, instance, executions_of, models, selections, results, wal
         records = instance.get_records_for_run(
             run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
         ).records
-        per_asset: Counter[str] = Counter()
+        per_asset: Counter[tuple[str, str | None]] = Counter()  # (key, partition)
         run_states: Counter[str] = Counter()
         for record in records:
             mat = record.event_log_entry.dagster_event.event_specific_data.materialization
             key = mat.asset_key.to_user_string()
             meta = {k: v.value for k, v in mat.metadata.items()}
-            per_asset[key] += 1
+            per_asset[(key, mat.partition)] += 1
             state = meta.get("sqlmesh/state")
             run_states[state] += 1
             states[state] += 1
@@ -237,11 +278,15 @@ def check(pg, project, instance, executions_of, models, selections, results, wal
             (count,) = pg.execute(f"SELECT COUNT(*) FROM {schema}.{table}", dbname="shop")[0]
             if count == 0:
                 failures.append(f"run{i}: {key} shown materialized but {schema}.{table} is empty")
-            for interval in meta.get("sqlmesh/intervals") or []:
-                evaluated[key].append((f"run{i}", interval))
-        for key, n in per_asset.items():
+            # a partition's own interval, or an unpartitioned model's evaluated intervals
+            own = [meta["sqlmesh/interval"]] if "sqlmesh/interval" in meta else []
+            if state == "materialized":
+                for interval in meta.get("sqlmesh/intervals") or own:
+                    evaluated[key].append((f"run{i}", interval))
+        for (key, partition), n in per_asset.items():
             if n > 1:
-                failures.append(f"run{i}: {key} materialized {n} times")
+                where = f" partition {partition}" if partition else ""
+                failures.append(f"run{i}: {key}{where} materialized {n} times")
         if run.status == dg.DagsterRunStatus.FAILURE:
             steps = instance.get_records_for_run(
                 run_id, of_type=dg.DagsterEventType.STEP_FAILURE
@@ -255,7 +300,8 @@ def check(pg, project, instance, executions_of, models, selections, results, wal
                 print(f"    failure: {text.strip().splitlines()[0][:200]}")
         elif run.status != dg.DagsterRunStatus.SUCCESS:
             failures.append(f"run{i} ended {run.status.value}")
-        unmaterialized = set(selection) - set(per_asset)
+        # a partitioned model with nothing due records nothing (no partition was written)
+        unmaterialized = set(selection) - {k for k, _ in per_asset} - partitioned
         if run.status == dg.DagsterRunStatus.SUCCESS and unmaterialized:
             failures.append(f"run{i} succeeded without materializing {sorted(unmaterialized)}")
         print(
