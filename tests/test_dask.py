@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from helpers.generated_models import key, pick_with_children, step
 from helpers.harness import _env, executions, materialized, step_failures
 from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reconstruct import reconstructable_job
 from helpers.reliability import executions_of
 from helpers.split_storage import split_pg_instance
+from projects.generate import project_models
 
 from dg_sqlmesh import sqlmesh_definitions_factory
 from dg_sqlmesh.errors import SQLMeshDefinitionError
@@ -67,3 +69,119 @@ def test_the_default_pool_steps_aside_on_dask_and_a_named_one_is_refused(generat
         sqlmesh_definitions_factory(
             project_dir=str(project), executor=dask_executor, pool="warehouse"
         )
+
+
+def test_the_example_runs_on_dask(planned_shop, split_instance):
+    instance, _ = split_instance
+    from helpers.defs_from_env import sqlmesh_job
+
+    with _env(planned_shop, {"executor": "dask"}):
+        result = dg.execute_job(
+            reconstructable_job(sqlmesh_job),
+            instance=instance,
+            run_config={"execution": {"config": {"cluster": CLUSTER}}},
+            raise_on_error=False,
+        )
+    assert result.success, step_failures(instance, result.run_id)
+    assert executions_of(instance, result.run_id) == 1
+    shown = materialized(instance, result.run_id)
+    assert len(shown) == 12 and {m[RUN.state] for m in shown.values()} == {"materialized"}
+
+
+def test_a_failing_model_on_dask_fails_its_step_and_downstream_only(generated, split_instance):
+    instance, _ = split_instance
+    failing, below, others = pick_with_children(project_models(12))
+    project = generated(12, failing={failing: "runtime_error"})
+    before = executions(project / "db.duckdb")
+    from helpers.defs_from_env import sqlmesh_job
+
+    with _env(project, {"executor": "dask"}):
+        result = dg.execute_job(
+            reconstructable_job(sqlmesh_job),
+            instance=instance,
+            run_config={"execution": {"config": {"cluster": CLUSTER}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    assert executions(project / "db.duckdb") - before == 1
+    assert "dg_sqlmesh generated failure" in step_failures(instance, result.run_id)[step(failing)]
+    shown = materialized(instance, result.run_id)
+    assert key(failing) not in shown and not {key(n) for n in below} & set(shown)
+    assert {key(n) for n in others} <= set(shown)
+    assert {m[RUN.state] for m in shown.values()} == {"materialized"}
+
+
+def test_a_killed_leader_worker_on_dask_fails_the_run_and_the_next_run_completes(
+    split_instance, tmp_path, monkeypatch
+):
+    import os
+    import signal
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import duckdb
+    from helpers.harness import plan_project
+    from helpers.reliability import (
+        BATCH_SECONDS_ENV,
+        MARKER_DIR_ENV,
+        coordinator_runs,
+        duckdb_connection,
+        launch,
+        run_in_process,
+        wait_for,
+        write_slow_project,
+    )
+
+    instance, _ = split_instance
+    db = tmp_path / "db.duckdb"
+    start = (datetime.now(UTC).date() - timedelta(days=10)).isoformat()
+    project = write_slow_project(tmp_path / "p", duckdb_connection(db), start=start)
+    plan_project(project)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    run = launch(
+        instance,
+        {"project_dir": str(project)},
+        tmp_path / "work",
+        executor="dask",
+        executor_config={"cluster": {"local": {**CLUSTER["local"], "n_workers": 3}}},
+        env={BATCH_SECONDS_ENV: "1", MARKER_DIR_ENV: str(markers)},
+    )
+    try:
+        wait_for(
+            lambda: (
+                len(list(markers.glob("events_a-*.started"))) >= 2 or run.process.poll() is not None
+            ),
+            180,
+            "SQLMesh to be evaluating src.events_a",
+        )
+        assert run.process.poll() is None, run.log_tail()
+        (leader,) = coordinator_runs(instance)
+        os.kill(leader["pid"], signal.SIGKILL)  # the Dask worker process running the leader
+        killed_at = time.monotonic()
+        result = run.wait(timeout=180)
+    finally:
+        run.kill()
+    ended = time.monotonic() - killed_at
+    assert ended < 45, run.log_tail()  # nobody waited long for a dead leader
+    assert not result["success"]
+    # Dask started the leader's step again on another worker: it refused to execute SQLMesh
+    # a second time in the run, and the followers failed naming it
+    assert [e["pid"] for e in coordinator_runs(instance)] == [leader["pid"]]
+    failures = step_failures(instance, leader["run_id"])
+    assert "A run executes SQLMesh once" in failures[leader["step"]], failures
+    for follower, message in failures.items():
+        if follower != leader["step"]:
+            assert f"'{leader['step']}'" in message, message
+    assert materialized(instance, leader["run_id"]) == {}  # nothing false shown
+    monkeypatch.setenv(BATCH_SECONDS_ENV, "0")
+    again = run_in_process({"project_dir": str(project)}, instance)
+    assert again.success
+    shown = materialized(instance, again.run_id)
+    assert len(shown) == 4 and {m[RUN.state] for m in shown.values()} == {"materialized"}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        dupes = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT id, ds FROM src.events_a GROUP BY ALL "
+            "HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
+    assert dupes == 0

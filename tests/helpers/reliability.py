@@ -183,10 +183,13 @@ def definitions(spec: Mapping[str, Any] | None = None) -> dg.Definitions:
 
     spec = spec if spec is not None else json.loads(os.environ[SPEC_ENV])
     resource = SQLMeshResource(**spec["resource"])
-    assets = sqlmesh_assets_factory(sqlmesh_resource=resource)
+    dask = spec.get("executor") == "dask"  # which cannot carry pools
+    assets = sqlmesh_assets_factory(sqlmesh_resource=resource, pool=not dask)
     executor = None
     if spec.get("executor") == "celery":
         from dagster_celery import celery_executor as executor
+    elif spec.get("executor") == "dask":
+        from dagster_dask import dask_executor as executor
     return dg.Definitions(
         assets=assets,
         jobs=[sqlmesh_job(assets)],
@@ -276,7 +279,8 @@ def launch(
     With ``go_file``, the subprocess gets ready (imports, instance) and then waits until that
     file exists, so that several runs can be started at the same instant: wait for every
     ``Launched.ready`` and touch the file. ``executor="celery"`` runs the steps on Celery
-    workers, with ``executor_config`` (``CeleryCluster.executor_config()``).
+    workers, with ``executor_config`` (``CeleryCluster.executor_config()``);
+    ``executor="dask"`` on a Dask cluster, with ``executor_config`` (the Dask executor's).
     """
     from dagster._serdes import serialize_value
 
@@ -358,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
                 instance=instance, asset_selection=selection, raise_on_error=False
             )
         else:
-            if args.executor == "celery":
+            if args.executor in ("celery", "dask"):
                 config = json.loads(args.executor_config)
             else:
                 config = {"multiprocess": {"max_concurrent": args.max_concurrent}}

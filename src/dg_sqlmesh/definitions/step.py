@@ -17,7 +17,7 @@ import dagster as dg
 
 from dg_sqlmesh._compat.dagster import runs_every_step_here
 from dg_sqlmesh.definitions.leader import lead
-from dg_sqlmesh.errors import SQLMeshRunFailure
+from dg_sqlmesh.errors import LeaderLost, SQLMeshRunFailure
 from dg_sqlmesh.execution.background import (
     execution_of,
     stop_execution,
@@ -54,6 +54,7 @@ def _step(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str)
     local = coordinator.local()
     leader = local.leader_step if local is not None else coordinator.leader(step_key)
     if local is None and leader == step_key:
+        _refuse_a_second_execution(coordinator, step_key)
         lead(context, graph, coordinator, step_key)
     published = _await(context, coordinator, leader, fqn)
     if fqn not in published.outcomes and published.error is not None:
@@ -76,6 +77,20 @@ def _step(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str)
         yield from report(context, graph, fqn, outcome, replay=replay, leader_step=leader)
     if leader == step_key:
         _finish_leading(context, graph)
+
+
+def _refuse_a_second_execution(coordinator: RunCoordinator, step_key: str) -> None:
+    """A run executes SQLMesh once: when an earlier attempt of this step began SQLMesh's
+    execution and died before publishing, its followers fail, and so does this step."""
+    earlier = coordinator.abandoned_execution()
+    if earlier is not None:
+        raise LeaderLost(
+            f"Step '{step_key}' began SQLMesh's execution for this run in process "
+            f"{earlier.get('pid')} on {earlier.get('host')}, which stopped before publishing "
+            "what happened (it was killed, or its worker was lost), and the executor started "
+            "the step again. A run executes SQLMesh once: re-execute the run to complete the "
+            "work; SQLMesh evaluates only what is missing."
+        )
 
 
 def _await(

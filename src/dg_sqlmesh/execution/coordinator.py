@@ -223,6 +223,23 @@ class RunCoordinator:
             step_key=step_key,
         )
 
+    def abandoned_execution(self) -> dict[str, Any] | None:
+        """SQLMesh's execution for this run that an earlier attempt of the leader's step
+        recorded and never finished publishing (its process died: an executor that
+        reschedules the lost step, as Dask does, starts the step again): ``{"pid", "host",
+        "attempt"}``, or None."""
+        found = None
+        for record in self.instance.get_records_for_run(
+            self.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+        ).records:
+            metadata = record.event_log_entry.dagster_event.engine_event_data.metadata or {}
+            live = LIVE_KEY in metadata and metadata[LIVE_KEY].value
+            if EXECUTION_KEY in metadata:
+                found = metadata[EXECUTION_KEY].value
+            elif OUTCOMES_KEY in metadata and not live:
+                found = None  # that execution ended and said so
+        return found
+
     def open_board(self, step_key: str) -> None:
         """Start publishing this run's outcomes from ``step_key``, in this process."""
         with _BOARDS_LOCK:
