@@ -7,14 +7,11 @@ when the broker restarts mid-run, and when two runs of one environment meet."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 from helpers.celery_cluster import CeleryCluster, redis_available
 from helpers.generated_models import key, pick_with_children, step
@@ -25,12 +22,17 @@ from helpers.reliability import (
     BATCH_SECONDS_ENV,
     MARKER_DIR_ENV,
     SPEC_ENV,
-    coordinator_runs,
     duckdb_connection,
+    evaluating,
+    events_a_days,
+    execution_marks,
     executions_of,
+    kill_the_leader,
     launch,
     run_in_process,
+    run_together,
     wait_for,
+    waits_for_other_runs,
     write_slow_project,
 )
 from helpers.split_storage import split_pg_instance
@@ -137,16 +139,6 @@ def _slow_run(tmp_path: Path, instance, days: int, batch_seconds: str, name: str
     return project, db, markers, env
 
 
-def _no_duplicates(db: Path, days: int) -> None:
-    with duckdb.connect(str(db), read_only=True) as conn:
-        dupes = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT id, ds FROM src.events_a GROUP BY ALL "
-            "HAVING COUNT(*) > 1)"
-        ).fetchone()[0]
-        found = conn.execute("SELECT COUNT(DISTINCT ds) FROM src.events_a").fetchone()[0]
-    assert dupes == 0 and found == days
-
-
 def test_a_killed_leader_worker_fails_the_run_promptly_and_the_next_run_completes(
     split_instance, tmp_path, monkeypatch
 ):
@@ -161,26 +153,10 @@ def test_a_killed_leader_worker_fails_the_run_promptly_and_the_next_run_complete
             executor_config=cluster.executor_config(),
             env=env,
         )
-        try:
-            wait_for(
-                lambda: (
-                    len(list(markers.glob("events_a-*.started"))) >= 2
-                    or run.process.poll() is not None
-                ),
-                180,
-                "SQLMesh to be evaluating src.events_a",
-            )
-            assert run.process.poll() is None, run.log_tail()
-            (leader,) = coordinator_runs(instance)
-            os.kill(leader["pid"], signal.SIGKILL)  # the worker process running the leader
-            killed_at = time.monotonic()
-            result = run.wait(timeout=120)
-            ended = time.monotonic() - killed_at
-            # followers already running on the other worker notice the run's end
-            wait_for(lambda: instance.get_run_by_id(leader["run_id"]).is_finished, 30, "run end")
-            time.sleep(4)  # a follower checks the run's status every 2 s
-        finally:
-            run.kill()
+        leader, result, ended = kill_the_leader(instance, run, markers)
+        # followers already running on the other worker notice the run's end
+        wait_for(lambda: instance.get_run_by_id(leader["run_id"]).is_finished, 30, "run end")
+        time.sleep(4)  # a follower checks the run's status every 2 s
     assert ended < 45, run.log_tail()  # nobody waited for a dead leader
     assert not result["success"]
     failures = step_failures(instance, leader["run_id"])
@@ -194,7 +170,7 @@ def test_a_killed_leader_worker_fails_the_run_promptly_and_the_next_run_complete
     assert again.success
     shown = materialized(instance, again.run_id)
     assert len(shown) == 4 and {m[RUN.state] for m in shown.values()} == {"materialized"}
-    _no_duplicates(db, 10)
+    assert events_a_days(db) == (0, 10)  # every day once
 
 
 def test_a_broker_restarted_mid_run_loses_nothing(split_instance, tmp_path):
@@ -210,14 +186,7 @@ def test_a_broker_restarted_mid_run_loses_nothing(split_instance, tmp_path):
             env=env,
         )
         try:
-            wait_for(
-                lambda: (
-                    len(list(markers.glob("events_a-*.started"))) >= 1
-                    or run.process.poll() is not None
-                ),
-                180,
-                "SQLMesh to be evaluating src.events_a",
-            )
+            evaluating(run, markers)
             cluster.restart_broker(down_seconds=3)
             result = run.wait(timeout=240)
         finally:
@@ -226,7 +195,7 @@ def test_a_broker_restarted_mid_run_loses_nothing(split_instance, tmp_path):
     assert executions_of(instance, result["run_id"]) == 1
     shown = materialized(instance, result["run_id"])
     assert len(shown) == 4 and {m[RUN.state] for m in shown.values()} == {"materialized"}
-    _no_duplicates(db, 6)
+    assert events_a_days(db) == (0, 6)
 
 
 def test_two_runs_of_one_environment_on_celery_workers_never_execute_together(
@@ -234,8 +203,7 @@ def test_two_runs_of_one_environment_on_celery_workers_never_execute_together(
 ):
     instance, _ = split_instance
     project, db, _, env = _slow_run(tmp_path, instance, 3, "0.3")
-    with duckdb.connect(str(db), read_only=True) as conn:
-        (planned,) = conn.execute("SELECT COUNT(*) FROM _meta.marks").fetchone()
+    planned = len(execution_marks(db))
     go = tmp_path / "go"
     selections = {"a": ["db/src/events_a", "db/src/slow"], "b": ["db/src/slow", "db/src/events_b"]}
     with CeleryCluster(tmp_path / "celery", env=env) as cluster:
@@ -253,21 +221,9 @@ def test_two_runs_of_one_environment_on_celery_workers_never_execute_together(
             )
             for name, select in selections.items()
         }
-        wait_for(lambda: all(r.ready for r in runs.values()), 180, "the runs to be ready")
-        go.touch()
-        results = {name: run.wait(timeout=300) for name, run in runs.items()}
-    assert all(r["success"] for r in results.values()), {n: r.log_tail() for n, r in runs.items()}
-    with duckdb.connect(str(db), read_only=True) as conn:
-        marks = conn.execute(
-            "SELECT what FROM _meta.marks ORDER BY marked_at, what DESC"
-        ).fetchall()
-    assert [w for (w,) in marks[planned:]] == ["start", "end"] * 2, marks  # never interleaved
+        results = run_together(runs, go)
+    assert execution_marks(db)[planned:] == ["start", "end"] * 2  # never interleaved
     run_ids = [r["run_id"] for r in results.values()]
     assert all(executions_of(instance, run_id) == 1 for run_id in run_ids)
-    waits = [
-        r.user_message
-        for run_id in run_ids
-        for r in instance.all_logs(run_id)
-        if r.user_message.startswith("Waiting for Dagster run ")
-    ]
+    waits = waits_for_other_runs(instance, run_ids)
     assert waits and all(any(other in w for other in run_ids) for w in waits), waits

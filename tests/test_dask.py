@@ -5,13 +5,26 @@ SQLMesh once and report every model."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 import pytest
 from helpers.generated_models import key, pick_with_children, step
-from helpers.harness import _env, executions, materialized, step_failures
+from helpers.harness import _env, executions, materialized, plan_project, step_failures
 from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reconstruct import reconstructable_job
-from helpers.reliability import executions_of
+from helpers.reliability import (
+    BATCH_SECONDS_ENV,
+    MARKER_DIR_ENV,
+    coordinator_runs,
+    duckdb_connection,
+    events_a_days,
+    executions_of,
+    kill_the_leader,
+    launch,
+    run_in_process,
+    write_slow_project,
+)
 from helpers.split_storage import split_pg_instance
 from projects.generate import project_models
 
@@ -38,19 +51,25 @@ def split_instance(pg, tmp_path):
         yield found
 
 
-def test_the_default_definitions_run_on_dask_executing_sqlmesh_once(generated, split_instance):
-    instance, local = split_instance
-    project = generated(6)
-    before = executions(project / "db.duckdb")
+def _run_on_dask(project, instance: dg.DagsterInstance) -> dg.ExecuteJobResult:  # noqa: ANN001
+    """``sqlmesh_job`` of the definitions over ``project`` with ``executor=dask_executor``
+    (and nothing else changed), on a local cluster of worker processes."""
     from helpers.defs_from_env import sqlmesh_job
 
     with _env(project, {"executor": "dask"}):
-        result = dg.execute_job(
+        return dg.execute_job(
             reconstructable_job(sqlmesh_job),
             instance=instance,
             run_config={"execution": {"config": {"cluster": CLUSTER}}},
             raise_on_error=False,
         )
+
+
+def test_the_default_definitions_run_on_dask_executing_sqlmesh_once(generated, split_instance):
+    instance, local = split_instance
+    project = generated(6)
+    before = executions(project / "db.duckdb")
+    result = _run_on_dask(project, instance)
     assert result.success, step_failures(instance, result.run_id)
     assert executions(project / "db.duckdb") - before == 1  # counted by SQLMesh itself
     assert executions_of(instance, result.run_id) == 1
@@ -73,15 +92,7 @@ def test_the_default_pool_steps_aside_on_dask_and_a_named_one_is_refused(generat
 
 def test_the_example_runs_on_dask(planned_shop, split_instance):
     instance, _ = split_instance
-    from helpers.defs_from_env import sqlmesh_job
-
-    with _env(planned_shop, {"executor": "dask"}):
-        result = dg.execute_job(
-            reconstructable_job(sqlmesh_job),
-            instance=instance,
-            run_config={"execution": {"config": {"cluster": CLUSTER}}},
-            raise_on_error=False,
-        )
+    result = _run_on_dask(planned_shop, instance)
     assert result.success, step_failures(instance, result.run_id)
     assert executions_of(instance, result.run_id) == 1
     shown = materialized(instance, result.run_id)
@@ -93,15 +104,7 @@ def test_a_failing_model_on_dask_fails_its_step_and_downstream_only(generated, s
     failing, below, others = pick_with_children(project_models(12))
     project = generated(12, failing={failing: "runtime_error"})
     before = executions(project / "db.duckdb")
-    from helpers.defs_from_env import sqlmesh_job
-
-    with _env(project, {"executor": "dask"}):
-        result = dg.execute_job(
-            reconstructable_job(sqlmesh_job),
-            instance=instance,
-            run_config={"execution": {"config": {"cluster": CLUSTER}}},
-            raise_on_error=False,
-        )
+    result = _run_on_dask(project, instance)
     assert not result.success
     assert executions(project / "db.duckdb") - before == 1
     assert "dg_sqlmesh generated failure" in step_failures(instance, result.run_id)[step(failing)]
@@ -114,24 +117,6 @@ def test_a_failing_model_on_dask_fails_its_step_and_downstream_only(generated, s
 def test_a_killed_leader_worker_on_dask_fails_the_run_and_the_next_run_completes(
     split_instance, tmp_path, monkeypatch
 ):
-    import os
-    import signal
-    import time
-    from datetime import UTC, datetime, timedelta
-
-    import duckdb
-    from helpers.harness import plan_project
-    from helpers.reliability import (
-        BATCH_SECONDS_ENV,
-        MARKER_DIR_ENV,
-        coordinator_runs,
-        duckdb_connection,
-        launch,
-        run_in_process,
-        wait_for,
-        write_slow_project,
-    )
-
     instance, _ = split_instance
     db = tmp_path / "db.duckdb"
     start = (datetime.now(UTC).date() - timedelta(days=10)).isoformat()
@@ -147,22 +132,7 @@ def test_a_killed_leader_worker_on_dask_fails_the_run_and_the_next_run_completes
         executor_config={"cluster": {"local": {**CLUSTER["local"], "n_workers": 3}}},
         env={BATCH_SECONDS_ENV: "1", MARKER_DIR_ENV: str(markers)},
     )
-    try:
-        wait_for(
-            lambda: (
-                len(list(markers.glob("events_a-*.started"))) >= 2 or run.process.poll() is not None
-            ),
-            180,
-            "SQLMesh to be evaluating src.events_a",
-        )
-        assert run.process.poll() is None, run.log_tail()
-        (leader,) = coordinator_runs(instance)
-        os.kill(leader["pid"], signal.SIGKILL)  # the Dask worker process running the leader
-        killed_at = time.monotonic()
-        result = run.wait(timeout=180)
-    finally:
-        run.kill()
-    ended = time.monotonic() - killed_at
+    leader, result, ended = kill_the_leader(instance, run, markers, timeout=180)
     assert ended < 45, run.log_tail()  # nobody waited long for a dead leader
     assert not result["success"]
     # Dask started the leader's step again on another worker: it refused to execute SQLMesh
@@ -179,9 +149,4 @@ def test_a_killed_leader_worker_on_dask_fails_the_run_and_the_next_run_completes
     assert again.success
     shown = materialized(instance, again.run_id)
     assert len(shown) == 4 and {m[RUN.state] for m in shown.values()} == {"materialized"}
-    with duckdb.connect(str(db), read_only=True) as conn:
-        dupes = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT id, ds FROM src.events_a GROUP BY ALL "
-            "HAVING COUNT(*) > 1)"
-        ).fetchone()[0]
-    assert dupes == 0
+    assert events_a_days(db) == (0, 10)  # every day once

@@ -9,26 +9,25 @@ SQLMesh writes itself), not from what the runs report.
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 from helpers.harness import _env, executions, materialized, plan_project, step_failures
 from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reliability import (
     BATCH_SECONDS_ENV,
     MARKER_DIR_ENV,
-    coordinator_runs,
     duckdb_connection,
+    events_a_days,
+    execution_marks,
     executions_of,
+    kill_the_leader,
     launch,
     run_in_process,
-    wait_for,
+    run_together,
+    waits_for_other_runs,
     write_slow_project,
 )
 from helpers.split_storage import files_under, split_pg_instance
@@ -105,8 +104,7 @@ def test_concurrent_runs_on_separate_hosts_execute_one_at_a_time(
     db = tmp_path / "db.duckdb"
     project = write_slow_project(tmp_path / "p", duckdb_connection(db), start=_start(3))
     plan_project(project)
-    with duckdb.connect(str(db), read_only=True) as conn:
-        (planned,) = conn.execute("SELECT COUNT(*) FROM _meta.marks").fetchone()
+    planned = len(execution_marks(db))
 
     go = tmp_path / "go"
     # all three share src.slow, and each has a model of its own, so every run has work
@@ -129,26 +127,13 @@ def test_concurrent_runs_on_separate_hosts_execute_one_at_a_time(
         )
         for name, select in selections.items()
     }
-    wait_for(lambda: all(r.ready for r in runs.values()), 180, "the runs to be ready")
-    go.touch()
-    results = {name: run.wait(timeout=300) for name, run in runs.items()}
-    assert all(r["success"] for r in results.values()), {n: r.log_tail() for n, r in runs.items()}
-
+    results = run_together(runs, go)
     # SQLMesh's own start/end stamps never interleave: one execution at a time
-    with duckdb.connect(str(db), read_only=True) as conn:
-        marks = conn.execute(
-            "SELECT what FROM _meta.marks ORDER BY marked_at, what DESC"
-        ).fetchall()
-    assert [w for (w,) in marks[planned:]] == ["start", "end"] * 3, marks
+    assert execution_marks(db)[planned:] == ["start", "end"] * 3
     run_ids = [r["run_id"] for r in results.values()]
     assert all(executions_of(instance, run_id) == 1 for run_id in run_ids)
     # the runs that waited said whom they waited for (no host lock could tell them)
-    waits = [
-        r.user_message
-        for run_id in run_ids
-        for r in instance.all_logs(run_id)
-        if r.user_message.startswith("Waiting for Dagster run ")
-    ]
+    waits = waits_for_other_runs(instance, run_ids)
     assert len(waits) >= 2, waits
     assert all(any(other in w for other in run_ids) for w in waits), waits
     _no_coordination_files(local)
@@ -170,22 +155,8 @@ def test_a_killed_leader_fails_its_followers_promptly_and_the_next_run_completes
         max_concurrent=4,
         env={BATCH_SECONDS_ENV: "1", MARKER_DIR_ENV: str(markers)},
     )
-    try:
-        wait_for(
-            lambda: (
-                len(list(markers.glob("events_a-*.started"))) >= 2 or run.process.poll() is not None
-            ),
-            180,
-            "SQLMesh to be evaluating src.events_a",
-        )
-        assert run.process.poll() is None, run.log_tail()
-        (leader,) = coordinator_runs(instance)
-        os.kill(leader["pid"], signal.SIGKILL)  # the leader step only: the run goes on
-        killed_at = time.monotonic()
-        result = run.wait(timeout=120)
-    finally:
-        run.kill()
-    assert time.monotonic() - killed_at < 30  # followers did not wait for a dead leader
+    leader, result, ended = kill_the_leader(instance, run, markers)
+    assert ended < 30  # followers did not wait for a dead leader
     assert not result["success"]
     failures = step_failures(instance, leader["run_id"])
     followers = {k: v for k, v in failures.items() if k != leader["step"]}
@@ -200,11 +171,5 @@ def test_a_killed_leader_fails_its_followers_promptly_and_the_next_run_completes
     shown = materialized(instance, again.run_id)
     assert {m[RUN.state] for m in shown.values()} == {"materialized"}
     assert len(shown) == 4
-    with duckdb.connect(str(db), read_only=True) as conn:
-        dupes = conn.execute(
-            "SELECT COUNT(*) FROM (SELECT id, ds FROM src.events_a GROUP BY ALL "
-            "HAVING COUNT(*) > 1)"
-        ).fetchone()[0]
-        days = conn.execute("SELECT COUNT(DISTINCT ds) FROM src.events_a").fetchone()[0]
-    assert dupes == 0 and days == 10
+    assert events_a_days(db) == (0, 10)  # every day once
     _no_coordination_files(local)

@@ -382,6 +382,79 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.out).write_text(json.dumps(payload))
 
 
+def run_together(runs: Mapping[str, Launched], go: Path, timeout: float = 300) -> dict[str, Any]:
+    """Start ``runs`` (launched with ``go_file=go``) at one instant; their results, once
+    every one succeeded."""
+    wait_for(lambda: all(r.ready for r in runs.values()), 180, "the runs to be ready")
+    go.touch()
+    results = {name: run.wait(timeout=timeout) for name, run in runs.items()}
+    assert all(r["success"] for r in results.values()), {n: r.log_tail() for n, r in runs.items()}
+    return results
+
+
+def execution_marks(db_path: Path) -> list[str]:
+    """The slow project's SQLMesh executions, as SQLMesh stamped them: 'start' and 'end'
+    in time order (the plan's included)."""
+    import duckdb
+
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        rows = conn.execute("SELECT what FROM _meta.marks ORDER BY marked_at, what DESC")
+        return [what for (what,) in rows.fetchall()]
+
+
+def waits_for_other_runs(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> list[str]:
+    """The log lines in which the runs said which other run they waited for."""
+    return [
+        r.user_message
+        for run_id in run_ids
+        for r in instance.all_logs(run_id)
+        if r.user_message.startswith("Waiting for Dagster run ")
+    ]
+
+
+def evaluating(run: Launched, markers: Path, batches: int = 1, timeout: float = 180) -> None:
+    """Wait until SQLMesh has begun ``batches`` batches of ``src.events_a`` in ``run``."""
+    wait_for(
+        lambda: (
+            len(list(markers.glob("events_a-*.started"))) >= batches
+            or run.process.poll() is not None
+        ),
+        timeout,
+        "SQLMesh to be evaluating src.events_a",
+    )
+    assert run.process.poll() is None, run.log_tail()
+
+
+def kill_the_leader(
+    instance: dg.DagsterInstance, run: Launched, markers: Path, timeout: float = 120
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """Once SQLMesh is evaluating, SIGKILL the process executing it for ``run`` (the leader
+    step's only; the run goes on). The leader's record (``coordinator_runs``), the run's
+    result, and the seconds from the kill to the run's end."""
+    try:
+        evaluating(run, markers, batches=2)
+        (leader,) = coordinator_runs(instance)
+        os.kill(leader["pid"], signal.SIGKILL)
+        killed_at = time.monotonic()
+        result = run.wait(timeout=timeout)
+        return leader, result, time.monotonic() - killed_at
+    finally:
+        run.kill()
+
+
+def events_a_days(db_path: Path) -> tuple[int, int]:
+    """``src.events_a`` of the slow project: its rows written twice, and its days."""
+    import duckdb
+
+    with duckdb.connect(str(db_path), read_only=True) as conn:
+        dupes = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT id, ds FROM src.events_a GROUP BY ALL "
+            "HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
+        days = conn.execute("SELECT COUNT(DISTINCT ds) FROM src.events_a").fetchone()[0]
+    return dupes, days
+
+
 def coordinator_runs(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
     """The SQLMesh executions the runs of ``instance`` recorded in their event logs, oldest
     run first: ``{"run_id", "pid", "host", "attempt", "step"}`` each."""
