@@ -127,10 +127,25 @@ def test_a_claim_not_yet_committed_makes_the_next_step_wait_for_it_not_lead(pg, 
     assert RunCoordinator(pg_instance, run, steps).leader("a") == "a"
 
 
-def test_many_steps_electing_at_once_in_many_runs_agree_on_one_leader(pg_instance, tmp_path):
-    # Eight processes elect at the same moment in each of 40 runs, inserting their claims
-    # concurrently: the unique index lets one in. (The start events' order did not happen
-    # to reorder here; the first test reorders it on purpose.)
+# A busy server: the session inserting a step's start event stalls for up to 50 ms after
+# PostgreSQL gave the event its id and before the event is visible to anyone.
+_STALLING_STARTS = """
+CREATE FUNCTION stall_start() RETURNS trigger AS $$
+BEGIN
+  IF NEW.dagster_event_type = 'STEP_START' THEN PERFORM pg_sleep(random() * 0.05); END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER stall_start BEFORE INSERT ON event_logs
+  FOR EACH ROW EXECUTE FUNCTION stall_start();
+"""
+
+
+def test_many_steps_electing_at_once_in_many_runs_agree_on_one_leader(pg, pg_instance, tmp_path):
+    # Eight processes start their step and elect at the same moment in each of 40 runs, on
+    # a server whose start events become visible out of their id order (electing by the
+    # start events' order made several leaders in 9 of these 40 runs), and insert their
+    # claims concurrently: the unique index lets one in.
+    pg.execute(_STALLING_STARTS, dbname="dagster_election")
     steps = [f"model_{i}" for i in range(8)]
     runs = [_run(pg_instance).run_id for _ in range(40)]
     ref = instance_ref_file(pg_instance, tmp_path)
@@ -151,7 +166,7 @@ def test_many_steps_electing_at_once_in_many_runs_agree_on_one_leader(pg_instanc
         out, err = elector.communicate(timeout=180)
         assert elector.returncode == 0, err
         said.append(json.loads(out.strip().splitlines()[-1]))
-    for i, run_id in enumerate(runs):
-        leaders = {step_says[i] for step_says in said}
-        assert len(leaders) == 1, f"run {run_id}: {sorted(leaders)} all lead"
-        assert leaders <= set(steps)
+    leaders = [{step_says[i] for step_says in said} for i in range(len(runs))]
+    several = [sorted(found) for found in leaders if len(found) > 1]
+    assert not several, f"{len(several)} of {len(runs)} runs had several leaders: {several}"
+    assert set().union(*leaders) <= set(steps)
