@@ -9,6 +9,7 @@ import json
 import multiprocessing
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -195,3 +196,78 @@ def _dead_pid() -> int:
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
     return int(done.stdout)
+
+
+def test_processes_running_different_code_read_one_claim_as_one_leader(instance):
+    run = _started_run(instance)
+    first = RunCoordinator(instance, run, ["b", "c"]).leader("c")
+    # a process whose code has one more SQLMesh step, sorting before the others
+    assert RunCoordinator(instance, run, ["a", "b", "c"]).leader("b") == first == "c"
+
+
+def test_a_leader_step_started_again_follows_reports_or_fails_as_its_earlier_attempt_did(
+    instance,
+):
+    from dg_sqlmesh.execution.coordinator import LOST_AFTER_SECONDS
+
+    run = _started_run(instance)
+    coordinator = RunCoordinator(instance, run, ["a", "b"])
+    assert coordinator.earlier_lead() is None  # the first attempt leads
+    coordinator.record_leading("a")
+    assert coordinator.earlier_lead().published is False
+    # the earlier attempt still gives signs of life: a new attempt follows it
+    beating = threading.Event()
+
+    def beat() -> None:
+        while not beating.wait(0.3):
+            coordinator.beat()
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        assert coordinator.signs_of_life(within=5)
+    finally:
+        beating.set()
+        beater.join()
+    started = time.monotonic()
+    assert not coordinator.signs_of_life(within=2)  # no more signs
+    assert time.monotonic() - started >= 2 and LOST_AFTER_SECONDS > 2
+    coordinator.publish("a", {OUTCOME.fqn: OUTCOME})
+    assert coordinator.earlier_lead().published is True  # reported, never executed again
+
+
+def test_a_follower_waits_on_an_instance_that_keeps_no_signs_of_life(instance, monkeypatch):
+    """A run storage without key-values (Dagster+'s returns the error instead of raising):
+    followers go by the leader's step and the run's status, as before signs of life."""
+    from dg_sqlmesh.execution.coordinator import NO_SIGNS
+
+    run = _started_run(instance)
+    monkeypatch.setattr(
+        instance.run_storage, "get_cursor_values", lambda keys: NotImplementedError()
+    )
+    coordinator = RunCoordinator(instance, run, ["a", "b"])
+    assert coordinator._last_sign() is NO_SIGNS
+    assert coordinator.signs_of_life(within=1) is False
+    threading.Timer(3.0, lambda: coordinator.publish("a", {OUTCOME.fqn: OUTCOME})).start()
+    published = RunCoordinator(instance, run, ["a", "b"]).wait_for("a", OUTCOME.fqn)
+    assert published.outcomes == {OUTCOME.fqn: OUTCOME}
+
+
+def test_the_leaders_watch_outlives_storage_errors():
+    from dg_sqlmesh.execution.background import cancellation_watched
+
+    class FlakyInstance:
+        looks = 0
+
+        def get_run_by_id(self, run_id: str) -> None:
+            self.looks += 1
+            if self.looks <= 2:
+                raise ConnectionError("server closed the connection unexpectedly")
+
+    beats = []
+    flaky = FlakyInstance()
+    with cancellation_watched(
+        flaky, "run", threading.Event(), every=0.1, beat=lambda: beats.append(1)
+    ):
+        time.sleep(1.0)
+    assert len(beats) >= 5 and flaky.looks >= 5  # it went on after the errors

@@ -21,7 +21,7 @@ from helpers.elect import start_step
 from helpers.other_process import instance_ref_file
 from helpers.pg_server import PostgresServer, postgres_available
 
-from dg_sqlmesh.execution.coordinator import RunCoordinator
+from dg_sqlmesh.execution.coordinator import RunCoordinator, claimant_numbers
 
 _reason = postgres_available()
 pytestmark = pytest.mark.skipif(_reason is not None, reason=_reason or "")
@@ -110,8 +110,8 @@ def test_a_claim_not_yet_committed_makes_the_next_step_wait_for_it_not_lead(pg, 
     with held.cursor() as cursor:  # a's claim, as the storage inserts it, not yet committed
         cursor.execute(
             "INSERT INTO pending_steps (concurrency_key, run_id, step_key, priority) "
-            "VALUES ('dg_sqlmesh/leader', %s, 'dg_sqlmesh:leader', 1)",
-            (run.run_id,),
+            "VALUES ('dg_sqlmesh/leader', %s, 'dg_sqlmesh:leader', %s)",
+            (run.run_id, claimant_numbers(steps)["a"]),
         )
     said: dict[str, str] = {}
     electing = threading.Thread(

@@ -100,6 +100,7 @@ class DgSQLMeshMetadataSet(NamespacedMetadataSet):
     note: str | None = None
     evaluated_by_plan_of_run: str | None = None
     source: str | None = None  # a runless event's origin (SQLMesh's state)
+    leading: dg.JsonMetadataValue | None = None  # a leader began: its process and host
     execution: dg.JsonMetadataValue | None = None  # engine events of the run's leader
     outcomes: dg.JsonMetadataValue | None = None
     live: bool | None = None  # outcomes published as they became final, before the end

@@ -86,39 +86,41 @@ def lead(
 
     def work(execution: BackgroundExecution) -> dict[str, ModelOutcome]:
         started = time.monotonic()
-        try:
-            with (
-                cancellation_watched(instance, run_id, execution.stop, beat=coordinator.beat),
-                hold_project_environment(
-                    instance,
-                    run_id,
-                    resource,
-                    description,
-                    log=lambda level, message: log_at(log, level, message),
-                ),
-                live_progress(log) as progress,
-            ):
-                outcomes, summary, beyond = _execute(
-                    resource,
-                    graph,
-                    coordinator,
-                    step_key,
-                    selection,
-                    alone,
-                    progress,
-                    started,
-                    window,
-                    unaudited=lambda keys: checks_without_result(instance, keys),
-                    live=live,
-                    stop=execution.stop,
-                    on_planned=execution.keep_leader.set,
-                    reviewed=reviewed,
-                )
-        except BaseException as exc:  # re-raised: followers must not wait for a dead leader
-            coordinator.publish(step_key, {}, error=failure_text(exc))
-            raise
-        log.info(summary)
-        coordinator.publish(step_key, outcomes, summary=summary)
+        coordinator.record_leading(step_key)  # before any work: a restarted step sees it
+        # The leader's sign of life lasts until the run's outcomes are published.
+        with cancellation_watched(instance, run_id, execution.stop, beat=coordinator.beat):
+            try:
+                with (
+                    hold_project_environment(
+                        instance,
+                        run_id,
+                        resource,
+                        description,
+                        log=lambda level, message: log_at(log, level, message),
+                    ),
+                    live_progress(log) as progress,
+                ):
+                    outcomes, summary, beyond = _execute(
+                        resource,
+                        graph,
+                        coordinator,
+                        step_key,
+                        selection,
+                        alone,
+                        progress,
+                        started,
+                        window,
+                        unaudited=lambda keys: checks_without_result(instance, keys),
+                        live=live,
+                        stop=execution.stop,
+                        on_planned=execution.keep_leader.set,
+                        reviewed=reviewed,
+                    )
+            except BaseException as exc:  # re-raised: followers must not wait for a dead leader
+                coordinator.publish(step_key, {}, error=failure_text(exc))
+                raise
+            log.info(summary)
+            coordinator.publish(step_key, outcomes, summary=summary)
         return beyond
 
     coordinator.open_board(step_key)

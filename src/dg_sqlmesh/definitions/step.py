@@ -53,8 +53,8 @@ def _step(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str)
     )
     local = coordinator.local()
     leader = local.leader_step if local is not None else coordinator.leader(step_key)
-    if local is None and leader == step_key:
-        _refuse_a_second_execution(coordinator, step_key)
+    leading_here = local is None and leader == step_key and _first_lead(coordinator, step_key)
+    if leading_here:
         lead(context, graph, coordinator, step_key)
     published = _await(context, coordinator, leader, fqn)
     if fqn not in published.outcomes and published.error is not None:
@@ -68,7 +68,7 @@ def _step(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str)
     outcome = published.outcomes.get(fqn) or ModelOutcome(
         fqn=fqn, detail="SQLMesh did not report this model"
     )
-    replay = leader != step_key
+    replay = leader != step_key or not leading_here  # its SQLMesh lines were logged elsewhere
     if alone:
         yield from report_checks_alone(
             context, graph, fqn, outcome, replay=replay, leader_step=leader
@@ -79,18 +79,24 @@ def _step(context: dg.AssetExecutionContext, graph: SQLMeshAssetGraph, fqn: str)
         _finish_leading(context, graph)
 
 
-def _refuse_a_second_execution(coordinator: RunCoordinator, step_key: str) -> None:
-    """A run executes SQLMesh once: when an earlier attempt of this step began SQLMesh's
-    execution and died before publishing, its followers fail, and so does this step."""
-    earlier = coordinator.abandoned_execution()
-    if earlier is not None:
-        raise LeaderLost(
-            f"Step '{step_key}' began SQLMesh's execution for this run in process "
-            f"{earlier.get('pid')} on {earlier.get('host')}, which stopped before publishing "
-            "what happened (it was killed, or its worker was lost), and the executor started "
-            "the step again. A run executes SQLMesh once: re-execute the run to complete the "
-            "work; SQLMesh evaluates only what is missing."
-        )
+def _first_lead(coordinator: RunCoordinator, step_key: str) -> bool:
+    """Whether this attempt of the leader's step starts SQLMesh's execution: the first
+    does. A run executes SQLMesh once, so an attempt the executor started again (Dask does
+    when a worker dies; a retry policy after a failure) reports what the earlier attempt
+    published, or follows it while it still gives signs of life, and otherwise fails,
+    failing its followers."""
+    earlier = coordinator.earlier_lead()
+    if earlier is None:
+        return True
+    if earlier.published or coordinator.signs_of_life():
+        return False
+    raise LeaderLost(
+        f"Step '{step_key}' began SQLMesh's execution for this run in process "
+        f"{earlier.where.get('pid')} on {earlier.where.get('host')}, which stopped before "
+        "publishing what happened (it was killed, or its worker was lost), and the executor "
+        "started the step again. A run executes SQLMesh once: re-execute the run to "
+        "complete the work; SQLMesh evaluates only what is missing."
+    )
 
 
 def _await(

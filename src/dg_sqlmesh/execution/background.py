@@ -120,11 +120,14 @@ def cancellation_watched(
 
     def watch() -> None:
         while not finished.wait(every):
-            try:
+            try:  # a storage error skips one beat or one look, never the watch
                 beat()
-            except Exception:  # noqa: BLE001, S110 - a missed beat is told by the next
+            except Exception:  # noqa: BLE001, S110 - the next beat tells
                 pass
-            run = instance.get_run_by_id(run_id)
+            try:
+                run = instance.get_run_by_id(run_id)
+            except Exception:  # noqa: BLE001, S112 - looked at again next time
+                continue
             if run is not None and run.status in CANCELED:
                 stop.set()
                 return

@@ -38,6 +38,7 @@ import os
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ from dg_sqlmesh.metadata import DG
 OUTCOMES_KEY = DG.outcomes
 ERROR_KEY = DG.error
 EXECUTION_KEY = DG.execution
+LEADING_KEY = DG.leading
 LIVE_KEY = DG.live
 
 _RUN_ENDED = {
@@ -69,6 +71,28 @@ _STATUS_EVERY_SECONDS = 2.0
 _PAGE = 200
 LOST_AFTER_SECONDS = 15.0  # no sign of life from the leader for this long: it is dead
 _FIRST_SIGN_SECONDS = 120.0  # before its first sign: the leader may still be starting
+
+
+NO_SIGNS = object()  # the instance keeps no signs of life
+
+
+def claimant_numbers(steps: Collection[str]) -> dict[str, int]:
+    """Each SQLMesh step's number in the run's claim: a hash of its key, the same in every
+    process whatever other steps its code has (so processes running different code never
+    read one claim as two leaders), or its place among the steps should two keys hash
+    alike."""
+    numbers = {step: (zlib.crc32(step.encode()) & 0x7FFFFFFF) or 1 for step in steps}
+    if len(set(numbers.values())) < len(numbers):
+        numbers = {step: i + 1 for i, step in enumerate(sorted(steps))}
+    return numbers
+
+
+@dataclass
+class EarlierLead:
+    """An earlier attempt of the leader's step: where it ran and whether it published."""
+
+    where: dict[str, Any]
+    published: bool
 
 
 @dataclass
@@ -155,15 +179,16 @@ class RunCoordinator:
     def leader(self, step_key: str) -> str:
         """The step key of the run's leader, as every step of the run computes it: the
         step whose claim the storage took first."""
-        steps = sorted(self.sqlmesh_steps)
-        if step_key in steps:
-            found = first_claim(self.instance, self.run_id, steps.index(step_key) + 1)
-            if found is not None and found <= len(steps):
-                return steps[found - 1]
+        numbers = claimant_numbers(self.sqlmesh_steps)
+        if step_key in numbers:
+            found = first_claim(self.instance, self.run_id, numbers[step_key])
             if found is not None:
+                claimed = [step for step, number in numbers.items() if number == found]
+                if len(claimed) == 1:
+                    return claimed[0]
                 raise LeaderLost(
-                    f"Step number {found} claimed this run's lead, and this code has only "
-                    f"{len(steps)} SQLMesh steps: the run's steps run different code. "
+                    f"The step that claimed this run's lead (number {found}) is not one of "
+                    "this code's SQLMesh steps: the run's steps run different code. "
                     "Re-execute the run once every worker runs the same code."
                 )
         launched = self._first_of_ours(dg.DagsterEventType.STEP_WORKER_STARTING, step_key)
@@ -204,8 +229,57 @@ class RunCoordinator:
         value = f"{os.getpid()}@{socket.gethostname()}:{self._beats}"
         self.instance.run_storage.set_cursor_values({self._alive_key: value})
 
-    def _last_sign(self) -> str | None:
-        return self.instance.run_storage.get_cursor_values({self._alive_key}).get(self._alive_key)
+    def _last_sign(self) -> object:
+        """The leader's last sign of life (None before the first), or ``NO_SIGNS`` when
+        the instance keeps none (a run storage without key-values, as Dagster+'s)."""
+        try:
+            values = self.instance.run_storage.get_cursor_values({self._alive_key})
+        except NotImplementedError:
+            return NO_SIGNS
+        if not isinstance(values, Mapping):  # some storages return the error instead
+            return NO_SIGNS
+        return values.get(self._alive_key)
+
+    def signs_of_life(self, within: float = LOST_AFTER_SECONDS, poll: float = 1.0) -> bool:
+        """Whether the leader's sign of life changes within ``within`` seconds (a leader
+        working somewhere); False at once when the instance keeps no signs."""
+        first = self._last_sign()
+        if first is NO_SIGNS:
+            return False
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            time.sleep(poll)
+            if self._last_sign() != first:
+                return True
+        return False
+
+    def record_leading(self, step_key: str) -> None:
+        """Say in the run log that ``step_key`` leads SQLMesh's execution for the run, from
+        this process, before doing anything: a step started again sees it."""
+        where = {"pid": os.getpid(), "host": socket.gethostname()}
+        self.instance.report_engine_event(
+            f"Step '{step_key}' leads SQLMesh's execution for this run "
+            f"(pid {where['pid']} on {where['host']})",
+            dagster_run=self.run,
+            engine_event_data=engine_event_data({LEADING_KEY: dg.MetadataValue.json(where)}),
+            step_key=step_key,
+        )
+
+    def earlier_lead(self) -> EarlierLead | None:
+        """What an earlier attempt of the leader's step did, when the executor started the
+        step again (Dask does when a worker dies; a retry policy does after a failure):
+        None when no attempt led yet."""
+        found: EarlierLead | None = None
+        for record in self.instance.get_records_for_run(
+            self.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
+        ).records:
+            metadata = record.event_log_entry.dagster_event.engine_event_data.metadata or {}
+            live = LIVE_KEY in metadata and metadata[LIVE_KEY].value
+            if LEADING_KEY in metadata:
+                found = EarlierLead(dict(metadata[LEADING_KEY].value or {}), published=False)
+            elif OUTCOMES_KEY in metadata and not live and found is not None:
+                found.published = True
+        return found
 
     def record_execution(self, step_key: str, attempt: int, models: int) -> None:
         """Say in the run log that SQLMesh is being executed, and by which process."""
@@ -222,23 +296,6 @@ class RunCoordinator:
             ),
             step_key=step_key,
         )
-
-    def abandoned_execution(self) -> dict[str, Any] | None:
-        """SQLMesh's execution for this run that an earlier attempt of the leader's step
-        recorded and never finished publishing (its process died: an executor that
-        reschedules the lost step, as Dask does, starts the step again): ``{"pid", "host",
-        "attempt"}``, or None."""
-        found = None
-        for record in self.instance.get_records_for_run(
-            self.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT
-        ).records:
-            metadata = record.event_log_entry.dagster_event.engine_event_data.metadata or {}
-            live = LIVE_KEY in metadata and metadata[LIVE_KEY].value
-            if EXECUTION_KEY in metadata:
-                found = metadata[EXECUTION_KEY].value
-            elif OUTCOMES_KEY in metadata and not live:
-                found = None  # that execution ended and said so
-        return found
 
     def open_board(self, step_key: str) -> None:
         """Start publishing this run's outcomes from ``step_key``, in this process."""
@@ -320,6 +377,7 @@ class RunCoordinator:
         announced = False
         last_status = time.monotonic()
         sign, sign_changed, signs_seen = self._last_sign(), time.monotonic(), False
+        rescanned = False
         while True:
             page = self.instance.get_records_for_run(
                 self.run_id, cursor=cursor, of_type=_FOLLOWED, limit=_PAGE
@@ -336,26 +394,46 @@ class RunCoordinator:
                 announced = True
             if time.monotonic() - last_status > _STATUS_EVERY_SECONDS:
                 last_status = time.monotonic()
-                run = self.instance.get_run_by_id(self.run_id)
-                if run is not None and run.status in _RUN_ENDED:
-                    raise LeaderLost(
-                        f"The run is {run.status.value.lower()} and step '{leader_step}', which "
-                        "executes SQLMesh for it, published no outcome."
-                    )
-                now, latest = time.monotonic(), self._last_sign()
+                lost, latest = self._news(leader_step, sign, sign_changed, signs_seen)
+                if lost is not None and not rescanned:
+                    # PostgreSQL may commit events out of id order: before giving up, read
+                    # the whole log once more, in case the publication hid behind the cursor
+                    cursor, rescanned = None, True
+                    continue
+                if lost is not None:
+                    raise LeaderLost(lost)
                 if latest != sign:
-                    sign, sign_changed, signs_seen = latest, now, True
-                elif now - sign_changed > (
-                    LOST_AFTER_SECONDS if signs_seen else _FIRST_SIGN_SECONDS
-                ):
-                    raise LeaderLost(
-                        f"Step '{leader_step}', which executes SQLMesh for this run, has given "
-                        f"no sign of life for {now - sign_changed:.0f} s and published no "
-                        "outcome: its process died or was stopped. No outcome can be "
-                        "reported; re-execute the run to complete the work."
-                    )
+                    sign, sign_changed, signs_seen = latest, time.monotonic(), True
             time.sleep(delay)
             delay = min(poll_seconds, delay * 2)
+
+    def _news(
+        self, leader_step: str, sign: object, sign_changed: float, signs_seen: bool
+    ) -> tuple[str | None, object]:
+        """Why the leader is lost (None: it is not, or still has time), and its latest
+        sign of life."""
+        run = self.instance.get_run_by_id(self.run_id)
+        if run is not None and run.status in _RUN_ENDED:
+            why = (
+                f"The run is {run.status.value.lower()} and step '{leader_step}', which "
+                "executes SQLMesh for it, published no outcome."
+            )
+            return why, sign
+        latest = self._last_sign()
+        if latest is NO_SIGNS or latest != sign:
+            return None, latest
+        waited = time.monotonic() - sign_changed
+        if waited > (LOST_AFTER_SECONDS if signs_seen else _FIRST_SIGN_SECONDS):
+            return _lost_message(leader_step, waited), latest
+        return None, latest
+
+
+def _lost_message(leader_step: str, seconds: float) -> str:
+    return (
+        f"Step '{leader_step}', which executes SQLMesh for this run, has given no sign of "
+        f"life for {seconds:.0f} s and published no outcome: its process died or was "
+        "stopped. No outcome can be reported; re-execute the run to complete the work."
+    )
 
 
 def _wait_on_board(
