@@ -58,3 +58,24 @@ def generated(tmp_path):
         return root
 
     return make
+
+
+# The slowest test files first (measured with --durations=0): pytest-xdist's --dist loadfile
+# hands files to its workers in collection order, so the long ones start first and the
+# workers finish together instead of one waiting for the other's last long file.
+SLOWEST_FIRST = (
+    "test_execution.py",
+    "test_materialize_all_e2e.py",
+    "test_celery.py",
+    "test_live.py",
+    "test_distributed.py",
+    "test_dask.py",
+    "test_leader.py",
+    "test_what_the_ui_shows.py",
+    "test_faults.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
