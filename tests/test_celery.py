@@ -22,6 +22,7 @@ from helpers.reliability import (
     BATCH_SECONDS_ENV,
     MARKER_DIR_ENV,
     SPEC_ENV,
+    assert_the_next_run_completes,
     duckdb_connection,
     evaluating,
     events_a_days,
@@ -29,7 +30,6 @@ from helpers.reliability import (
     executions_of,
     kill_the_leader,
     launch,
-    run_in_process,
     run_together,
     wait_for,
     waits_for_other_runs,
@@ -165,12 +165,7 @@ def test_a_killed_leader_worker_fails_the_run_promptly_and_the_next_run_complete
             assert f"'{leader['step']}'" in message, message
     assert materialized(instance, leader["run_id"]) == {}  # nothing false shown
 
-    monkeypatch.setenv(BATCH_SECONDS_ENV, "0")
-    again = run_in_process({"project_dir": str(project)}, instance)
-    assert again.success
-    shown = materialized(instance, again.run_id)
-    assert len(shown) == 4 and {m[RUN.state] for m in shown.values()} == {"materialized"}
-    assert events_a_days(db) == (0, 10)  # every day once
+    assert_the_next_run_completes(instance, project, db, 10, monkeypatch)
 
 
 def test_a_broker_restarted_mid_run_loses_nothing(split_instance, tmp_path):

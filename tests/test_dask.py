@@ -16,13 +16,12 @@ from helpers.reconstruct import reconstructable_job
 from helpers.reliability import (
     BATCH_SECONDS_ENV,
     MARKER_DIR_ENV,
+    assert_the_next_run_completes,
     coordinator_runs,
     duckdb_connection,
-    events_a_days,
     executions_of,
     kill_the_leader,
     launch,
-    run_in_process,
     write_slow_project,
 )
 from helpers.split_storage import split_pg_instance
@@ -144,9 +143,4 @@ def test_a_killed_leader_worker_on_dask_fails_the_run_and_the_next_run_completes
         if follower != leader["step"]:
             assert f"'{leader['step']}'" in message, message
     assert materialized(instance, leader["run_id"]) == {}  # nothing false shown
-    monkeypatch.setenv(BATCH_SECONDS_ENV, "0")
-    again = run_in_process({"project_dir": str(project)}, instance)
-    assert again.success
-    shown = materialized(instance, again.run_id)
-    assert len(shown) == 4 and {m[RUN.state] for m in shown.values()} == {"materialized"}
-    assert events_a_days(db) == (0, 10)  # every day once
+    assert_the_next_run_completes(instance, project, db, 10, monkeypatch)

@@ -19,13 +19,12 @@ from helpers.pg_server import PostgresServer, postgres_available
 from helpers.reliability import (
     BATCH_SECONDS_ENV,
     MARKER_DIR_ENV,
+    assert_the_next_run_completes,
     duckdb_connection,
-    events_a_days,
     execution_marks,
     executions_of,
     kill_the_leader,
     launch,
-    run_in_process,
     run_together,
     waits_for_other_runs,
     write_slow_project,
@@ -165,11 +164,5 @@ def test_a_killed_leader_fails_its_followers_promptly_and_the_next_run_completes
         assert f"Step '{leader['step']}' was executing SQLMesh for this run and failed" in message
     assert materialized(instance, leader["run_id"]) == {}  # nothing false shown
 
-    monkeypatch.setenv(BATCH_SECONDS_ENV, "0")
-    again = run_in_process({"project_dir": str(project)}, instance)
-    assert again.success
-    shown = materialized(instance, again.run_id)
-    assert {m[RUN.state] for m in shown.values()} == {"materialized"}
-    assert len(shown) == 4
-    assert events_a_days(db) == (0, 10)  # every day once
+    assert_the_next_run_completes(instance, project, db, 10, monkeypatch)
     _no_coordination_files(local)

@@ -455,6 +455,23 @@ def events_a_days(db_path: Path) -> tuple[int, int]:
     return dupes, days
 
 
+def assert_the_next_run_completes(
+    instance: dg.DagsterInstance, project: Path, db_path: Path, days: int, monkeypatch: Any
+) -> None:
+    """After a run whose leader was killed: the next run (in process, no slow batches)
+    materializes the slow project's four models, and ``src.events_a`` holds each of its
+    ``days`` once."""
+    from dg_sqlmesh.metadata import RUN
+    from helpers.harness import materialized
+
+    monkeypatch.setenv(BATCH_SECONDS_ENV, "0")
+    again = run_in_process({"project_dir": str(project)}, instance)
+    assert again.success
+    shown = materialized(instance, again.run_id)
+    assert len(shown) == 4 and {m[RUN.state] for m in shown.values()} == {"materialized"}
+    assert events_a_days(db_path) == (0, days)  # every day once
+
+
 def coordinator_runs(instance: dg.DagsterInstance) -> list[dict[str, Any]]:
     """The SQLMesh executions the runs of ``instance`` recorded in their event logs, oldest
     run first: ``{"run_id", "pid", "host", "attempt", "step"}`` each."""
