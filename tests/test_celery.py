@@ -7,6 +7,7 @@ when the broker restarts mid-run, and when two runs of one environment meet."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,8 +120,8 @@ def test_a_failing_model_on_celery_fails_its_step_and_downstream_only(
     assert {m[RUN.state] for m in shown.values()} == {"materialized"}
 
 
-def _slow_run(tmp_path: Path, instance, days: int, batch_seconds: str, name: str = "run"):
-    """The slow project on ``days`` days, planned, and its cluster's environment."""
+def _slow_run(tmp_path: Path, days: int, batch_seconds: str):  # noqa: ANN202
+    """The slow project on ``days`` days, planned, and its workers' environment."""
     from helpers.harness import plan_project
 
     db = tmp_path / "db.duckdb"
@@ -129,8 +130,6 @@ def _slow_run(tmp_path: Path, instance, days: int, batch_seconds: str, name: str
     markers = tmp_path / "markers"
     markers.mkdir(exist_ok=True)
     spec = {"resource": {"project_dir": str(project)}, "executor": "celery"}
-    import json
-
     env = {
         SPEC_ENV: json.dumps(spec),
         BATCH_SECONDS_ENV: batch_seconds,
@@ -139,20 +138,26 @@ def _slow_run(tmp_path: Path, instance, days: int, batch_seconds: str, name: str
     return project, db, markers, env
 
 
+def _launch_on(cluster: CeleryCluster, instance, project: Path, env: dict, **kw):  # noqa: ANN001, ANN202
+    """``sqlmesh_job`` of the slow project, its steps on ``cluster``'s workers."""
+    return launch(
+        instance,
+        {"project_dir": str(project)},
+        cluster.root.parent / "work",
+        executor="celery",
+        executor_config=cluster.executor_config(),
+        env=env,
+        **kw,
+    )
+
+
 def test_a_killed_leader_worker_fails_the_run_promptly_and_the_next_run_completes(
     split_instance, tmp_path, monkeypatch
 ):
     instance, _ = split_instance
-    project, db, markers, env = _slow_run(tmp_path, instance, 10, "1")
+    project, db, markers, env = _slow_run(tmp_path, 10, "1")
     with CeleryCluster(tmp_path / "celery", env=env) as cluster:
-        run = launch(
-            instance,
-            {"project_dir": str(project)},
-            tmp_path / "work",
-            executor="celery",
-            executor_config=cluster.executor_config(),
-            env=env,
-        )
+        run = _launch_on(cluster, instance, project, env)
         leader, result, ended = kill_the_leader(instance, run, markers)
         # followers already running on the other worker notice the run's end
         wait_for(lambda: instance.get_run_by_id(leader["run_id"]).is_finished, 30, "run end")
@@ -170,16 +175,9 @@ def test_a_killed_leader_worker_fails_the_run_promptly_and_the_next_run_complete
 
 def test_a_broker_restarted_mid_run_loses_nothing(split_instance, tmp_path):
     instance, _ = split_instance
-    project, db, markers, env = _slow_run(tmp_path, instance, 6, "1")
+    project, db, markers, env = _slow_run(tmp_path, 6, "1")
     with CeleryCluster(tmp_path / "celery", env=env) as cluster:
-        run = launch(
-            instance,
-            {"project_dir": str(project)},
-            tmp_path / "work",
-            executor="celery",
-            executor_config=cluster.executor_config(),
-            env=env,
-        )
+        run = _launch_on(cluster, instance, project, env)
         try:
             evaluating(run, markers)
             cluster.restart_broker(down_seconds=3)
@@ -197,23 +195,13 @@ def test_two_runs_of_one_environment_on_celery_workers_never_execute_together(
     split_instance, tmp_path
 ):
     instance, _ = split_instance
-    project, db, _, env = _slow_run(tmp_path, instance, 3, "0.3")
+    project, db, _, env = _slow_run(tmp_path, 3, "0.3")
     planned = len(execution_marks(db))
     go = tmp_path / "go"
     selections = {"a": ["db/src/events_a", "db/src/slow"], "b": ["db/src/slow", "db/src/events_b"]}
     with CeleryCluster(tmp_path / "celery", env=env) as cluster:
         runs = {
-            name: launch(
-                instance,
-                {"project_dir": str(project)},
-                tmp_path / "work",
-                select=select,
-                executor="celery",
-                executor_config=cluster.executor_config(),
-                go_file=go,
-                env=env,
-                name=name,
-            )
+            name: _launch_on(cluster, instance, project, env, select=select, go_file=go, name=name)
             for name, select in selections.items()
         }
         results = run_together(runs, go)
